@@ -1,0 +1,67 @@
+//! The admin listener: `/healthz` (the process is alive) and `/readyz`
+//! (signing keys loaded and not shutting down). Kept off the public port.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use http::header::{HeaderValue, CONTENT_TYPE};
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::error::full;
+use crate::state::Gateway;
+use crate::Body;
+
+/// Serves admin requests until `stop` flips.
+pub async fn serve(listener: TcpListener, gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
+    let builder = auto::Builder::new(TokioExecutor::new());
+    loop {
+        let (stream, _) = tokio::select! {
+            r = listener.accept() => match r { Ok(c) => c, Err(_) => continue },
+            _ = stop.changed() => return,
+        };
+        let gw = gw.clone();
+        let svc = service_fn(move |req| {
+            let gw = gw.clone();
+            async move { Ok::<_, Infallible>(respond(&gw, &req)) }
+        });
+        let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+        tokio::spawn(conn);
+    }
+}
+
+fn respond(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
+    match req.uri().path() {
+        "/healthz" => json(StatusCode::OK, serde_json::json!({"status": "ok"})),
+        "/readyz" => {
+            let snap = gw.snapshot();
+            let issuers: Vec<_> = snap
+                .keys
+                .iter()
+                .map(|k| {
+                    serde_json::json!({
+                        "issuer": k.issuer,
+                        "state": format!("{:?}", k.state()).to_lowercase(),
+                        "key_age_secs": k.key_age().map(|a| a.as_secs()),
+                    })
+                })
+                .collect();
+            let ready = gw.is_ready();
+            let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+            json(status, serde_json::json!({"ready": ready, "draining": gw.is_draining(), "config_version": snap.version, "issuers": issuers}))
+        }
+        _ => json(StatusCode::NOT_FOUND, serde_json::json!({"error": "not_found"})),
+    }
+}
+
+fn json(status: StatusCode, v: serde_json::Value) -> Response<Body> {
+    let mut r = Response::new(full(v.to_string()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}

@@ -1,0 +1,285 @@
+//! JWT checks: parse the compact form, pick and verify the key, then check
+//! the registered claims. Every failure has its own reason, for the
+//! `error_description`, the logs and the metrics.
+
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::keys::{Alg, KeySet};
+
+/// Longest token accepted; real access tokens are a few KB.
+pub const MAX_TOKEN_LEN: usize = 16 * 1024;
+
+/// Why a token was refused (401 `invalid_token`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenError {
+    Malformed(&'static str),
+    UnsupportedAlg(String),
+    UnsupportedCrit,
+    TypeNotAccepted(String),
+    UnknownIssuer,
+    UnknownKid,
+    AlgMismatch,
+    BadSignature,
+    Expired,
+    NotYetValid,
+    IssuedInFuture,
+    WrongAudience,
+    MissingClaim(&'static str),
+}
+
+impl TokenError {
+    /// Stable label for logs and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            TokenError::Malformed(_) => "malformed",
+            TokenError::UnsupportedAlg(_) => "unsupported_alg",
+            TokenError::UnsupportedCrit => "unsupported_crit",
+            TokenError::TypeNotAccepted(_) => "wrong_type",
+            TokenError::UnknownIssuer => "unknown_issuer",
+            TokenError::UnknownKid => "unknown_kid",
+            TokenError::AlgMismatch => "alg_mismatch",
+            TokenError::BadSignature => "bad_signature",
+            TokenError::Expired => "expired",
+            TokenError::NotYetValid => "not_yet_valid",
+            TokenError::IssuedInFuture => "issued_in_future",
+            TokenError::WrongAudience => "wrong_audience",
+            TokenError::MissingClaim(_) => "missing_claim",
+        }
+    }
+
+    /// The RFC 6750 `error_description` (never echoes token content).
+    pub fn describe(&self) -> String {
+        match self {
+            TokenError::Malformed(why) => format!("malformed token: {why}"),
+            TokenError::UnsupportedAlg(a) => format!("signing algorithm {a} is not accepted"),
+            TokenError::UnsupportedCrit => "token has critical header parameters".into(),
+            TokenError::TypeNotAccepted(t) => format!("token type {t} is not accepted"),
+            TokenError::UnknownIssuer => "token issuer is not trusted".into(),
+            TokenError::UnknownKid => "token signing key is unknown".into(),
+            TokenError::AlgMismatch => "token algorithm does not match its key".into(),
+            TokenError::BadSignature => "token signature is invalid".into(),
+            TokenError::Expired => "token has expired".into(),
+            TokenError::NotYetValid => "token is not yet valid".into(),
+            TokenError::IssuedInFuture => "token is issued in the future".into(),
+            TokenError::WrongAudience => "token audience is not accepted".into(),
+            TokenError::MissingClaim(c) => format!("token lacks the `{c}` claim"),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RawHeader {
+    alg: Option<String>,
+    kid: Option<String>,
+    typ: Option<String>,
+    crit: Option<Value>,
+    // `jku`, `x5u`, `jwk`, `x5c` are deliberately not read: keys come only
+    // from the configured JWKS.
+}
+
+/// A token split and decoded, signature not yet checked.
+#[derive(Debug)]
+pub struct Parsed<'t> {
+    pub alg: Alg,
+    pub kid: Option<String>,
+    pub typ: Option<String>,
+    pub claims: Map<String, Value>,
+    /// `header.payload`, the bytes the signature covers.
+    pub signing_input: &'t str,
+    pub signature: Vec<u8>,
+}
+
+fn b64(part: &str, what: &'static str) -> Result<Vec<u8>, TokenError> {
+    URL_SAFE_NO_PAD.decode(part).map_err(|_| TokenError::Malformed(what))
+}
+
+/// Splits and decodes a compact JWS. Rejects `none`, HMAC and anything else
+/// outside [`Alg`] before any key is looked at.
+pub fn parse(token: &str) -> Result<Parsed<'_>, TokenError> {
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(TokenError::Malformed("too long"));
+    }
+    let mut parts = token.split('.');
+    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return Err(TokenError::Malformed("not three dot-separated parts"));
+    };
+    let header: RawHeader = serde_json::from_slice(&b64(h, "header is not base64url")?).map_err(|_| TokenError::Malformed("header is not a JSON object"))?;
+    let alg_name = header.alg.ok_or(TokenError::Malformed("header has no alg"))?;
+    let alg = Alg::from_name(&alg_name).ok_or_else(|| TokenError::UnsupportedAlg(sanitize(&alg_name)))?;
+    if header.crit.is_some() {
+        return Err(TokenError::UnsupportedCrit);
+    }
+    let claims: Map<String, Value> = serde_json::from_slice(&b64(p, "payload is not base64url")?).map_err(|_| TokenError::Malformed("payload is not a JSON object"))?;
+    let signature = b64(s, "signature is not base64url")?;
+    if signature.is_empty() {
+        return Err(TokenError::Malformed("empty signature"));
+    }
+    Ok(Parsed { alg, kid: header.kid, typ: header.typ, claims, signing_input: &token[..h.len() + 1 + p.len()], signature })
+}
+
+/// Keeps only a short, printable excerpt of attacker-controlled text.
+fn sanitize(s: &str) -> String {
+    s.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '+')).take(16).collect()
+}
+
+/// Verifies the signature with the key the header names (or, without a
+/// `kid`, any key that fits). `UnknownKid` tells the caller a refetch of the
+/// JWKS may help.
+pub fn verify_signature(p: &Parsed<'_>, keys: &KeySet) -> Result<(), TokenError> {
+    match &p.kid {
+        Some(kid) => {
+            let key = keys.get(kid).ok_or(TokenError::UnknownKid)?;
+            if !key.allows(p.alg) {
+                return Err(TokenError::AlgMismatch);
+            }
+            if key.verify(p.alg, p.signing_input.as_bytes(), &p.signature) {
+                Ok(())
+            } else {
+                Err(TokenError::BadSignature)
+            }
+        }
+        None => {
+            let mut candidates = keys.all().iter().filter(|k| k.allows(p.alg)).peekable();
+            if candidates.peek().is_none() {
+                return Err(TokenError::UnknownKid);
+            }
+            if candidates.any(|k| k.verify(p.alg, p.signing_input.as_bytes(), &p.signature)) {
+                Ok(())
+            } else {
+                Err(TokenError::BadSignature)
+            }
+        }
+    }
+}
+
+/// What the claim checks need from the issuer's settings.
+pub struct ClaimRules<'a> {
+    pub issuer: &'a str,
+    pub audiences: &'a [String],
+    pub leeway: Duration,
+    pub token_types: &'a [String],
+}
+
+/// Checks `typ`, `iss`, `aud`, `exp`, `nbf` and `iat` at time `now` (Unix
+/// seconds). `exp` is required.
+pub fn check_claims(p: &Parsed<'_>, rules: &ClaimRules<'_>, now: u64) -> Result<(), TokenError> {
+    if let Some(typ) = &p.typ {
+        let t = typ.to_ascii_lowercase();
+        if !rules.token_types.iter().any(|a| *a == t) {
+            return Err(TokenError::TypeNotAccepted(sanitize(typ)));
+        }
+    }
+    match p.claims.get("iss").and_then(Value::as_str) {
+        Some(iss) if iss == rules.issuer => {}
+        Some(_) => return Err(TokenError::UnknownIssuer),
+        None => return Err(TokenError::MissingClaim("iss")),
+    }
+    let aud_ok = match p.claims.get("aud") {
+        Some(Value::String(a)) => rules.audiences.iter().any(|x| x == a),
+        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).any(|a| rules.audiences.iter().any(|x| x == a)),
+        None => return Err(TokenError::MissingClaim("aud")),
+        _ => false,
+    };
+    if !aud_ok {
+        return Err(TokenError::WrongAudience);
+    }
+    let leeway = rules.leeway.as_secs();
+    let exp = numeric(&p.claims, "exp")?.ok_or(TokenError::MissingClaim("exp"))?;
+    if now >= exp.saturating_add(leeway) {
+        return Err(TokenError::Expired);
+    }
+    if let Some(nbf) = numeric(&p.claims, "nbf")? {
+        if nbf > now.saturating_add(leeway) {
+            return Err(TokenError::NotYetValid);
+        }
+    }
+    if let Some(iat) = numeric(&p.claims, "iat")? {
+        if iat > now.saturating_add(leeway) {
+            return Err(TokenError::IssuedInFuture);
+        }
+    }
+    Ok(())
+}
+
+/// Reads a NumericDate; fractional seconds are truncated, negative or
+/// non-numeric values are malformed.
+fn numeric(claims: &Map<String, Value>, name: &'static str) -> Result<Option<u64>, TokenError> {
+    match claims.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => {
+            if let Some(u) = n.as_u64() {
+                Ok(Some(u))
+            } else if let Some(f) = n.as_f64().filter(|f| f.is_finite() && *f >= 0.0) {
+                Ok(Some(f as u64))
+            } else {
+                Err(TokenError::Malformed("a time claim is not a valid number"))
+            }
+        }
+        Some(_) => Err(TokenError::Malformed("a time claim is not a number")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enc(v: &Value) -> String {
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap_or_default())
+    }
+
+    fn token(header: Value, claims: Value) -> String {
+        format!("{}.{}.{}", enc(&header), enc(&claims), URL_SAFE_NO_PAD.encode(b"sig"))
+    }
+
+    #[test]
+    fn refuses_none_and_hmac() {
+        let c = serde_json::json!({"iss": "x"});
+        for alg in ["none", "None", "HS256", "HS512", "", "RSA-OAEP"] {
+            let t = token(serde_json::json!({"alg": alg}), c.clone());
+            assert!(matches!(parse(&t), Err(TokenError::UnsupportedAlg(_))), "{alg}");
+        }
+        let t = format!("{}.{}.", enc(&serde_json::json!({"alg": "none"})), enc(&c));
+        assert!(parse(&t).is_err());
+    }
+
+    #[test]
+    fn malformed_shapes() {
+        assert!(matches!(parse("abc"), Err(TokenError::Malformed(_))));
+        assert!(matches!(parse("a.b.c.d"), Err(TokenError::Malformed(_))));
+        assert!(matches!(parse("!!.b.c"), Err(TokenError::Malformed(_))));
+        let big = "a".repeat(MAX_TOKEN_LEN + 1);
+        assert!(matches!(parse(&big), Err(TokenError::Malformed(_))));
+        let t = token(serde_json::json!({"alg": "RS256", "crit": ["exp"]}), serde_json::json!({}));
+        assert_eq!(parse(&t).err(), Some(TokenError::UnsupportedCrit));
+    }
+
+    #[test]
+    fn claim_rules() {
+        let aud = vec!["api".to_owned()];
+        let types = vec!["at+jwt".to_owned(), "jwt".to_owned()];
+        let rules = ClaimRules { issuer: "https://iss", audiences: &aud, leeway: Duration::from_secs(30), token_types: &types };
+        let check = |header: Value, claims: Value| {
+            let t = token(header, claims);
+            let p = parse(&t).unwrap();
+            check_claims(&p, &rules, 1000)
+        };
+        let h = serde_json::json!({"alg": "RS256", "typ": "at+jwt"});
+        let ok = serde_json::json!({"iss": "https://iss", "aud": ["x", "api"], "exp": 2000});
+        assert_eq!(check(h.clone(), ok.clone()), Ok(()));
+        assert_eq!(check(h.clone(), serde_json::json!({"iss": "https://iss", "aud": "api", "exp": 980})), Ok(()), "within leeway");
+        assert_eq!(check(h.clone(), serde_json::json!({"iss": "https://iss", "aud": "api", "exp": 970})), Err(TokenError::Expired));
+        assert_eq!(check(h.clone(), serde_json::json!({"iss": "https://iss", "aud": "api"})), Err(TokenError::MissingClaim("exp")));
+        assert_eq!(check(h.clone(), serde_json::json!({"iss": "https://other", "aud": "api", "exp": 2000})), Err(TokenError::UnknownIssuer));
+        assert_eq!(check(h.clone(), serde_json::json!({"iss": "https://iss", "aud": ["x"], "exp": 2000})), Err(TokenError::WrongAudience));
+        assert_eq!(check(h.clone(), serde_json::json!({"iss": "https://iss", "aud": "api", "exp": 2000, "nbf": 1100})), Err(TokenError::NotYetValid));
+        assert_eq!(check(h.clone(), serde_json::json!({"iss": "https://iss", "aud": "api", "exp": 2000, "iat": 1100})), Err(TokenError::IssuedInFuture));
+        assert_eq!(check(h, serde_json::json!({"iss": "https://iss", "aud": "api", "exp": "2000"})), Err(TokenError::Malformed("a time claim is not a number")));
+        let idt = serde_json::json!({"alg": "RS256", "typ": "id+jwt"});
+        assert!(matches!(check(idt, ok), Err(TokenError::TypeNotAccepted(_))));
+    }
+}

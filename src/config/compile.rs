@@ -1,0 +1,632 @@
+//! Raw config -> compiled [`Config`], reporting every problem found.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::HeaderName;
+use http::Method;
+use serde::de::DeserializeOwned;
+use serde::de::IntoDeserializer;
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
+
+use super::diag::{check_unknown_keys, expand_env, Diagnostics, Reporter};
+use super::raw::{RawAdmin, RawAuthMode, RawIssuer, RawLog, RawRoute, RawServer, RawUpstream};
+use super::{parse_duration, Config, IssuerSettings, LogFormat, LogSettings, ServerSettings, UpstreamSettings};
+use crate::authz::Requirements;
+use crate::headers::{ClaimSource, HeaderMapping, IdentityStrip};
+use crate::routes::{AuthMode, HostPattern, PathPattern, Route, RouteTable};
+
+/// Headers the gateway manages itself or that carry credentials; never
+/// valid as identity header names.
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "authorization",
+    "cookie",
+    "set-cookie",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "te",
+    "trailer",
+    "keep-alive",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "forwarded",
+    "x-request-id",
+];
+
+struct Sections<'i> {
+    server: Option<Spanned<DeValue<'i>>>,
+    admin: Option<Spanned<DeValue<'i>>>,
+    upstream: Option<Spanned<DeValue<'i>>>,
+    upstreams: Option<Spanned<DeValue<'i>>>,
+    auth: Option<Spanned<DeValue<'i>>>,
+    headers: Option<Spanned<DeValue<'i>>>,
+    routes: Option<Spanned<DeValue<'i>>>,
+    log: Option<Spanned<DeValue<'i>>>,
+}
+
+pub(super) fn compile(text: &str, file: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Diagnostics> {
+    let mut rep = Reporter::new(file, text);
+    let mut root = match DeTable::parse(text) {
+        Ok(t) => t,
+        Err(e) => {
+            rep.toml_error(0..0, "", &e);
+            return Err(rep.finish());
+        }
+    };
+    check_unknown_keys(&mut rep, root.get_mut());
+    expand_env(&mut rep, root.get_mut(), env);
+    let mut s = Sections { server: None, admin: None, upstream: None, upstreams: None, auth: None, headers: None, routes: None, log: None };
+    for (k, v) in root.into_inner() {
+        match &**k.get_ref() {
+            "server" => s.server = Some(v),
+            "admin" => s.admin = Some(v),
+            "upstream" => s.upstream = Some(v),
+            "upstreams" => s.upstreams = Some(v),
+            "auth" => s.auth = Some(v),
+            "headers" => s.headers = Some(v),
+            "routes" => s.routes = Some(v),
+            "log" => s.log = Some(v),
+            _ => {}
+        }
+    }
+    let mut c = Compiler { rep };
+    let cfg = c.build(s);
+    let diags = c.rep.finish();
+    match cfg {
+        Some(mut cfg) if !diags.has_errors() => {
+            cfg.warnings = diags;
+            Ok(cfg)
+        }
+        _ => Err(diags),
+    }
+}
+
+struct Compiler<'a> {
+    rep: Reporter<'a>,
+}
+
+impl Compiler<'_> {
+    fn de<T: DeserializeOwned + Default>(&mut self, v: Option<Spanned<DeValue<'_>>>, key: &str) -> T {
+        let Some(v) = v else { return T::default() };
+        let span = v.span();
+        match T::deserialize(v.into_deserializer()) {
+            Ok(t) => t,
+            Err(e) => {
+                self.rep.toml_error(span, key, &e);
+                T::default()
+            }
+        }
+    }
+
+    fn duration(&mut self, v: &Option<Spanned<String>>, key: &str, default: Duration) -> Duration {
+        match v {
+            None => default,
+            Some(s) => match parse_duration(s.get_ref()) {
+                Ok(d) => d,
+                Err(msg) => {
+                    self.rep.error(s.span(), key, msg);
+                    default
+                }
+            },
+        }
+    }
+
+    fn count(&mut self, v: &Option<Spanned<i64>>, key: &str, default: usize) -> usize {
+        match v {
+            None => default,
+            Some(n) if *n.get_ref() > 0 => usize::try_from(*n.get_ref()).unwrap_or(usize::MAX),
+            Some(n) => {
+                self.rep.error(n.span(), key, "must be a positive number");
+                default
+            }
+        }
+    }
+
+    fn addr(&mut self, v: &Option<Spanned<String>>, key: &str, default: &str) -> Option<SocketAddr> {
+        let (text, span) = match v {
+            Some(s) => (s.get_ref().as_str(), s.span()),
+            None => (default, 0..0),
+        };
+        match text.parse() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.rep.error_hint(span, key, format!("`{text}` is not a socket address"), "write it as IP:PORT, e.g. \"0.0.0.0:8080\"");
+                None
+            }
+        }
+    }
+
+    fn build(&mut self, s: Sections<'_>) -> Option<Config> {
+        let server: RawServer = self.de(s.server, "server");
+        let admin: RawAdmin = self.de(s.admin, "admin");
+        let log: RawLog = self.de(s.log, "log");
+        let server = self.server(&server)?;
+        let admin_listen = self.addr(&admin.listen, "admin.listen", "127.0.0.1:9090");
+        let log = self.log(&log);
+
+        let mut upstream_names: Vec<String> = Vec::new();
+        let mut upstreams = Vec::new();
+        let default_upstream_span = s.upstream.as_ref().map(|v| v.span());
+        if let Some(v) = s.upstream {
+            let raw: RawUpstream = self.de(Some(v), "upstream");
+            if let Some(u) = self.upstream("default", &raw, "upstream", default_upstream_span.clone().unwrap_or(0..0)) {
+                upstreams.push(Arc::new(u));
+                upstream_names.push("default".into());
+            }
+        }
+        let has_default = !upstreams.is_empty();
+        if let Some(v) = s.upstreams {
+            let span = v.span();
+            let map: BTreeMap<String, Spanned<DeValue<'_>>> = match v.into_inner() {
+                DeValue::Table(t) => t.into_iter().map(|(k, v)| (k.into_inner().into_owned(), v)).collect(),
+                _ => {
+                    self.rep.error(span, "upstreams", "must be a table of named upstreams ([upstreams.NAME])");
+                    BTreeMap::new()
+                }
+            };
+            for (name, v) in map {
+                let key = format!("upstreams.{name}");
+                let span = v.span();
+                let raw: RawUpstream = self.de(Some(v), &key);
+                if let Some(u) = self.upstream(&name, &raw, &key, span) {
+                    upstreams.push(Arc::new(u));
+                    upstream_names.push(name);
+                }
+            }
+        }
+
+        let (issuers, realm) = self.auth(s.auth);
+        let default_headers = match s.headers {
+            None => Arc::new(HeaderMapping::authgear_default()),
+            Some(v) => {
+                let map: BTreeMap<Spanned<String>, Spanned<String>> = self.de(Some(v), "headers");
+                Arc::new(self.mapping(&map, "headers"))
+            }
+        };
+        let routes = self.routes(s.routes, &upstream_names, has_default, &default_headers, &issuers);
+        // The Authgear names are always stripped too (they start with
+        // `x-authgear-`), so listing the configured mappings is enough.
+        let mut all_mappings: Vec<&HeaderMapping> = vec![&default_headers];
+        for r in &routes.routes {
+            all_mappings.push(&r.headers);
+        }
+        let strip = IdentityStrip::new(all_mappings);
+        Some(Config {
+            server,
+            admin_listen,
+            upstreams,
+            issuers,
+            realm,
+            default_headers: default_headers.clone(),
+            routes,
+            strip,
+            log,
+            warnings: Diagnostics::default(),
+        })
+    }
+
+    fn server(&mut self, r: &RawServer) -> Option<ServerSettings> {
+        Some(ServerSettings {
+            listen: self.addr(&r.listen, "server.listen", "0.0.0.0:8080").unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8080))),
+            trust_forwarded_headers: r.trust_forwarded_headers.unwrap_or(false),
+            request_header_timeout: self.duration(&r.request_header_timeout, "server.request_header_timeout", Duration::from_secs(10)),
+            idle_timeout: self.duration(&r.idle_timeout, "server.idle_timeout", Duration::from_secs(60)),
+            max_connections: self.count(&r.max_connections, "server.max_connections", 10_000),
+            max_header_count: self.count(&r.max_header_count, "server.max_header_count", 100),
+            max_uri_length: self.count(&r.max_uri_length, "server.max_uri_length", 8192),
+            shutdown_drain: self.duration(&r.shutdown_drain, "server.shutdown_drain", Duration::from_secs(5)),
+            shutdown_grace: self.duration(&r.shutdown_grace, "server.shutdown_grace", Duration::from_secs(30)),
+        })
+    }
+
+    fn log(&mut self, r: &RawLog) -> LogSettings {
+        let format = match r.format.as_ref().map(|s| (s.get_ref().as_str(), s.span())) {
+            None | Some(("pretty", _)) => LogFormat::Pretty,
+            Some(("json", _)) => LogFormat::Json,
+            Some((other, span)) => {
+                self.rep.error_hint(span, "log.format", format!("unknown format `{other}`"), "use \"pretty\" or \"json\"");
+                LogFormat::Pretty
+            }
+        };
+        let level = r.level.as_ref().map_or_else(|| "info".to_owned(), |s| s.get_ref().clone());
+        if !matches!(level.as_str(), "trace" | "debug" | "info" | "warn" | "error") {
+            if let Some(s) = &r.level {
+                self.rep.error_hint(s.span(), "log.level", format!("unknown level `{level}`"), "use trace, debug, info, warn or error");
+            }
+        }
+        LogSettings { format, level }
+    }
+
+    fn upstream(&mut self, name: &str, r: &RawUpstream, key: &str, span: Range<usize>) -> Option<UpstreamSettings> {
+        let Some(url) = &r.url else {
+            self.rep.error(span, format!("{key}.url"), "missing: the upstream's URL, e.g. \"http://127.0.0.1:3000\"");
+            return None;
+        };
+        let uk = format!("{key}.url");
+        let uri: http::Uri = match url.get_ref().parse() {
+            Ok(u) => u,
+            Err(e) => {
+                self.rep.error(url.span(), uk, format!("not a URL: {e}"));
+                return None;
+            }
+        };
+        let scheme = match uri.scheme_str() {
+            Some("http") => http::uri::Scheme::HTTP,
+            Some("https") => http::uri::Scheme::HTTPS,
+            _ => {
+                self.rep.error(url.span(), uk, "must start with http:// or https://");
+                return None;
+            }
+        };
+        let Some(authority) = uri.authority().cloned() else {
+            self.rep.error(url.span(), uk, "has no host");
+            return None;
+        };
+        if uri.query().is_some() {
+            self.rep.error(url.span(), uk.clone(), "must not have a query string");
+        }
+        let base_path = uri.path().trim_end_matches('/').to_owned();
+        Some(UpstreamSettings {
+            name: name.to_owned(),
+            scheme,
+            authority,
+            base_path,
+            connect_timeout: self.duration(&r.connect_timeout, &format!("{key}.connect_timeout"), Duration::from_secs(5)),
+            timeout: self.duration(&r.timeout, &format!("{key}.timeout"), Duration::from_secs(60)),
+            preserve_host: r.preserve_host.unwrap_or(true),
+            pool_idle_timeout: self.duration(&r.pool_idle_timeout, &format!("{key}.pool_idle_timeout"), Duration::from_secs(90)),
+            pool_max_idle: self.count(&r.pool_max_idle, &format!("{key}.pool_max_idle"), 256),
+        })
+    }
+
+    fn auth(&mut self, v: Option<Spanned<DeValue<'_>>>) -> (Vec<IssuerSettings>, String) {
+        let mut realm = "authgear-gateway".to_owned();
+        let mut issuers = Vec::new();
+        let Some(v) = v else { return (issuers, realm) };
+        let span = v.span();
+        let DeValue::Table(mut t) = v.into_inner() else {
+            self.rep.error(span, "auth", "must be a table");
+            return (issuers, realm);
+        };
+        if let Some(r) = t.remove("realm") {
+            let rs = r.span();
+            match r.into_inner() {
+                DeValue::String(s) if !s.contains(['"', '\\']) && !s.is_empty() => realm = s.into_owned(),
+                _ => self.rep.error(rs, "auth.realm", "must be a non-empty string without quotes or backslashes"),
+            }
+        }
+        let list = t.remove("issuers");
+        if t.contains_key("issuer") || t.keys().next().is_some() {
+            let raw: RawIssuer = self.de(Some(Spanned::new(span.clone(), DeValue::Table(t))), "auth");
+            if let Some(i) = self.issuer(&raw, "auth", span.clone()) {
+                issuers.push(i);
+            }
+        }
+        if let Some(list) = list {
+            let lspan = list.span();
+            match list.into_inner() {
+                DeValue::Array(items) => {
+                    for (n, item) in items.iter().enumerate() {
+                        let key = format!("auth.issuers[{n}]");
+                        let ispan = item.span();
+                        let raw: RawIssuer = self.de(Some(item.clone()), &key);
+                        if let Some(i) = self.issuer(&raw, &key, ispan) {
+                            issuers.push(i);
+                        }
+                    }
+                }
+                _ => self.rep.error(lspan, "auth.issuers", "must be an array of tables ([[auth.issuers]])"),
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for i in &issuers {
+            if !seen.insert(i.issuer.clone()) {
+                self.rep.error(span.clone(), "auth.issuers", format!("issuer `{}` is configured twice", i.issuer));
+            }
+        }
+        (issuers, realm)
+    }
+
+    fn issuer(&mut self, r: &RawIssuer, key: &str, span: Range<usize>) -> Option<IssuerSettings> {
+        let Some(iss) = &r.issuer else {
+            self.rep.error(span, format!("{key}.issuer"), "missing: the issuer URL that tokens' `iss` must equal");
+            return None;
+        };
+        let issuer = iss.get_ref().clone();
+        let ik = format!("{key}.issuer");
+        match issuer.parse::<http::Uri>() {
+            Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some() => {
+                if u.scheme_str() == Some("http") && !is_loopback_host(u.host().unwrap_or("")) {
+                    self.rep.warning(iss.span(), ik.clone(), "plain http issuer: keys are fetched without TLS");
+                }
+            }
+            _ => self.rep.error(iss.span(), ik.clone(), "must be an http(s) URL such as \"https://myapp.authgear.cloud\""),
+        }
+        if let Some(j) = &r.jwks_uri {
+            if !j.get_ref().starts_with("http://") && !j.get_ref().starts_with("https://") {
+                self.rep.error(j.span(), format!("{key}.jwks_uri"), "must be an http(s) URL");
+            }
+        }
+        let audiences: Vec<String> = match &r.audiences {
+            None => vec![issuer.clone()],
+            Some(a) if a.get_ref().is_empty() => {
+                self.rep.error(a.span(), format!("{key}.audiences"), "must hold at least one audience");
+                vec![]
+            }
+            Some(a) => a.get_ref().iter().map(|s| s.get_ref().clone()).collect(),
+        };
+        let d = |c: &mut Self, v: &Option<Spanned<String>>, k: &str, def: u64| c.duration(v, &format!("{key}.{k}"), Duration::from_secs(def));
+        let refresh_interval = d(self, &r.refresh_interval, "refresh_interval", 600);
+        let min_refresh_interval = d(self, &r.min_refresh_interval, "min_refresh_interval", 60);
+        let max_refresh_interval = d(self, &r.max_refresh_interval, "max_refresh_interval", 86_400);
+        if min_refresh_interval > max_refresh_interval {
+            if let Some(s) = &r.min_refresh_interval {
+                self.rep.error(s.span(), format!("{key}.min_refresh_interval"), "is larger than max_refresh_interval");
+            }
+        }
+        let max_key_age = r.max_key_age.as_ref().map(|s| self.duration(&Some(s.clone()), &format!("{key}.max_key_age"), Duration::ZERO));
+        let token_types = match &r.token_types {
+            None => vec!["at+jwt".into(), "application/at+jwt".into(), "jwt".into()],
+            Some(t) => t.get_ref().iter().map(|s| s.get_ref().to_ascii_lowercase()).collect(),
+        };
+        Some(IssuerSettings {
+            issuer,
+            jwks_uri: r.jwks_uri.as_ref().map(|s| s.get_ref().clone()),
+            audiences,
+            leeway: d(self, &r.leeway, "leeway", 30),
+            refresh_interval,
+            min_refresh_interval,
+            max_refresh_interval,
+            unknown_kid_cooldown: d(self, &r.unknown_kid_cooldown, "unknown_kid_cooldown", 30),
+            retry_initial: self.duration(&r.retry_initial, &format!("{key}.retry_initial"), Duration::from_secs(1)),
+            retry_max: self.duration(&r.retry_max, &format!("{key}.retry_max"), Duration::from_secs(300)),
+            max_key_age,
+            fetch_timeout: d(self, &r.fetch_timeout, "fetch_timeout", 10),
+            connect_timeout: d(self, &r.connect_timeout, "connect_timeout", 5),
+            ca_file: r.ca_file.as_ref().map(|s| s.get_ref().into()),
+            token_types,
+            roles_claim: r.roles_claim.as_ref().map_or_else(|| crate::headers::claims::ROLES.to_owned(), |s| s.get_ref().clone()),
+        })
+    }
+
+    fn mapping(&mut self, map: &BTreeMap<Spanned<String>, Spanned<String>>, key: &str) -> HeaderMapping {
+        let mut m = HeaderMapping::default();
+        for (name, claim) in map {
+            let hk = format!("{key}.\"{}\"", name.get_ref());
+            let lower = name.get_ref().to_ascii_lowercase();
+            let Ok(hn) = HeaderName::from_bytes(lower.as_bytes()) else {
+                self.rep.error(name.span(), hk, "not a valid header name");
+                continue;
+            };
+            if RESERVED_HEADERS.contains(&hn.as_str()) {
+                self.rep.error(name.span(), hk, "this header is managed by the gateway and cannot carry identity");
+                continue;
+            }
+            let src = match claim.get_ref().as_str() {
+                "" => {
+                    self.rep.error(claim.span(), hk, "the claim name is empty");
+                    continue;
+                }
+                "@authenticated" => ClaimSource::Authenticated,
+                c if c.starts_with('@') => {
+                    self.rep.error_hint(claim.span(), hk, format!("unknown special value `{c}`"), "the only one is \"@authenticated\"");
+                    continue;
+                }
+                c => ClaimSource::Claim(c.to_owned()),
+            };
+            m.entries.push((hn, src));
+        }
+        m
+    }
+
+    fn routes(
+        &mut self,
+        v: Option<Spanned<DeValue<'_>>>,
+        upstreams: &[String],
+        has_default: bool,
+        default_headers: &Arc<HeaderMapping>,
+        issuers: &[IssuerSettings],
+    ) -> RouteTable {
+        let mut table = RouteTable::default();
+        let Some(v) = v else {
+            self.rep.error_hint(0..0, "routes", "no routes: every request would be refused", "add at least one [[routes]] entry");
+            return table;
+        };
+        let span = v.span();
+        let DeValue::Array(items) = v.into_inner() else {
+            self.rep.error(span, "routes", "must be an array of tables ([[routes]])");
+            return table;
+        };
+        for (i, item) in items.iter().enumerate() {
+            let key = format!("routes[{i}]");
+            let rspan = item.span();
+            let raw: RawRoute = self.de(Some(item.clone()), &key);
+            if let Some(r) = self.route(i, &raw, &key, rspan, upstreams, has_default, default_headers, issuers) {
+                table.routes.push(r);
+            }
+        }
+        self.shadow_warnings(&table);
+        table
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn route(
+        &mut self,
+        index: usize,
+        r: &RawRoute,
+        key: &str,
+        span: Range<usize>,
+        upstreams: &[String],
+        has_default: bool,
+        default_headers: &Arc<HeaderMapping>,
+        issuers: &[IssuerSettings],
+    ) -> Option<Route> {
+        let line = self.rep_line(span.start);
+        let Some(path_raw) = &r.path else {
+            self.rep.error(span, format!("{key}.path"), "missing: the path pattern, e.g. \"/api/**\"");
+            return None;
+        };
+        let path = match PathPattern::parse(path_raw.get_ref()) {
+            Ok(p) => p,
+            Err(msg) => {
+                self.rep.error(path_raw.span(), format!("{key}.path"), msg);
+                return None;
+            }
+        };
+        let host = r.host.as_ref().and_then(|h| match HostPattern::parse(h.get_ref()) {
+            Ok(p) => Some(p),
+            Err(msg) => {
+                self.rep.error(h.span(), format!("{key}.host"), msg);
+                None
+            }
+        });
+        let methods = r.methods.as_ref().map(|ms| {
+            ms.iter()
+                .filter_map(|m| {
+                    let up = m.get_ref().to_ascii_uppercase();
+                    match Method::from_bytes(up.as_bytes()) {
+                        Ok(meth) => Some(meth),
+                        Err(_) => {
+                            self.rep.error(m.span(), format!("{key}.methods"), format!("`{}` is not an HTTP method", m.get_ref()));
+                            None
+                        }
+                    }
+                })
+                .collect::<Vec<_>>()
+        });
+        let auth = match r.auth.as_ref().map(|a| *a.get_ref()) {
+            None | Some(RawAuthMode::Required) => AuthMode::Required,
+            Some(RawAuthMode::Optional) => AuthMode::Optional,
+            Some(RawAuthMode::Public) => AuthMode::Public,
+        };
+        let strs = |v: &Option<Vec<Spanned<String>>>| v.as_ref().map(|l| l.iter().map(|s| s.get_ref().clone()).collect::<Vec<_>>()).unwrap_or_default();
+        let mut require = Requirements { roles: strs(&r.roles), scopes: strs(&r.scopes), claims: Vec::new() };
+        for (name, val) in r.claims.iter().flatten() {
+            match toml_to_json(val.get_ref()) {
+                Some(j) => require.claims.push((name.clone(), j)),
+                None => self.rep.error(val.span(), format!("{key}.claims.\"{name}\""), "dates cannot be compared with claims; use a string or number"),
+            }
+        }
+        if auth != AuthMode::Required && !require.is_empty() {
+            let a = r.auth.as_ref().map_or(span.clone(), |a| a.span());
+            self.rep.error_hint(a, format!("{key}.auth"), format!("a `{}` route cannot require roles, scopes or claims", auth.as_str()), "set auth = \"required\"");
+        }
+        if auth != AuthMode::Public && issuers.is_empty() {
+            self.rep.error_hint(span.clone(), format!("{key}.auth"), "this route needs tokens but no issuer is configured", "add [auth] issuer = \"https://<your project>.authgear.cloud\"");
+        }
+        let upstream = match &r.upstream {
+            None if has_default => 0,
+            None => {
+                self.rep.error_hint(span.clone(), format!("{key}.upstream"), "no upstream for this route", "add [upstream] url = ... or upstream = \"NAME\"");
+                return None;
+            }
+            Some(name) => match upstreams.iter().position(|u| u == name.get_ref()) {
+                Some(i) => i,
+                None => {
+                    let known: Vec<&str> = upstreams.iter().map(String::as_str).collect();
+                    let hint = super::diag::suggest(name.get_ref(), &known).map_or_else(|| format!("defined upstreams: {}", known.join(", ")), |s| format!("did you mean `{s}`?"));
+                    self.rep.error_hint(name.span(), format!("{key}.upstream"), format!("unknown upstream `{}`", name.get_ref()), hint);
+                    return None;
+                }
+            },
+        };
+        let prefix = |c: &mut Self, v: &Option<Spanned<String>>, k: &str| -> Option<String> {
+            let s = v.as_ref()?;
+            let p = s.get_ref();
+            if !p.starts_with('/') || p.ends_with('/') || p.contains(['?', '#', '%', '\\', ';']) || p.split('/').any(|seg| seg == "." || seg == "..") {
+                c.rep.error_hint(s.span(), format!("{key}.{k}"), format!("`{p}` is not a plain path prefix"), "like \"/api\": leading /, no trailing /");
+                return None;
+            }
+            Some(p.clone())
+        };
+        let strip_prefix = prefix(self, &r.strip_prefix, "strip_prefix");
+        let add_prefix = prefix(self, &r.add_prefix, "add_prefix");
+        let headers = match &r.headers {
+            None => default_headers.clone(),
+            Some(map) => Arc::new(self.mapping(map, &format!("{key}.headers"))),
+        };
+        let audiences = match &r.audiences {
+            Some(a) if a.is_empty() => {
+                self.rep.error(span.clone(), format!("{key}.audiences"), "must hold at least one audience");
+                None
+            }
+            Some(a) => Some(a.iter().map(|s| s.get_ref().clone()).collect()),
+            None => None,
+        };
+        let name = r.name.as_ref().map_or_else(|| path.as_str().to_owned(), |n| n.get_ref().clone());
+        Some(Route {
+            name,
+            index,
+            line,
+            path,
+            host,
+            methods,
+            auth,
+            require,
+            upstream,
+            strip_prefix,
+            add_prefix,
+            headers,
+            pass_authorization: r.pass_authorization.unwrap_or(true),
+            audiences,
+        })
+    }
+
+    fn rep_line(&self, offset: usize) -> usize {
+        self.rep.line_of(offset)
+    }
+
+    fn shadow_warnings(&mut self, table: &RouteTable) {
+        for (j, later) in table.routes.iter().enumerate() {
+            for earlier in &table.routes[..j] {
+                let host_covers = match (&earlier.host, &later.host) {
+                    (None, _) => true,
+                    (Some(a), Some(b)) => a == b,
+                    (Some(_), None) => false,
+                };
+                let methods_cover = match (&earlier.methods, &later.methods) {
+                    (None, _) => true,
+                    (Some(a), Some(b)) => b.iter().all(|m| a.contains(m)),
+                    (Some(_), None) => false,
+                };
+                if host_covers && methods_cover && earlier.path.covers(&later.path) {
+                    let msg = format!(
+                        "route `{}` can never match: route #{} (`{}`, line {}) matches every request it would",
+                        later.name,
+                        earlier.index + 1,
+                        earlier.path.as_str(),
+                        earlier.line
+                    );
+                    self.rep.warning_at_line(later.line, &format!("routes[{}]", later.index), msg);
+                    break;
+                }
+            }
+        }
+    }
+}
+
+fn is_loopback_host(h: &str) -> bool {
+    h == "localhost" || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()) || h == "[::1]"
+}
+
+/// TOML claim values as JSON, for comparison with token claims.
+fn toml_to_json(v: &toml::Value) -> Option<serde_json::Value> {
+    Some(match v {
+        toml::Value::String(s) => serde_json::Value::String(s.clone()),
+        toml::Value::Integer(i) => serde_json::Value::from(*i),
+        toml::Value::Float(f) => serde_json::Number::from_f64(*f).map(serde_json::Value::Number)?,
+        toml::Value::Boolean(b) => serde_json::Value::Bool(*b),
+        toml::Value::Array(a) => serde_json::Value::Array(a.iter().map(toml_to_json).collect::<Option<_>>()?),
+        toml::Value::Table(t) => serde_json::Value::Object(t.iter().map(|(k, v)| Some((k.clone(), toml_to_json(v)?))).collect::<Option<_>>()?),
+        toml::Value::Datetime(_) => return None,
+    })
+}

@@ -1,0 +1,190 @@
+//! Configuration: `gateway.toml` parsed, validated and compiled into the
+//! types the hot path uses. Loading never stops at the first problem: every
+//! error is collected with its line and column.
+
+mod compile;
+pub mod diag;
+pub mod raw;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use diag::{Diagnostic, Diagnostics, Severity};
+
+use crate::headers::{HeaderMapping, IdentityStrip};
+use crate::routes::RouteTable;
+
+/// `[server]`, compiled.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    /// Keep incoming `X-Forwarded-*` (the gateway sits behind a trusted proxy).
+    pub trust_forwarded_headers: bool,
+    pub request_header_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+    pub max_header_count: usize,
+    pub max_uri_length: usize,
+    pub shutdown_drain: Duration,
+    pub shutdown_grace: Duration,
+}
+
+/// One upstream, compiled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamSettings {
+    pub name: String,
+    /// `http` or `https`.
+    pub scheme: http::uri::Scheme,
+    pub authority: http::uri::Authority,
+    /// Path prefix of the upstream URL, without a trailing `/` ("" for none).
+    pub base_path: String,
+    pub connect_timeout: Duration,
+    /// Time allowed for the upstream's response headers.
+    pub timeout: Duration,
+    pub preserve_host: bool,
+    pub pool_idle_timeout: Duration,
+    pub pool_max_idle: usize,
+}
+
+/// One trusted issuer, compiled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IssuerSettings {
+    pub issuer: String,
+    pub jwks_uri: Option<String>,
+    pub audiences: Vec<String>,
+    pub leeway: Duration,
+    pub refresh_interval: Duration,
+    pub min_refresh_interval: Duration,
+    pub max_refresh_interval: Duration,
+    pub unknown_kid_cooldown: Duration,
+    /// First delay after a failed fetch; doubles up to `retry_max`.
+    pub retry_initial: Duration,
+    pub retry_max: Duration,
+    pub max_key_age: Option<Duration>,
+    pub fetch_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub ca_file: Option<PathBuf>,
+    /// Accepted JWT `typ` values, lower-cased; a missing `typ` is accepted.
+    pub token_types: Vec<String>,
+    pub roles_claim: String,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// `[log]`, compiled.
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+/// A whole compiled config: what one snapshot of the gateway runs on.
+#[derive(Debug)]
+pub struct Config {
+    pub server: ServerSettings,
+    /// `None` disables the admin listener.
+    pub admin_listen: Option<SocketAddr>,
+    /// Index 0 is the default upstream.
+    pub upstreams: Vec<Arc<UpstreamSettings>>,
+    pub issuers: Vec<IssuerSettings>,
+    /// `realm` of `WWW-Authenticate`.
+    pub realm: String,
+    pub default_headers: Arc<HeaderMapping>,
+    pub routes: RouteTable,
+    pub strip: IdentityStrip,
+    pub log: LogSettings,
+    /// Warnings found while compiling (shadowed routes, ...).
+    pub warnings: Diagnostics,
+}
+
+impl Config {
+    /// Parses and compiles `text`; `file` names it in diagnostics. Environment
+    /// variables come from the process.
+    pub fn from_toml(text: &str, file: &str) -> Result<Config, Diagnostics> {
+        Self::from_toml_with_env(text, file, &|k| std::env::var(k).ok())
+    }
+
+    /// Same as [`from_toml`](Self::from_toml) with an explicit environment.
+    pub fn from_toml_with_env(text: &str, file: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Diagnostics> {
+        compile::compile(text, file, env)
+    }
+
+    /// Reads and compiles a config file.
+    pub fn load(path: &Path) -> Result<Config, Diagnostics> {
+        let name = path.display().to_string();
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::from_toml(&text, &name),
+            Err(e) => Err(Diagnostics {
+                items: vec![Diagnostic {
+                    severity: Severity::Error,
+                    file: name,
+                    line: 0,
+                    column: 0,
+                    key: String::new(),
+                    message: format!("cannot read the config file: {e}"),
+                    hint: None,
+                }],
+            }),
+        }
+    }
+
+    /// The issuer whose `issuer` equals `iss`.
+    pub fn issuer_index(&self, iss: &str) -> Option<usize> {
+        self.issuers.iter().position(|i| i.issuer == iss)
+    }
+}
+
+/// Parses `500ms`, `30s`, `10m`, `2h`, `1d` (and sums such as `1m30s`).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err("empty duration".into());
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(format!("`{s}` is not a duration (examples: 500ms, 30s, 10m, 2h)"));
+        }
+        let n: u64 = rest[..digits].parse().map_err(|_| format!("`{s}`: number too large"))?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let d = match unit {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n.saturating_mul(60)),
+            "h" => Duration::from_secs(n.saturating_mul(3600)),
+            "d" => Duration::from_secs(n.saturating_mul(86400)),
+            "" => return Err(format!("`{s}`: missing unit (ms, s, m, h or d)")),
+            other => return Err(format!("`{s}`: unknown unit `{other}` (use ms, s, m, h or d)")),
+        };
+        total = total.saturating_add(d);
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("30").is_err());
+        assert!(parse_duration("s").is_err());
+        assert!(parse_duration("3 weeks").is_err());
+    }
+}

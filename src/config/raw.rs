@@ -1,0 +1,182 @@
+//! The config file as written: serde types that mirror `gateway.toml` key for
+//! key. Nothing here is used on the hot path; `compile` turns it into
+//! [`crate::config::Config`].
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// `[server]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub listen: Option<Spanned<String>>,
+    pub trust_forwarded_headers: Option<bool>,
+    pub request_header_timeout: Option<Spanned<String>>,
+    pub idle_timeout: Option<Spanned<String>>,
+    pub max_connections: Option<Spanned<i64>>,
+    pub max_header_count: Option<Spanned<i64>>,
+    pub max_uri_length: Option<Spanned<i64>>,
+    pub shutdown_drain: Option<Spanned<String>>,
+    pub shutdown_grace: Option<Spanned<String>>,
+}
+
+/// `[admin]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub listen: Option<Spanned<String>>,
+}
+
+/// `[upstream]` and each `[upstreams.NAME]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub url: Option<Spanned<String>>,
+    pub connect_timeout: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub preserve_host: Option<bool>,
+    pub pool_idle_timeout: Option<Spanned<String>>,
+    pub pool_max_idle: Option<Spanned<i64>>,
+}
+
+/// `[auth]` (the single-issuer form) and each `[[auth.issuers]]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIssuer {
+    pub issuer: Option<Spanned<String>>,
+    pub jwks_uri: Option<Spanned<String>>,
+    pub audiences: Option<Spanned<Vec<Spanned<String>>>>,
+    pub leeway: Option<Spanned<String>>,
+    pub refresh_interval: Option<Spanned<String>>,
+    pub min_refresh_interval: Option<Spanned<String>>,
+    pub max_refresh_interval: Option<Spanned<String>>,
+    pub unknown_kid_cooldown: Option<Spanned<String>>,
+    pub retry_initial: Option<Spanned<String>>,
+    pub retry_max: Option<Spanned<String>>,
+    pub max_key_age: Option<Spanned<String>>,
+    pub fetch_timeout: Option<Spanned<String>>,
+    pub connect_timeout: Option<Spanned<String>>,
+    pub ca_file: Option<Spanned<String>>,
+    pub token_types: Option<Spanned<Vec<Spanned<String>>>>,
+    pub roles_claim: Option<Spanned<String>>,
+}
+
+/// `auth = "..."` on a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawAuthMode {
+    Public,
+    Optional,
+    Required,
+}
+
+/// One `[[routes]]` entry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub name: Option<Spanned<String>>,
+    pub path: Option<Spanned<String>>,
+    pub host: Option<Spanned<String>>,
+    pub methods: Option<Vec<Spanned<String>>>,
+    pub auth: Option<Spanned<RawAuthMode>>,
+    pub roles: Option<Vec<Spanned<String>>>,
+    pub scopes: Option<Vec<Spanned<String>>>,
+    pub claims: Option<BTreeMap<String, Spanned<toml::Value>>>,
+    pub upstream: Option<Spanned<String>>,
+    pub strip_prefix: Option<Spanned<String>>,
+    pub add_prefix: Option<Spanned<String>>,
+    pub headers: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
+    pub pass_authorization: Option<bool>,
+    pub audiences: Option<Vec<Spanned<String>>>,
+}
+
+/// `[log]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub format: Option<Spanned<String>>,
+    pub level: Option<Spanned<String>>,
+}
+
+/// Every key the file may hold, as table path -> keys. Used to report all
+/// unknown keys at once (serde stops at the first) and to suggest fixes.
+pub fn known_keys(table: &str) -> Option<&'static [&'static str]> {
+    const ISSUER: &[&str] = &[
+        "issuer",
+        "jwks_uri",
+        "audiences",
+        "leeway",
+        "refresh_interval",
+        "min_refresh_interval",
+        "max_refresh_interval",
+        "unknown_kid_cooldown",
+        "retry_initial",
+        "retry_max",
+        "max_key_age",
+        "fetch_timeout",
+        "connect_timeout",
+        "ca_file",
+        "token_types",
+        "roles_claim",
+    ];
+    const AUTH: &[&str] = &[
+        "issuer",
+        "jwks_uri",
+        "audiences",
+        "leeway",
+        "refresh_interval",
+        "min_refresh_interval",
+        "max_refresh_interval",
+        "unknown_kid_cooldown",
+        "retry_initial",
+        "retry_max",
+        "max_key_age",
+        "fetch_timeout",
+        "connect_timeout",
+        "ca_file",
+        "token_types",
+        "roles_claim",
+        "realm",
+        "issuers",
+    ];
+    const UPSTREAM: &[&str] =
+        &["url", "connect_timeout", "timeout", "preserve_host", "pool_idle_timeout", "pool_max_idle"];
+    Some(match table {
+        "" => &["server", "admin", "upstream", "upstreams", "auth", "headers", "routes", "log"],
+        "server" => &[
+            "listen",
+            "trust_forwarded_headers",
+            "request_header_timeout",
+            "idle_timeout",
+            "max_connections",
+            "max_header_count",
+            "max_uri_length",
+            "shutdown_drain",
+            "shutdown_grace",
+        ],
+        "admin" => &["listen"],
+        "upstream" | "upstreams.*" => UPSTREAM,
+        "auth" => AUTH,
+        "auth.issuers" => ISSUER,
+        "routes" => &[
+            "name",
+            "path",
+            "host",
+            "methods",
+            "auth",
+            "roles",
+            "scopes",
+            "claims",
+            "upstream",
+            "strip_prefix",
+            "add_prefix",
+            "headers",
+            "pass_authorization",
+            "audiences",
+        ],
+        "log" => &["format", "level"],
+        _ => return None,
+    })
+}

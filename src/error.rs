@@ -1,0 +1,116 @@
+//! The one error type of the request path and the one table that turns it
+//! into an HTTP response. Every refusal the gateway makes goes through
+//! [`GatewayError::into_response`].
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{Response, StatusCode};
+use http_body_util::BodyExt;
+
+use crate::auth::jwt::TokenError;
+use crate::authz::Denial;
+use crate::path::PathError;
+use crate::Body;
+
+/// Everything that can stop a request inside the gateway.
+#[derive(Debug)]
+pub enum GatewayError {
+    BadPath(PathError),
+    UriTooLong,
+    NoRoute,
+    MissingToken,
+    InvalidToken(TokenError),
+    MultipleAuthorization,
+    Forbidden(Denial),
+    KeysUnavailable,
+    UpstreamUnavailable(String),
+    UpstreamTimeout,
+    Internal(String),
+}
+
+impl GatewayError {
+    /// The status code.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            GatewayError::BadPath(_) | GatewayError::MultipleAuthorization => StatusCode::BAD_REQUEST,
+            GatewayError::UriTooLong => StatusCode::URI_TOO_LONG,
+            GatewayError::NoRoute => StatusCode::NOT_FOUND,
+            GatewayError::MissingToken | GatewayError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            GatewayError::Forbidden(_) => StatusCode::FORBIDDEN,
+            GatewayError::KeysUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
+            GatewayError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Stable label for logs and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            GatewayError::BadPath(_) => "bad_path",
+            GatewayError::UriTooLong => "uri_too_long",
+            GatewayError::NoRoute => "no_route",
+            GatewayError::MissingToken => "missing_token",
+            GatewayError::InvalidToken(e) => e.reason(),
+            GatewayError::MultipleAuthorization => "multiple_authorization",
+            GatewayError::Forbidden(d) => d.reason(),
+            GatewayError::KeysUnavailable => "keys_unavailable",
+            GatewayError::UpstreamUnavailable(_) => "upstream_unavailable",
+            GatewayError::UpstreamTimeout => "upstream_timeout",
+            GatewayError::Internal(_) => "internal",
+        }
+    }
+
+    /// (`error`, `error_description`) of the JSON body.
+    fn body_fields(&self) -> (&'static str, String) {
+        match self {
+            GatewayError::BadPath(p) => ("invalid_request", p.describe().to_owned()),
+            GatewayError::UriTooLong => ("invalid_request", "request URI is too long".into()),
+            GatewayError::NoRoute => ("not_found", "no route matches this request".into()),
+            GatewayError::MissingToken => ("unauthorized", "a bearer token is required".into()),
+            GatewayError::InvalidToken(e) => ("invalid_token", e.describe()),
+            GatewayError::MultipleAuthorization => ("invalid_request", "more than one Authorization header".into()),
+            GatewayError::Forbidden(d) => ("insufficient_scope", d.describe()),
+            GatewayError::KeysUnavailable => ("temporarily_unavailable", "signing keys are not available yet; retry shortly".into()),
+            GatewayError::UpstreamUnavailable(_) => ("bad_gateway", "the upstream could not be reached".into()),
+            GatewayError::UpstreamTimeout => ("gateway_timeout", "the upstream did not answer in time".into()),
+            GatewayError::Internal(_) => ("internal_error", "internal error".into()),
+        }
+    }
+
+    /// The response the client gets. `realm` goes into `WWW-Authenticate`.
+    pub fn into_response(self, realm: &str) -> Response<Body> {
+        let status = self.status();
+        let (code, description) = self.body_fields();
+        let body = serde_json::json!({ "error": code, "error_description": description }).to_string();
+        let mut resp = Response::new(full(body));
+        *resp.status_mut() = status;
+        let h = resp.headers_mut();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        let challenge = match &self {
+            GatewayError::MissingToken => Some(format!("Bearer realm=\"{realm}\"")),
+            GatewayError::InvalidToken(_) => Some(format!("Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{}\"", quote_safe(&description))),
+            GatewayError::MultipleAuthorization => Some(format!("Bearer realm=\"{realm}\", error=\"invalid_request\", error_description=\"{}\"", quote_safe(&description))),
+            GatewayError::Forbidden(_) => Some(format!("Bearer realm=\"{realm}\", error=\"insufficient_scope\", error_description=\"{}\"", quote_safe(&description))),
+            _ => None,
+        };
+        if let Some(c) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            h.insert(WWW_AUTHENTICATE, c);
+        }
+        if matches!(self, GatewayError::KeysUnavailable) {
+            h.insert(RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        resp
+    }
+}
+
+/// RFC 6750 error_description allows a limited character set; keep to it.
+fn quote_safe(s: &str) -> String {
+    s.chars().map(|c| if c == '"' || c == '\\' || !(' '..='~').contains(&c) { '\'' } else { c }).collect()
+}
+
+/// A complete body from bytes.
+pub fn full(data: impl Into<Bytes>) -> Body {
+    http_body_util::Full::new(data.into()).map_err(|never| match never {}).boxed()
+}

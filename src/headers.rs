@@ -1,0 +1,278 @@
+//! Header work, one small function per job: hop-by-hop removal, identity
+//! stripping, forwarding headers, and rendering claims as header values.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+
+use http::header::{HeaderName, HeaderValue, CONNECTION};
+use http::HeaderMap;
+use serde_json::{Map, Value};
+
+/// Where an identity header's value comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimSource {
+    /// A claim of the verified token, by name.
+    Claim(String),
+    /// The literal `true` on every authenticated request (`@authenticated`).
+    Authenticated,
+}
+
+/// Ordered list of identity headers to send upstream.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderMapping {
+    pub entries: Vec<(HeaderName, ClaimSource)>,
+}
+
+/// Authgear's claim names.
+pub mod claims {
+    pub const IS_ANONYMOUS: &str = "https://authgear.com/claims/user/is_anonymous";
+    pub const IS_VERIFIED: &str = "https://authgear.com/claims/user/is_verified";
+    pub const CAN_REAUTHENTICATE: &str = "https://authgear.com/claims/user/can_reauthenticate";
+    pub const ROLES: &str = "https://authgear.com/claims/user/roles";
+}
+
+impl HeaderMapping {
+    /// The headers of Authgear's own resolver endpoint, so apps written for
+    /// Authgear's backend integration work unchanged behind the gateway.
+    pub fn authgear_default() -> Self {
+        let e = |n: &'static str, c: ClaimSource| (HeaderName::from_static(n), c);
+        let c = |s: &str| ClaimSource::Claim(s.to_owned());
+        HeaderMapping {
+            entries: vec![
+                e("x-authgear-session-valid", ClaimSource::Authenticated),
+                e("x-authgear-user-id", c("sub")),
+                e("x-authgear-user-anonymous", c(claims::IS_ANONYMOUS)),
+                e("x-authgear-user-verified", c(claims::IS_VERIFIED)),
+                e("x-authgear-user-can-reauthenticate", c(claims::CAN_REAUTHENTICATE)),
+                e("x-authgear-user-roles", c(claims::ROLES)),
+                e("x-authgear-session-amr", c("amr")),
+                e("x-authgear-session-authenticated-at", c("auth_time")),
+            ],
+        }
+    }
+
+    /// Renders the identity headers for `claims`. A claim that is absent (or
+    /// null) sends no header.
+    pub fn render(&self, claims: &Map<String, Value>) -> Vec<(HeaderName, HeaderValue)> {
+        let mut out = Vec::with_capacity(self.entries.len());
+        for (name, src) in &self.entries {
+            let value = match src {
+                ClaimSource::Authenticated => Some(HeaderValue::from_static("true")),
+                ClaimSource::Claim(c) => claims.get(c).and_then(render_claim),
+            };
+            if let Some(v) = value {
+                out.push((name.clone(), v));
+            }
+        }
+        out
+    }
+}
+
+/// Turns a claim into a header value: strings as they are, booleans
+/// `true`/`false`, numbers as written, arrays joined with `,`, objects as
+/// compact JSON; null and `[]` send nothing. Bytes that cannot appear in a header (controls, non-ASCII)
+/// and `%` itself are percent-encoded, so decoding is unambiguous and
+/// nothing can inject a header line. Array items also encode `,`.
+pub fn render_claim(v: &Value) -> Option<HeaderValue> {
+    let mut s = String::new();
+    match v {
+        Value::Null => return None,
+        // Authgear's resolver omits the roles header when there are none.
+        Value::Array(items) if items.is_empty() => return None,
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    s.push(',');
+                }
+                encode_into(&scalar_text(item), true, &mut s);
+            }
+        }
+        other => encode_into(&scalar_text(other), false, &mut s),
+    }
+    HeaderValue::from_str(&s).ok()
+}
+
+fn scalar_text(v: &Value) -> std::borrow::Cow<'_, str> {
+    match v {
+        Value::String(s) => s.as_str().into(),
+        Value::Bool(b) => if *b { "true" } else { "false" }.into(),
+        Value::Number(n) => n.to_string().into(),
+        Value::Null => "null".into(),
+        other => other.to_string().into(),
+    }
+}
+
+fn encode_into(text: &str, in_list: bool, out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &b in text.as_bytes() {
+        let needs = !(0x20..=0x7e).contains(&b) || b == b'%' || (in_list && b == b',');
+        if needs {
+            out.push('%');
+            out.push(HEX[(b >> 4) as usize] as char);
+            out.push(HEX[(b & 0xf) as usize] as char);
+        } else {
+            out.push(b as char);
+        }
+    }
+}
+
+/// Header names that identify a user: every configured identity header and
+/// every `x-authgear-*` name. Compared after lower-casing and mapping `_` to
+/// `-`, because many app servers (CGI, PHP, Rails) read `X-User_Id` as
+/// `X-User-Id`.
+#[derive(Debug, Clone, Default)]
+pub struct IdentityStrip {
+    names: HashSet<String>,
+}
+
+impl IdentityStrip {
+    /// Builds the set from every mapping in the config.
+    pub fn new<'a>(mappings: impl IntoIterator<Item = &'a HeaderMapping>) -> Self {
+        let mut names = HashSet::new();
+        for m in mappings {
+            for (n, _) in &m.entries {
+                names.insert(fold(n.as_str()));
+            }
+        }
+        IdentityStrip { names }
+    }
+
+    /// True when a client must not be allowed to send this header.
+    pub fn is_identity(&self, name: &str) -> bool {
+        let f = fold(name);
+        f.starts_with("x-authgear-") || self.names.contains(&f)
+    }
+
+    /// Removes every identity header from `headers`.
+    pub fn strip(&self, headers: &mut HeaderMap) {
+        let doomed: Vec<HeaderName> =
+            headers.keys().filter(|n| self.is_identity(n.as_str())).cloned().collect();
+        for n in doomed {
+            headers.remove(&n);
+        }
+    }
+}
+
+fn fold(name: &str) -> String {
+    name.bytes().map(|b| if b == b'_' { '-' } else { b.to_ascii_lowercase() as char }).collect()
+}
+
+/// Hop-by-hop headers (RFC 9110 section 7.6.1) plus the ones proxies
+/// conventionally treat the same way.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Removes hop-by-hop headers, including any that `Connection` names.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        headers.remove(n);
+    }
+    for n in HOP_BY_HOP {
+        headers.remove(*n);
+    }
+}
+
+/// Headers a client could use to lie about where it came from.
+const FORWARDING: &[&str] = &["forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-real-ip"];
+
+/// Sets `X-Forwarded-For/-Proto/-Host`. Unless the gateway sits behind a
+/// trusted proxy, the client's own forwarding headers are discarded first.
+pub fn set_forwarded(headers: &mut HeaderMap, client: IpAddr, proto: &'static str, host: Option<&HeaderValue>, trust_incoming: bool) {
+    let host = host.cloned();
+    if !trust_incoming {
+        for n in FORWARDING {
+            headers.remove(*n);
+        }
+    }
+    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {client}"),
+        _ => client.to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert("x-forwarded-for", v);
+    }
+    if !headers.contains_key("x-forwarded-proto") {
+        headers.insert("x-forwarded-proto", HeaderValue::from_static(proto));
+    }
+    if let Some(h) = host {
+        if !headers.contains_key("x-forwarded-host") {
+            headers.insert("x-forwarded-host", h);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn claim_rendering() {
+        let r = |v: Value| render_claim(&v).map(|h| h.to_str().unwrap_or("").to_owned());
+        assert_eq!(r(json!("user-1")).as_deref(), Some("user-1"));
+        assert_eq!(r(json!(true)).as_deref(), Some("true"));
+        assert_eq!(r(json!(1700000000)).as_deref(), Some("1700000000"));
+        assert_eq!(r(json!(["a", "b"])).as_deref(), Some("a,b"));
+        assert_eq!(r(json!(["a,b", "c"])).as_deref(), Some("a%2Cb,c"));
+        assert_eq!(r(json!({"k": 1})).as_deref(), Some("{\"k\":1}"));
+        assert_eq!(r(json!("evil\r\nx-authgear-user-id: admin")).as_deref(), Some("evil%0D%0Ax-authgear-user-id: admin"));
+        assert_eq!(r(json!("café 100%")).as_deref(), Some("caf%C3%A9 100%25"));
+        assert_eq!(r(Value::Null), None);
+        assert_eq!(r(json!([])), None);
+    }
+
+    #[test]
+    fn identity_names_fold_underscores() {
+        let mut m = HeaderMapping::default();
+        m.entries.push((HeaderName::from_static("x-user-id"), ClaimSource::Claim("sub".into())));
+        let s = IdentityStrip::new([&m]);
+        assert!(s.is_identity("x-user-id"));
+        assert!(s.is_identity("X-User_Id"));
+        assert!(s.is_identity("x-authgear-anything"));
+        assert!(s.is_identity("x_authgear_session_valid"));
+        assert!(!s.is_identity("x-user-ids"));
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_named() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_static("close, x-secret"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("te", HeaderValue::from_static("trailers"));
+        h.insert("x-keep", HeaderValue::from_static("1"));
+        remove_hop_by_hop(&mut h);
+        assert!(h.get("x-secret").is_none() && h.get("te").is_none() && h.get("connection").is_none());
+        assert!(h.get("x-keep").is_some());
+    }
+
+    #[test]
+    fn forwarded_headers_not_trusted_by_default() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
+        let host = HeaderValue::from_static("app.example.com");
+        set_forwarded(&mut h, "10.0.0.1".parse().unwrap(), "http", Some(&host), false);
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "app.example.com");
+        let mut h2 = HeaderMap::new();
+        h2.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));
+        set_forwarded(&mut h2, "10.0.0.1".parse().unwrap(), "https", None, true);
+        assert_eq!(h2["x-forwarded-for"], "1.2.3.4, 10.0.0.1");
+    }
+}

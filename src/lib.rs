@@ -1,0 +1,60 @@
+//! authgear-gateway: a reverse proxy that verifies Authgear access tokens
+//! and forwards requests with the caller's identity as headers.
+//!
+//! The request path is [`server::handle_request`]; see `docs/LIFECYCLE.md`.
+
+pub mod admin;
+pub mod auth;
+pub mod authz;
+pub mod config;
+pub mod demo;
+pub mod devissuer;
+pub mod error;
+pub mod fetch;
+pub mod headers;
+pub mod path;
+pub mod proxy;
+pub mod reload;
+pub mod routes;
+pub mod server;
+pub mod state;
+
+/// The body type of every response the gateway produces.
+pub type Body = http_body_util::combinators::BoxBody<bytes::Bytes, hyper::Error>;
+
+pub use config::Config;
+pub use server::Server;
+pub use state::Gateway;
+
+/// Installs the process-wide rustls crypto provider (aws-lc-rs). Call once
+/// at start; later calls are harmless.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+/// Builds the gateway from a compiled config and starts its listeners.
+pub async fn start(config: Config) -> Result<Server, String> {
+    install_crypto_provider();
+    let gw = Gateway::new(config)?;
+    Server::start(gw).await.map_err(|e| format!("cannot listen: {e}"))
+}
+
+/// Runs the gateway until SIGTERM or SIGINT; SIGHUP reloads `config_path`.
+pub async fn run(config: Config, config_path: std::path::PathBuf) -> Result<(), String> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let server = start(config).await?;
+    let gw = server.gateway.clone();
+    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => { reload::reload_from(&gw, &config_path); }
+        }
+    }
+    tracing::info!("shutdown signal received");
+    server.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,117 @@
+//! The `authgear-gateway` command line. Kept thin: everything lives in the
+//! library so tests run the same code in-process.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use authgear_gateway::config::{Config, LogFormat};
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(name = "authgear-gateway", version, about = "Authentication gateway for Authgear access tokens")]
+struct Cli {
+    /// Config file.
+    #[arg(long, short, global = true, env = "GATEWAY_CONFIG", default_value = "gateway.toml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway (the default).
+    Run,
+    /// Validate the config: exit 0, or list every problem and exit 1.
+    Check {
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// Start a self-contained demo on 127.0.0.1 (no internet, no files).
+    Demo,
+}
+
+fn init_logging(format: LogFormat, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
+        LogFormat::Pretty => builder.compact().init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Check { format } => check(&cli.config, format),
+        Command::Demo => {
+            init_logging(LogFormat::Pretty, "warn");
+            run_async(async { authgear_gateway::demo::run().await })
+        }
+        Command::Run => {
+            let config = match Config::load(&cli.config) {
+                Ok(c) => c,
+                Err(d) => {
+                    eprint!("{d}");
+                    eprintln!("authgear-gateway: the config has errors; nothing started");
+                    return ExitCode::FAILURE;
+                }
+            };
+            init_logging(config.log.format, &config.log.level);
+            for w in config.warnings.warnings() {
+                tracing::warn!("{w}");
+            }
+            run_async(authgear_gateway::run(config, cli.config.clone()))
+        }
+    }
+}
+
+fn run_async<F: std::future::Future<Output = Result<(), String>>>(f: F) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("authgear-gateway: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(f) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("authgear-gateway: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check(path: &std::path::Path, format: Format) -> ExitCode {
+    let result = Config::load(path);
+    let (diags, ok) = match &result {
+        Ok(c) => (c.warnings.clone(), true),
+        Err(d) => (d.clone(), false),
+    };
+    match format {
+        Format::Json => {
+            let v = serde_json::json!({"ok": ok, "file": path.display().to_string(), "diagnostics": diags.items});
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        }
+        Format::Text => {
+            print!("{diags}");
+            if ok {
+                println!("{}: ok", path.display());
+            } else {
+                let n = diags.errors().count();
+                println!("{}: {n} error{}", path.display(), if n == 1 { "" } else { "s" });
+            }
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

@@ -1,0 +1,352 @@
+//! The route table: which rule a request falls under. First match wins; a
+//! request that matches nothing is refused (404) and never forwarded.
+
+use std::sync::Arc;
+
+use http::Method;
+
+use crate::authz::Requirements;
+use crate::headers::HeaderMapping;
+
+/// How much authentication a route asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// No token looked at; identity headers are still stripped.
+    Public,
+    /// Anonymous passes without identity; a bad token is still rejected.
+    Optional,
+    /// A valid token is needed.
+    Required,
+}
+
+impl AuthMode {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMode::Public => "public",
+            AuthMode::Optional => "optional",
+            AuthMode::Required => "required",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seg {
+    Lit(Box<str>),
+    /// `*`: exactly one non-empty segment.
+    One,
+}
+
+/// A compiled path pattern: literal segments, `*` for one segment, and at
+/// most one `**` for any number of segments (zero included).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathPattern {
+    raw: String,
+    head: Vec<Seg>,
+    /// `Some(tail)` when the pattern has a `**`; `tail` follows it.
+    tail: Option<Vec<Seg>>,
+}
+
+impl PathPattern {
+    /// Parses a pattern such as `/api/*/items/**`.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        if !raw.starts_with('/') {
+            return Err("must start with `/`".into());
+        }
+        let mut head = Vec::new();
+        let mut tail: Option<Vec<Seg>> = None;
+        for seg in raw[1..].split('/') {
+            let parsed = match seg {
+                "**" => {
+                    if tail.is_some() {
+                        return Err("only one `**` is allowed in a pattern".into());
+                    }
+                    tail = Some(Vec::new());
+                    continue;
+                }
+                "*" => Seg::One,
+                s if s.contains('*') => {
+                    return Err(format!("`*` must be a whole segment (found `{s}`)"));
+                }
+                "." | ".." => return Err("dot segments are not allowed in patterns".into()),
+                s if s.contains(['%', ';', '\\', '?', '#']) => {
+                    return Err(format!("segment `{s}` holds a character that normalized paths never match"));
+                }
+                s => Seg::Lit(s.into()),
+            };
+            match tail.as_mut() {
+                Some(t) => t.push(parsed),
+                None => head.push(parsed),
+            }
+        }
+        Ok(PathPattern { raw: raw.to_owned(), head, tail })
+    }
+
+    /// The pattern as written in the config.
+    pub fn as_str(&self) -> &str {
+        &self.raw
+    }
+
+    /// True when the normalized `path` matches.
+    pub fn matches(&self, path: &str) -> bool {
+        self.matches_segments(&segments(path))
+    }
+
+    /// Same as [`matches`](Self::matches) on a path already split by [`segments`].
+    pub fn matches_segments(&self, segs: &[&str]) -> bool {
+        match &self.tail {
+            None => seg_all(&self.head, segs),
+            Some(tail) => {
+                segs.len() >= self.head.len() + tail.len()
+                    && seg_all(&self.head, &segs[..self.head.len()])
+                    && seg_all(tail, &segs[segs.len() - tail.len()..])
+            }
+        }
+    }
+
+    /// The literal prefix before the first wildcard, for shadowing checks.
+    fn literal_prefix(&self) -> Vec<&str> {
+        self.head
+            .iter()
+            .map_while(|s| match s {
+                Seg::Lit(l) => Some(&**l),
+                Seg::One => None,
+            })
+            .collect()
+    }
+
+    /// True when every path this pattern matches is also matched by `self`
+    /// being a `prefix/**` pattern (a conservative check: it may miss some
+    /// shadowing but never reports a false one).
+    pub fn covers(&self, other: &PathPattern) -> bool {
+        if self.raw == other.raw {
+            return true;
+        }
+        match &self.tail {
+            Some(t) if t.is_empty() && self.head.iter().all(|s| matches!(s, Seg::Lit(_))) => {
+                let mine = self.literal_prefix();
+                let theirs = other.literal_prefix();
+                let other_min_len = other.head.len();
+                theirs.len() >= mine.len() && theirs[..mine.len()] == mine[..] && other_min_len >= mine.len()
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Splits a normalized path into segments (`/` gives one empty segment).
+pub fn segments(path: &str) -> Vec<&str> {
+    path.strip_prefix('/').unwrap_or(path).split('/').collect()
+}
+
+fn seg_all(pat: &[Seg], segs: &[&str]) -> bool {
+    pat.len() == segs.len()
+        && pat.iter().zip(segs).all(|(p, s)| match p {
+            Seg::Lit(l) => **l == **s,
+            Seg::One => !s.is_empty(),
+        })
+}
+
+/// A host rule: `api.example.com` or `*.example.com` (any depth of
+/// subdomain, never the bare domain). Compared case-insensitively, port
+/// ignored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPattern {
+    Exact(String),
+    Suffix(String),
+}
+
+impl HostPattern {
+    /// Parses a host rule from the config.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let lower = raw.trim().to_ascii_lowercase();
+        if lower.is_empty() {
+            return Err("empty host".into());
+        }
+        if let Some(rest) = lower.strip_prefix("*.") {
+            if rest.is_empty() || rest.contains('*') {
+                return Err("a wildcard host looks like `*.example.com`".into());
+            }
+            return Ok(HostPattern::Suffix(format!(".{rest}")));
+        }
+        if lower.contains(['*', '/', ':']) {
+            return Err("a host has no `*` (except a leading `*.`), scheme, port or path".into());
+        }
+        Ok(HostPattern::Exact(lower))
+    }
+
+    /// True when `host` (already lower-cased, without port) matches.
+    pub fn matches(&self, host: &str) -> bool {
+        match self {
+            HostPattern::Exact(h) => h == host,
+            HostPattern::Suffix(s) => host.len() > s.len() && host.ends_with(s.as_str()),
+        }
+    }
+}
+
+/// Extracts the lower-cased host (port and trailing dot removed) of a
+/// request, from the URI authority (HTTP/2) or the Host header.
+pub fn request_host(uri: &http::Uri, headers: &http::HeaderMap) -> Option<String> {
+    let raw = match uri.authority() {
+        Some(a) => a.host().to_owned(),
+        None => {
+            let h = headers.get(http::header::HOST)?.to_str().ok()?;
+            let auth: http::uri::Authority = h.parse().ok()?;
+            auth.host().to_owned()
+        }
+    };
+    let mut host = raw.to_ascii_lowercase();
+    if host.ends_with('.') {
+        host.pop();
+    }
+    Some(host)
+}
+
+/// One compiled `[[routes]]` entry.
+#[derive(Debug)]
+pub struct Route {
+    /// Metric/log label: the `name` key, or the path pattern.
+    pub name: String,
+    /// Position in the table (0-based) and line in the file, for `explain`.
+    pub index: usize,
+    pub line: usize,
+    pub path: PathPattern,
+    pub host: Option<HostPattern>,
+    pub methods: Option<Vec<Method>>,
+    pub auth: AuthMode,
+    pub require: Requirements,
+    /// Index into `Config::upstreams`.
+    pub upstream: usize,
+    pub strip_prefix: Option<String>,
+    pub add_prefix: Option<String>,
+    pub headers: Arc<HeaderMapping>,
+    pub pass_authorization: bool,
+    /// Replaces the issuer's audiences for this route when set.
+    pub audiences: Option<Vec<String>>,
+}
+
+/// Why a route did not match a request (for `explain`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mismatch {
+    Host,
+    Method,
+    Path,
+}
+
+impl Route {
+    /// Checks host, method and path, in that order.
+    pub fn check(&self, method: &Method, host: Option<&str>, segs: &[&str]) -> Result<(), Mismatch> {
+        if let Some(hp) = &self.host {
+            if !host.is_some_and(|h| hp.matches(h)) {
+                return Err(Mismatch::Host);
+            }
+        }
+        if let Some(ms) = &self.methods {
+            if !ms.contains(method) {
+                return Err(Mismatch::Method);
+            }
+        }
+        if !self.path.matches_segments(segs) {
+            return Err(Mismatch::Path);
+        }
+        Ok(())
+    }
+
+    /// The path the upstream receives: `strip_prefix` removed, then
+    /// `add_prefix` prepended.
+    pub fn upstream_path<'a>(&self, path: &'a str) -> std::borrow::Cow<'a, str> {
+        let mut p: std::borrow::Cow<'a, str> = path.into();
+        if let Some(sp) = &self.strip_prefix {
+            if let Some(rest) = path.strip_prefix(sp.as_str()) {
+                if rest.is_empty() {
+                    p = "/".into();
+                } else if rest.starts_with('/') {
+                    p = rest.into();
+                }
+            }
+        }
+        if let Some(ap) = &self.add_prefix {
+            let joined = if p == "/" { format!("{ap}/") } else { format!("{ap}{p}") };
+            p = joined.into();
+        }
+        p
+    }
+}
+
+/// The ordered routes of one config.
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    pub routes: Vec<Route>,
+}
+
+impl RouteTable {
+    /// First route that matches, or `None` (404).
+    pub fn find(&self, method: &Method, host: Option<&str>, path: &str) -> Option<&Route> {
+        let segs = segments(path);
+        self.routes.iter().find(|r| r.check(method, host, &segs).is_ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(p: &str, path: &str) -> bool {
+        PathPattern::parse(p).unwrap().matches(path)
+    }
+
+    #[test]
+    fn exact_and_wildcards() {
+        assert!(m("/", "/"));
+        assert!(!m("/", "/a"));
+        assert!(m("/a/b", "/a/b"));
+        assert!(!m("/a/b", "/a/b/"));
+        assert!(!m("/a/b", "/a/bc"));
+        assert!(m("/a/*", "/a/x"));
+        assert!(!m("/a/*", "/a/"));
+        assert!(!m("/a/*", "/a/x/y"));
+        assert!(m("/public/**", "/public"));
+        assert!(m("/public/**", "/public/"));
+        assert!(m("/public/**", "/public/a/b/c"));
+        assert!(!m("/public/**", "/publicity"));
+        assert!(!m("/public/**", "/"));
+        assert!(m("/**", "/"));
+        assert!(m("/**", "/anything/at/all"));
+        assert!(m("/api/**/edit", "/api/edit"));
+        assert!(m("/api/**/edit", "/api/x/y/edit"));
+        assert!(!m("/api/**/edit", "/api/x/y/view"));
+        assert!(m("/a/*/c/**", "/a/b/c"));
+    }
+
+    #[test]
+    fn bad_patterns() {
+        assert!(PathPattern::parse("a").is_err());
+        assert!(PathPattern::parse("/a/**/b/**").is_err());
+        assert!(PathPattern::parse("/a*").is_err());
+        assert!(PathPattern::parse("/a/../b").is_err());
+        assert!(PathPattern::parse("/a%2f").is_err());
+    }
+
+    #[test]
+    fn hosts() {
+        let e = HostPattern::parse("API.example.com").unwrap();
+        assert!(e.matches("api.example.com"));
+        assert!(!e.matches("x.api.example.com"));
+        let w = HostPattern::parse("*.example.com").unwrap();
+        assert!(w.matches("a.example.com"));
+        assert!(w.matches("a.b.example.com"));
+        assert!(!w.matches("example.com"));
+        assert!(!w.matches("evilexample.com"));
+        assert!(HostPattern::parse("a.*.com").is_err());
+    }
+
+    #[test]
+    fn covers() {
+        let p = |s| PathPattern::parse(s).unwrap();
+        assert!(p("/**").covers(&p("/admin/**")));
+        assert!(p("/api/**").covers(&p("/api/x")));
+        assert!(!p("/api/**").covers(&p("/apix")));
+        assert!(!p("/api/*").covers(&p("/api/x")) || p("/api/*") == p("/api/x"));
+        assert!(!p("/a/**").covers(&p("/*/x")));
+    }
+}

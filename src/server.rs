@@ -1,0 +1,217 @@
+//! Listeners and the request path. [`handle_request`] is the whole life of a
+//! request, top to bottom: match route -> authenticate -> authorize ->
+//! rewrite headers -> forward.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::{Request, Response};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::admin;
+use crate::auth::{self, Identity};
+use crate::authz;
+use crate::error::GatewayError;
+use crate::path;
+use crate::proxy::{self, ClientInfo};
+use crate::routes::{self, Route};
+use crate::state::{Gateway, Snapshot};
+use crate::Body;
+
+/// What the access log records about one request.
+#[derive(Default)]
+struct Outcome<'a> {
+    route: Option<&'a str>,
+    path: Option<String>,
+    sub: Option<String>,
+}
+
+/// Serves one request and always produces a response.
+pub async fn handle_request(gw: &Gateway, req: Request<Incoming>, client: ClientInfo) -> Response<Body> {
+    let started = Instant::now();
+    let snap = gw.snapshot();
+    let method = req.method().clone();
+    let mut outcome = Outcome::default();
+    let result = route_and_forward(&snap, req, client, &mut outcome).await;
+    let (resp, reason) = match result {
+        Ok(r) => (r, None),
+        Err(e) => {
+            if let GatewayError::UpstreamUnavailable(detail) | GatewayError::Internal(detail) = &e {
+                warn!(error = %detail, route = outcome.route, "request failed");
+            }
+            let reason = e.reason();
+            (e.into_response(&snap.config.realm), Some(reason))
+        }
+    };
+    info!(
+        target: "access",
+        method = %method,
+        path = outcome.path.as_deref().unwrap_or("-"),
+        route = outcome.route.unwrap_or("-"),
+        status = resp.status().as_u16(),
+        sub = outcome.sub.as_deref(),
+        reason,
+        client = %client.addr.ip(),
+        elapsed_us = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    resp
+}
+
+async fn route_and_forward<'s>(snap: &'s Snapshot, req: Request<Incoming>, client: ClientInfo, out: &mut Outcome<'s>) -> Result<Response<Body>, GatewayError> {
+    let cfg = &snap.config;
+    if req.uri().path_and_query().map_or(0, |pq| pq.as_str().len()) > cfg.server.max_uri_length {
+        return Err(GatewayError::UriTooLong);
+    }
+    let path = path::normalize(req.uri().path()).map_err(GatewayError::BadPath)?;
+    out.path = Some(path.clone());
+
+    let route = match_route(snap, &req, &path)?;
+    out.route = Some(&route.name);
+
+    let identity = auth::authenticate(cfg, &snap.keys, route, req.headers()).await?;
+    out.sub = identity.as_ref().and_then(|i| i.subject().map(str::to_owned));
+
+    authorize(snap, route, identity.as_ref())?;
+
+    let upstream = snap.upstreams.get(route.upstream).ok_or_else(|| GatewayError::Internal("route names a missing upstream".into()))?;
+    let (parts, body) = req.into_parts();
+    let up_req = proxy::rewrite_request(cfg, route, &upstream.settings, parts, body.boxed(), &path, identity.as_ref(), client)?;
+
+    upstream.send(up_req).await
+}
+
+/// Step 1: the first route that matches host, method and normalized path.
+fn match_route<'s>(snap: &'s Snapshot, req: &Request<Incoming>, path: &str) -> Result<&'s Route, GatewayError> {
+    let host = routes::request_host(req.uri(), req.headers());
+    snap.config.routes.find(req.method(), host.as_deref(), path).ok_or(GatewayError::NoRoute)
+}
+
+/// Step 3: the route's roles, scopes and claims, checked on every request.
+fn authorize(snap: &Snapshot, route: &Route, identity: Option<&Identity>) -> Result<(), GatewayError> {
+    if route.require.is_empty() {
+        return Ok(());
+    }
+    let id = identity.ok_or(GatewayError::MissingToken)?;
+    let roles_claim = snap.config.issuers.get(id.issuer).map_or(crate::headers::claims::ROLES, |i| i.roles_claim.as_str());
+    authz::authorize(&route.require, &id.claims, roles_claim).map_err(GatewayError::Forbidden)
+}
+
+/// A running gateway: its listeners and the handle to stop it.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub admin_addr: Option<SocketAddr>,
+    pub gateway: Arc<Gateway>,
+    stop: watch::Sender<bool>,
+    accept_task: JoinHandle<()>,
+    admin_task: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Binds the listeners named in the gateway's config and starts serving.
+    pub async fn start(gateway: Arc<Gateway>) -> std::io::Result<Server> {
+        let snap = gateway.snapshot();
+        let listener = TcpListener::bind(snap.config.server.listen).await?;
+        let addr = listener.local_addr()?;
+        let (stop, stop_rx) = watch::channel(false);
+        let admin = match snap.config.admin_listen {
+            Some(a) => {
+                let l = TcpListener::bind(a).await?;
+                let admin_addr = l.local_addr()?;
+                Some((admin_addr, tokio::spawn(admin::serve(l, gateway.clone(), stop_rx.clone()))))
+            }
+            None => None,
+        };
+        let accept_task = tokio::spawn(accept_loop(listener, gateway.clone(), stop_rx));
+        info!(%addr, admin = ?admin.as_ref().map(|a| a.0), "gateway listening");
+        Ok(Server { addr, admin_addr: admin.as_ref().map(|a| a.0), gateway, stop, accept_task, admin_task: admin.map(|a| a.1) })
+    }
+
+    /// Graceful shutdown: report not-ready, keep serving for the drain
+    /// period (so load balancers stop sending), stop accepting, then let
+    /// in-flight requests finish within the grace period.
+    pub async fn shutdown(self) {
+        let snap = self.gateway.snapshot();
+        self.gateway.start_draining();
+        let drain = snap.config.server.shutdown_drain;
+        if !drain.is_zero() {
+            info!(drain_secs = drain.as_secs_f64(), "draining before closing the listener");
+            tokio::time::sleep(drain).await;
+        }
+        let _ = self.stop.send(true);
+        let _ = self.accept_task.await;
+        if let Some(t) = self.admin_task {
+            t.abort();
+        }
+        info!("gateway stopped");
+    }
+}
+
+fn connection_builder(snap: &Snapshot) -> auto::Builder<TokioExecutor> {
+    let s = &snap.config.server;
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(s.request_header_timeout)
+        .max_headers(s.max_header_count)
+        .keep_alive(true);
+    b.http2().timer(TokioTimer::new()).keep_alive_interval(Some(Duration::from_secs(30)));
+    b
+}
+
+async fn accept_loop(listener: TcpListener, gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
+    let snap = gw.snapshot();
+    let builder = connection_builder(&snap);
+    let grace = snap.config.server.shutdown_grace;
+    let limit = Arc::new(Semaphore::new(snap.config.server.max_connections));
+    drop(snap);
+    let graceful = GracefulShutdown::new();
+    loop {
+        // Beyond max_connections, new connections wait in the kernel's
+        // backlog instead of being accepted.
+        let permit = tokio::select! {
+            p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = stop.changed() => break,
+        };
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let gw = gw.clone();
+        let client = ClientInfo { addr: peer, proto: "http" };
+        let svc = service_fn(move |req| {
+            let gw = gw.clone();
+            async move { Ok::<_, Infallible>(handle_request(&gw, req, client).await) }
+        });
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = conn.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+        warn!(grace_secs = grace.as_secs(), "some connections were still open when the grace period ended");
+    }
+}
