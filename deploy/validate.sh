@@ -163,34 +163,42 @@ def listen_port(value):
 
 
 def check_gateway_toml(where, text):
+    """Structural checks only; `authgear-gateway check` (below) does the rest."""
     try:
         cfg = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         fail(where, f"gateway config is not valid TOML: {e}")
         return None
     problems = []
-    for table, key in (("server", "listen"), ("admin", "listen"),
-                       ("upstream", "url"), ("auth", "issuer")):
-        if not isinstance(cfg.get(table, {}).get(key), str):
-            problems.append(f"[{table}] {key} missing or not a string")
-    audiences = cfg.get("auth", {}).get("audiences")
-    if not (isinstance(audiences, list) and audiences
-            and all(isinstance(a, str) for a in audiences)):
-        problems.append("[auth] audiences must be a non-empty list of strings")
+
+    def is_str_list(v):
+        return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+    for table in ("server", "admin"):
+        listen = cfg.get(table, {}).get("listen")
+        if listen is not None and listen_port(listen) is None:
+            problems.append(f"[{table}] listen must be \"host:port\"")
+    if not (isinstance(cfg.get("upstream", {}).get("url"), str) or cfg.get("upstreams")):
+        problems.append("no [upstream] url (or [upstreams.NAME])")
+    auth = cfg.get("auth", {})
+    issuers = auth.get("issuers") or ([auth] if "issuer" in auth else [])
+    if not issuers or not all(isinstance(i.get("issuer"), str) for i in issuers):
+        problems.append("no [auth] issuer (or [[auth.issuers]] issuer)")
+    for i in issuers:
+        if "audiences" in i and not is_str_list(i["audiences"]):
+            problems.append("audiences must be a list of strings")
     routes = cfg.get("routes", [])
     if not isinstance(routes, list) or not routes:
-        problems.append("no [[routes]]")
+        problems.append("no [[routes]]: every request would be refused")
         routes = []
     for i, route in enumerate(routes):
         if not isinstance(route.get("path"), str):
             problems.append(f"routes[{i}] has no path")
-        if route.get("auth") not in AUTH_MODES:
+        if "auth" in route and route["auth"] not in AUTH_MODES:
             problems.append(f"routes[{i}] auth must be one of {sorted(AUTH_MODES)}")
-    headers = cfg.get("headers", {})
-    if not all(isinstance(v, str) for v in headers.values()):
+    if not all(isinstance(v, str) for v in cfg.get("headers", {}).values()):
         problems.append("[headers] values must be claim names (strings)")
-    log_format = cfg.get("log", {}).get("format", "json")
-    if log_format not in ("json", "pretty"):
+    if cfg.get("log", {}).get("format", "pretty") not in ("json", "pretty"):
         problems.append('[log] format must be "json" or "pretty"')
     server = cfg.get("server", {})
     for key in ("shutdown_drain", "shutdown_grace"):
@@ -257,11 +265,19 @@ def _check_pod(where, workload, configmaps):
             cfg = cm["config"]
             if cfg is None:
                 continue
-            for table in ("server", "admin"):
-                port = listen_port(cfg[table]["listen"])
+            # The gateway's own defaults when a listen address is left out.
+            listen = {
+                "server": cfg.get("server", {}).get("listen", "0.0.0.0:8080"),
+                "admin": cfg.get("admin", {}).get("listen", "127.0.0.1:9090"),
+            }
+            for table, addr in listen.items():
+                port = listen_port(addr)
                 if port not in port_numbers:
                     fail(cwhere, f"[{table}] listen port {port} is not a containerPort")
-            admin_port = listen_port(cfg["admin"]["listen"])
+            if re.match(r"(127\.|localhost:|\[::1\]:)", listen["admin"]):
+                fail(cwhere, f"[admin] listen {listen['admin']} is loopback-only: the "
+                             "kubelet probes the pod IP, so the pod would never be ready")
+            admin_port = listen_port(listen["admin"])
             for probe_kind in ("livenessProbe", "readinessProbe"):
                 port = c.get(probe_kind, {}).get("httpGet", {}).get("port")
                 if port is None:
@@ -269,7 +285,7 @@ def _check_pod(where, workload, configmaps):
                     continue
                 if port_names.get(port, port) != admin_port:
                     fail(cwhere, f"{probe_kind} must target the admin port {admin_port}")
-            server = cfg["server"]
+            server = cfg.get("server", {})
             drain = duration_seconds(server.get("shutdown_drain", "5s")) or 0
             grace = duration_seconds(server.get("shutdown_grace", "30s")) or 0
             tgp = pod.get("terminationGracePeriodSeconds", 30)

@@ -96,13 +96,18 @@ struct Compiler<'a> {
 
 impl Compiler<'_> {
     fn de<T: DeserializeOwned + Default>(&mut self, v: Option<Spanned<DeValue<'_>>>, key: &str) -> T {
-        let Some(v) = v else { return T::default() };
+        self.try_de(v, key).unwrap_or_default()
+    }
+
+    /// `None` when the value is absent or has a type error (already reported).
+    fn try_de<T: DeserializeOwned>(&mut self, v: Option<Spanned<DeValue<'_>>>, key: &str) -> Option<T> {
+        let v = v?;
         let span = v.span();
         match T::deserialize(v.into_deserializer()) {
-            Ok(t) => t,
+            Ok(t) => Some(t),
             Err(e) => {
                 self.rep.toml_error(span, key, &e);
-                T::default()
+                None
             }
         }
     }
@@ -156,6 +161,9 @@ impl Compiler<'_> {
         let mut upstream_names: Vec<String> = Vec::new();
         let mut upstreams = Vec::new();
         let default_upstream_span = s.upstream.as_ref().map(|v| v.span());
+        // Routes may rely on [upstream] even when it has errors of its own;
+        // those are reported once, at [upstream].
+        let has_default = s.upstream.is_some();
         if let Some(v) = s.upstream {
             let raw: RawUpstream = self.de(Some(v), "upstream");
             if let Some(u) = self.upstream("default", &raw, "upstream", default_upstream_span.clone().unwrap_or(0..0)) {
@@ -163,7 +171,6 @@ impl Compiler<'_> {
                 upstream_names.push("default".into());
             }
         }
-        let has_default = !upstreams.is_empty();
         if let Some(v) = s.upstreams {
             let span = v.span();
             let map: BTreeMap<String, Spanned<DeValue<'_>>> = match v.into_inner() {
@@ -449,7 +456,9 @@ impl Compiler<'_> {
         for (i, item) in items.iter().enumerate() {
             let key = format!("routes[{i}]");
             let rspan = item.span();
-            let raw: RawRoute = self.de(Some(item.clone()), &key);
+            // A route with a type error is skipped so it does not also
+            // produce "missing" errors for the keys serde gave up on.
+            let Some(raw) = self.try_de::<RawRoute>(Some(item.clone()), &key) else { continue };
             if let Some(r) = self.route(i, &raw, &key, rspan, upstreams, has_default, default_headers, issuers) {
                 table.routes.push(r);
             }

@@ -91,11 +91,14 @@ pub struct Reporter<'a> {
     file: &'a str,
     text: &'a str,
     pub out: Diagnostics,
+    /// Values already reported (e.g. a failed `${VAR}`): later complaints
+    /// about the same value would only repeat the first.
+    reported: Vec<Range<usize>>,
 }
 
 impl<'a> Reporter<'a> {
     pub fn new(file: &'a str, text: &'a str) -> Self {
-        Reporter { file, text, out: Diagnostics::default() }
+        Reporter { file, text, out: Diagnostics::default(), reported: Vec::new() }
     }
 
     /// 1-based line of a byte offset.
@@ -141,6 +144,9 @@ impl<'a> Reporter<'a> {
     }
 
     fn push(&mut self, severity: Severity, span: Range<usize>, key: String, message: String, hint: Option<String>) {
+        if !span.is_empty() && self.reported.iter().any(|r| r.contains(&span.start)) {
+            return;
+        }
         let (line, column) = self.line_col(span.start);
         self.out.items.push(Diagnostic { severity, file: self.file.to_owned(), line, column, key, message, hint });
     }
@@ -148,6 +154,8 @@ impl<'a> Reporter<'a> {
     /// Records a serde/toml error, using its span when it has one.
     pub fn toml_error(&mut self, fallback: Range<usize>, key: &str, err: &toml::de::Error) {
         let span = err.span().unwrap_or(fallback);
+        let snippet = self.text.get(span.clone()).unwrap_or("").lines().next().unwrap_or("").trim();
+        let key = if key.is_empty() && !snippet.is_empty() && snippet.len() <= 60 { snippet } else { key };
         // toml's message can span lines with a source excerpt; keep the gist.
         let msg = err.message().trim().to_owned();
         let hint = unknown_field_hint(&msg);
@@ -163,7 +171,7 @@ impl<'a> Reporter<'a> {
 
 fn unknown_field_hint(msg: &str) -> Option<String> {
     // serde: "unknown field `audience`, expected one of `a`, `b`"
-    let rest = msg.strip_prefix("unknown field `")?;
+    let rest = msg.strip_prefix("unknown field `").or_else(|| msg.strip_prefix("unknown variant `"))?;
     let (name, tail) = rest.split_once('`')?;
     let candidates: Vec<&str> = tail.split('`').skip(1).step_by(2).collect();
     suggest(name, &candidates).map(|s| format!("did you mean `{s}`?"))
@@ -268,7 +276,10 @@ fn expand_value(rep: &mut Reporter<'_>, v: &mut Spanned<DeValue<'_>>, key: &str,
             if s.contains('$') {
                 match expand_str(s, lookup) {
                     Ok(new) => *s = new.into(),
-                    Err(msg) => rep.error(span, key, msg),
+                    Err(msg) => {
+                        rep.error(span.clone(), key, msg);
+                        rep.reported.push(span);
+                    }
                 }
             }
         }

@@ -1,0 +1,126 @@
+//! Config errors people can act on: every problem at once, each with file,
+//! line, column, key and (where obvious) the fix; `check` exit codes and
+//! JSON output; `${ENV}` expansion.
+
+use std::path::Path;
+use std::process::Command;
+
+use authgear_gateway::config::{Config, Severity};
+
+fn gateway_bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_authgear-gateway"))
+}
+
+#[test]
+fn the_example_config_is_valid() {
+    let out = gateway_bin().args(["check", "--config", "gateway.toml"]).output().expect("run check");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "gateway.toml: ok");
+}
+
+#[test]
+fn check_lists_every_error_with_line_and_fix() {
+    let out = gateway_bin().args(["check", "--config", "tests/golden/bad.toml"]).output().expect("run check");
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let expected = "\
+tests/golden/bad.toml:2:10: error: `server.listen`: `0.0.0.0:80800` is not a socket address (write it as IP:PORT, e.g. \"0.0.0.0:8080\")
+tests/golden/bad.toml:3:26: error: `server.request_header_timeout`: `10 seconds`: unknown unit ` seconds` (use ms, s, m, h or d)
+tests/golden/bad.toml:6:7: error: `upstream.url`: must start with http:// or https://
+tests/golden/bad.toml:10:1: error: `auth.audience`: unknown key in [auth] (did you mean `audiences`?)
+tests/golden/bad.toml:11:10: error: `auth.leeway`: `30`: missing unit (ms, s, m, h or d)
+tests/golden/bad.toml:14:1: error: `headers.\"authorization\"`: this header is managed by the gateway and cannot carry identity
+tests/golden/bad.toml:18:8: error: `routes[0]`: unknown variant `requried`, expected one of `public`, `optional`, `required` (did you mean `required`?)
+tests/golden/bad.toml:21:8: error: `routes[1].path`: must start with `/`
+tests/golden/bad.toml:27:8: error: `routes[2].auth`: a `public` route cannot require roles, scopes or claims (set auth = \"required\")
+tests/golden/bad.toml:29:1: error: `routes[2].methd`: unknown key in [routes] (did you mean `methods`?)
+tests/golden/bad.toml: 10 errors
+";
+    assert_eq!(text, expected);
+}
+
+#[test]
+fn check_json_gives_the_same_list() {
+    let out = gateway_bin().args(["check", "--format", "json", "--config", "tests/golden/bad.toml"]).output().expect("run check");
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["ok"], false);
+    let items = v["diagnostics"].as_array().expect("array");
+    assert_eq!(items.len(), 10);
+    assert_eq!(items[3]["key"], "auth.audience");
+    assert_eq!(items[3]["line"], 10);
+    assert_eq!(items[3]["column"], 1);
+    assert_eq!(items[3]["hint"], "did you mean `audiences`?");
+    assert_eq!(items[3]["severity"], "error");
+}
+
+#[test]
+fn missing_file_and_syntax_errors_are_reported() {
+    let out = gateway_bin().args(["check", "--config", "does/not/exist.toml"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("cannot read the config file"));
+    let err = Config::from_toml("[server]\nlisten = \"x\"\n[[routes]\n", "t.toml").unwrap_err();
+    assert_eq!(err.items.len(), 1);
+    assert_eq!(err.items[0].line, 3);
+}
+
+#[test]
+fn running_with_a_bad_config_starts_nothing() {
+    let out = gateway_bin().args(["--config", "tests/golden/bad.toml"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing started"));
+}
+
+const MINIMAL: &str = r#"
+[upstream]
+url = "${UPSTREAM_URL:-http://127.0.0.1:3000}"
+[auth]
+issuer = "https://${PROJECT}.authgear.cloud"
+[[routes]]
+path = "/**"
+"#;
+
+#[test]
+fn env_vars_expand_with_defaults_and_missing_ones_are_named() {
+    let env = |k: &str| (k == "PROJECT").then(|| "myapp".to_owned());
+    let cfg = Config::from_toml_with_env(MINIMAL, "t.toml", &env).expect("valid");
+    assert_eq!(cfg.issuers[0].issuer, "https://myapp.authgear.cloud");
+    assert_eq!(cfg.issuers[0].audiences, vec!["https://myapp.authgear.cloud".to_owned()]);
+    assert_eq!(cfg.upstreams[0].authority.as_str(), "127.0.0.1:3000");
+    let none = |_: &str| None;
+    let err = Config::from_toml_with_env(MINIMAL, "t.toml", &none).unwrap_err();
+    assert_eq!(err.items.len(), 1);
+    assert!(err.items[0].message.contains("`PROJECT`"), "{}", err.items[0]);
+    assert_eq!(err.items[0].line, 5);
+}
+
+#[test]
+fn shadowed_routes_are_warned_about() {
+    let text = r#"
+[upstream]
+url = "http://127.0.0.1:3000"
+[auth]
+issuer = "https://x.authgear.cloud"
+[[routes]]
+path = "/api/**"
+[[routes]]
+path = "/api/admin/**"
+roles = ["admin"]
+"#;
+    let cfg = Config::from_toml(text, "t.toml").expect("warnings do not fail the load");
+    let w: Vec<_> = cfg.warnings.items.iter().filter(|d| d.severity == Severity::Warning).collect();
+    assert_eq!(w.len(), 1);
+    assert_eq!(w[0].line, 8);
+    assert!(w[0].message.contains("can never match"), "{}", w[0]);
+    assert!(Path::new("gateway.toml").exists());
+}
+
+#[test]
+fn routes_are_required_and_token_routes_need_an_issuer() {
+    let err = Config::from_toml("[upstream]\nurl = \"http://127.0.0.1:1\"\n", "t.toml").unwrap_err();
+    assert!(err.items.iter().any(|d| d.key == "routes"));
+    let err = Config::from_toml("[upstream]\nurl = \"http://127.0.0.1:1\"\n[[routes]]\npath = \"/**\"\n", "t.toml").unwrap_err();
+    assert!(err.items.iter().any(|d| d.message.contains("no issuer")), "{err}");
+    // A public-only gateway needs no issuer.
+    assert!(Config::from_toml("[upstream]\nurl = \"http://127.0.0.1:1\"\n[[routes]]\npath = \"/**\"\nauth = \"public\"\n", "t.toml").is_ok());
+}
