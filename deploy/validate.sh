@@ -7,7 +7,8 @@
 #   - references inside each example (ConfigMap volumes, Service selectors and
 #     named ports, probe ports, PodDisruptionBudget selectors) resolve;
 #   - every gateway.toml embedded in a ConfigMap parses and agrees with its pod
-#     (ports, mount path, termination grace vs. drain + grace);
+#     (ports, mount path, termination grace vs. drain + grace), and passes
+#     `authgear-gateway check` when a built binary is found;
 #   - the systemd unit, with `systemd-analyze verify` when that tool exists.
 # Prints one line per checked item and exits non-zero on any problem.
 # Usage: bash deploy/validate.sh   (as root on Debian, or with python3 >= 3.11
@@ -77,8 +78,27 @@ if command -v kubectl >/dev/null 2>&1; then
   kustomize_cmd="kubectl"
 fi
 
+# When a gateway binary is at hand (AUTHGEAR_GATEWAY_BIN, or the newer of the
+# release/debug builds), its own `check` also judges each embedded config.
+gateway_bin="${AUTHGEAR_GATEWAY_BIN:-}"
+if [[ -z $gateway_bin ]]; then
+  for candidate in "$repo_dir/target/release/authgear-gateway" "$repo_dir/target/debug/authgear-gateway"; do
+    if [[ -x $candidate && (-z $gateway_bin || $candidate -nt $gateway_bin) ]]; then
+      gateway_bin="$candidate"
+    fi
+  done
+fi
+if [[ -n $gateway_bin ]] && ! "$gateway_bin" check --help >/dev/null 2>&1; then
+  echo "skip ${gateway_bin#"$repo_dir"/}: has no working \`check\` subcommand"
+  gateway_bin=""
+fi
+if [[ -z $gateway_bin ]]; then
+  echo "skip authgear-gateway check: no built binary (build it or set AUTHGEAR_GATEWAY_BIN)"
+fi
+
 status=0
-"${offline[@]}" "$venv/bin/python" - "$repo_dir" "$kustomize_cmd" "${k8s_versions[@]}" <<'PY' || status=1
+"${offline[@]}" "$venv/bin/python" - "$repo_dir" "$kustomize_cmd" "$gateway_bin" "$work" \
+  "${k8s_versions[@]}" <<'PY' || status=1
 import os
 import re
 import socket
@@ -102,7 +122,9 @@ from kubernetes_validate.version import __version__ as kv_version  # noqa: E402
 
 repo = sys.argv[1]
 kubectl = sys.argv[2]
-versions = sys.argv[3:]
+gateway_bin = sys.argv[3]
+scratch = sys.argv[4]
+versions = sys.argv[5:]
 k8s_root = os.path.join(repo, "deploy", "kubernetes")
 errors = []
 checked = {"resources": 0, "files": 0, "configs": 0, "kustomizations": 0}
@@ -113,7 +135,8 @@ AUTH_MODES = {"public", "optional", "required"}
 
 
 def rel(path):
-    return os.path.relpath(path, repo)
+    r = os.path.relpath(path, repo)
+    return path if r.startswith("..") else r
 
 
 def fail(where, message):
@@ -207,6 +230,19 @@ def check_gateway_toml(where, text):
     for p in problems:
         fail(where, p)
     return None if problems else cfg
+
+
+def run_gateway_check(where, text):
+    path = os.path.join(scratch, "gateway.toml")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+    proc = subprocess.run([gateway_bin, "check", "--config", path],
+                          capture_output=True, text=True, timeout=60)
+    if proc.returncode != 0:
+        out = (proc.stdout + proc.stderr).strip().replace(path, "gateway.toml")
+        fail(where, f"{rel(gateway_bin)} check:\n{out}")
+    else:
+        ok(where, f"{rel(gateway_bin)} check passes")
 
 
 def labels_match(selector, labels):
@@ -353,6 +389,8 @@ def check_directory(directory, files):
                     ok(f"{where} [{key}]", "gateway config parses")
                     if key == GATEWAY_CONFIG_FILE:
                         entry["config"] = cfg
+                    if gateway_bin:
+                        run_gateway_check(f"{where} [{key}]", text)
         configmaps[doc["metadata"]["name"]] = entry
 
     workloads = [(w, d) for w, d in resources
@@ -457,7 +495,8 @@ elif command -v systemd-analyze >/dev/null 2>&1; then
   unit_lines="$(grep -F "authgear-gateway.service" <<<"$verify_out" || true)"
   if [[ $verify_rc -ne 0 || -n "$unit_lines" ]]; then
     echo "FAIL ${unit#"$repo_dir"/}: systemd-analyze verify:"
-    sed "s|$work/|deploy/systemd/|g" <<<"${unit_lines:-$verify_out}"
+    shown="${unit_lines:-$verify_out}"
+    echo "${shown//"$work/"/deploy/systemd/}"
     status=1
   else
     echo "ok   ${unit#"$repo_dir"/}: systemd-analyze verify"

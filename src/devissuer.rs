@@ -3,7 +3,6 @@
 //! `demo` command and by the tests (which also use its fault switches).
 //! It binds only to loopback and is never started by the normal gateway.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -167,9 +166,22 @@ impl DevIssuer {
 
     /// Starts with `key` published and signing.
     pub async fn start_with(key: Arc<DevKey>) -> std::io::Result<DevIssuer> {
+        Self::start_inner(key, None).await
+    }
+
+    /// Starts over HTTPS with `tls` (whose certificate must name
+    /// `localhost`); the issuer URL is `https://localhost:PORT`.
+    pub async fn start_tls(key: Arc<DevKey>, tls: Arc<rustls::ServerConfig>) -> std::io::Result<DevIssuer> {
+        Self::start_inner(key, Some(tokio_rustls::TlsAcceptor::from(tls))).await
+    }
+
+    async fn start_inner(key: Arc<DevKey>, tls: Option<tokio_rustls::TlsAcceptor>) -> std::io::Result<DevIssuer> {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
-        let issuer = format!("http://{addr}");
+        let issuer = match tls {
+            Some(_) => format!("https://localhost:{}", addr.port()),
+            None => format!("http://{addr}"),
+        };
         let control = Arc::new(IssuerControl {
             mode: Mutex::new(Mode::Up),
             published: Mutex::new(vec![key.jwk.clone()]),
@@ -179,7 +191,7 @@ impl DevIssuer {
             jwks_fetches: AtomicU64::new(0),
             discovery_fetches: AtomicU64::new(0),
         });
-        let task = tokio::spawn(serve(listener, control.clone(), issuer.clone()));
+        let task = tokio::spawn(serve(listener, control.clone(), issuer.clone(), tls));
         Ok(DevIssuer { addr, issuer, control, signing: Mutex::new(key), task })
     }
 
@@ -257,7 +269,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-async fn serve(listener: TcpListener, control: Arc<IssuerControl>, issuer: String) {
+async fn serve(listener: TcpListener, control: Arc<IssuerControl>, issuer: String, tls: Option<tokio_rustls::TlsAcceptor>) {
     let builder = auto::Builder::new(TokioExecutor::new());
     loop {
         let Ok((stream, _)) = listener.accept().await else { continue };
@@ -271,9 +283,29 @@ async fn serve(listener: TcpListener, control: Arc<IssuerControl>, issuer: Strin
         let svc = service_fn(move |req: Request<Incoming>| {
             let control = control.clone();
             let issuer = issuer.clone();
-            async move { Ok::<_, Infallible>(answer(&control, &issuer, req.uri().path()).await) }
+            async move {
+                // Also cut kept-alive connections: a refusing issuer must
+                // fail for clients that pooled a connection earlier.
+                if *lock(&control.mode) == Mode::Refuse {
+                    return Err(std::io::Error::other("refusing"));
+                }
+                Ok(answer(&control, &issuer, req.uri().path()).await)
+            }
         });
-        tokio::spawn(builder.serve_connection(TokioIo::new(stream), svc).into_owned());
+        match &tls {
+            None => {
+                tokio::spawn(builder.serve_connection(TokioIo::new(stream), svc).into_owned());
+            }
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                let builder = builder.clone();
+                tokio::spawn(async move {
+                    if let Ok(tls_stream) = acceptor.accept(stream).await {
+                        let _ = builder.serve_connection(TokioIo::new(tls_stream), svc).await;
+                    }
+                });
+            }
+        }
     }
 }
 

@@ -12,6 +12,7 @@ pub mod devissuer;
 pub mod error;
 pub mod fetch;
 pub mod headers;
+pub mod import;
 pub mod path;
 pub mod proxy;
 pub mod reload;

@@ -221,6 +221,13 @@ fn parse_key(raw: &serde_json::Value) -> Result<VerifyKey, String> {
         AlgorithmParameters::RSA(p) => {
             let n = b64(&p.n, "n")?;
             let e = b64(&p.e, "e")?;
+            let bits = n.iter().position(|&b| b != 0).map_or(0, |first| (n.len() - first) * 8);
+            if !(2048..=8192).contains(&bits) {
+                return Err(format!("RSA modulus of about {bits} bits (2048 to 8192 accepted)"));
+            }
+            if e.is_empty() || e.len() > 8 {
+                return Err("RSA exponent is out of range".into());
+            }
             (Family::Rsa, rsa_public_key_der(&n, &e))
         }
         AlgorithmParameters::EllipticCurve(p) => {

@@ -255,3 +255,26 @@ pub async fn raw(addr: SocketAddr, request: &str) -> String {
 pub fn raw_status(answer: &str) -> u16 {
     answer.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
 }
+
+pub mod tls;
+
+/// Raises this process's open-file limit to its hard limit, for tests with
+/// a thousand simultaneous connections.
+pub fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+/// The first issuer's key cache counters.
+pub fn key_stats(gw: &Gw) -> (u64, u64, u64, u64) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let snap = gw.server.gateway.snapshot();
+    let s = &snap.keys[0].stats;
+    (s.fetch_attempts.load(Relaxed), s.fetch_failures.load(Relaxed), s.demand_fetches.load(Relaxed), s.rate_limited.load(Relaxed))
+}

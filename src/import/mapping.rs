@@ -1,0 +1,336 @@
+//! Turns a source row into an import record: renames columns, trims values,
+//! parses flexible booleans and lists, nests dotted targets
+//! (`password.password_hash`, `custom_attributes.plan`) and normalises emails.
+//!
+//! A mapping file is TOML:
+//! ```toml
+//! identifier = "email"          # email | preferred_username | phone_number
+//! lowercase_email = true
+//! list_separator = ","          # for roles / groups held in one cell
+//! unmapped = "keep"             # keep (then flagged as unknown keys) | drop
+//! # default_password_type = "md5"   # type of hashes when no column says so
+//! [columns]
+//! "Email" = "email"
+//! "Password Hash" = "password.password_hash"
+//! "Plan" = "custom_attributes.plan"        # `:integer`, `:number`, `:boolean` suffixes convert
+//! "Legacy Id" = "-"                        # "-" drops the column
+//! ```
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::{draft, schema, ImportError};
+
+/// Which record field identifies a user (sent as the request's `identifier`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+#[clap(rename_all = "snake_case")]
+pub enum Identifier {
+    /// The `email` field.
+    Email,
+    /// The `preferred_username` field.
+    PreferredUsername,
+    /// The `phone_number` field.
+    PhoneNumber,
+}
+
+impl Identifier {
+    /// The record key this identifier names.
+    pub fn key(self) -> &'static str {
+        match self {
+            Identifier::Email => "email",
+            Identifier::PreferredUsername => "preferred_username",
+            Identifier::PhoneNumber => "phone_number",
+        }
+    }
+}
+
+/// How a cell's text becomes a JSON value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Kept as text (JSON values from JSON input pass through).
+    Text,
+    /// Trimmed and (optionally) lower-cased.
+    Email,
+    /// `true/false/yes/no/y/n/1/0/t/f/on/off`, any case.
+    Bool,
+    /// A JSON array, or text split on the list separator.
+    List,
+    /// Whole number.
+    Integer,
+    /// Any number.
+    Number,
+}
+
+/// Where a source column goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// The column is ignored.
+    Drop,
+    /// The column fills this (possibly nested) record field.
+    Field(Vec<String>, Kind),
+}
+
+/// Parses a mapping target such as `email`, `-` or `custom_attributes.age:integer`.
+pub fn parse_target(spec: &str) -> Result<Target, String> {
+    let spec = spec.trim();
+    if spec.is_empty() || spec == "-" {
+        return Ok(Target::Drop);
+    }
+    let (path, suffix) = match spec.split_once(':') {
+        Some((p, s)) => (p, Some(s)),
+        None => (spec, None),
+    };
+    let parts: Vec<String> = path.split('.').map(|p| p.trim().to_string()).collect();
+    if parts.iter().any(String::is_empty) {
+        return Err(format!("`{spec}` has an empty path segment"));
+    }
+    if !schema::is_known_path(&parts) {
+        return Err(format!("`{path}` is not a field of the import schema"));
+    }
+    let default_kind = kind_for(&parts);
+    let kind = match suffix {
+        None => default_kind,
+        Some(s) if parts[0] != "custom_attributes" => {
+            return Err(format!("type suffix `:{s}` is only for custom_attributes"));
+        }
+        Some("string") => Kind::Text,
+        Some("integer") => Kind::Integer,
+        Some("number") => Kind::Number,
+        Some("boolean") => Kind::Bool,
+        Some("list") => Kind::List,
+        Some(s) => return Err(format!("unknown type suffix `:{s}`")),
+    };
+    Ok(Target::Field(parts, kind))
+}
+
+fn kind_for(parts: &[String]) -> Kind {
+    match parts.join(".").as_str() {
+        "email" | "mfa.email" => Kind::Email,
+        "email_verified" | "phone_number_verified" | "disabled" => Kind::Bool,
+        "roles" | "groups" => Kind::List,
+        _ => Kind::Text,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MappingFile {
+    identifier: Option<Identifier>,
+    lowercase_email: Option<bool>,
+    list_separator: Option<String>,
+    unmapped: Option<String>,
+    default_password_type: Option<String>,
+    #[serde(default)]
+    columns: HashMap<String, String>,
+}
+
+/// A loaded mapping, ready to apply to rows.
+#[derive(Debug, Clone)]
+pub struct Mapping {
+    /// The identifier field.
+    pub identifier: Identifier,
+    /// Lower-case emails (default on: Authgear compares them case-insensitively anyway).
+    pub lowercase_email: bool,
+    /// Separator for list cells.
+    pub list_separator: String,
+    /// Keep columns that the mapping does not name (they then fail the schema check).
+    pub keep_unmapped: bool,
+    /// Hash type to assume when a record has a hash but no type.
+    pub default_password_type: Option<String>,
+    /// Explicit column targets.
+    columns: HashMap<String, Target>,
+    /// Without a file, recognise well-known names the way `mapping` would draft them.
+    auto: bool,
+}
+
+impl Mapping {
+    /// The mapping used when no file is given: recognised names are renamed,
+    /// everything else is kept as is (and reported if it is not a schema field).
+    pub fn automatic(identifier: Identifier) -> Self {
+        Mapping {
+            identifier,
+            lowercase_email: true,
+            list_separator: ",".into(),
+            keep_unmapped: true,
+            default_password_type: None,
+            columns: HashMap::new(),
+            auto: true,
+        }
+    }
+
+    /// Loads and checks a TOML mapping file.
+    pub fn load(path: &Path) -> Result<Self, ImportError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ImportError::io(format!("read {}", path.display()), e))?;
+        Self::parse(&text)
+    }
+
+    /// Parses mapping TOML text.
+    pub fn parse(text: &str) -> Result<Self, ImportError> {
+        let file: MappingFile = toml::from_str(text).map_err(|e| ImportError::Mapping(e.to_string()))?;
+        let mut columns = HashMap::new();
+        for (col, spec) in file.columns {
+            let t = parse_target(&spec).map_err(|e| ImportError::Mapping(format!("column `{col}`: {e}")))?;
+            columns.insert(col, t);
+        }
+        let keep_unmapped = match file.unmapped.as_deref() {
+            None | Some("keep") => true,
+            Some("drop") => false,
+            Some(o) => return Err(ImportError::Mapping(format!("unmapped must be keep or drop, not `{o}`"))),
+        };
+        Ok(Mapping {
+            identifier: file.identifier.unwrap_or(Identifier::Email),
+            lowercase_email: file.lowercase_email.unwrap_or(true),
+            list_separator: file.list_separator.filter(|s| !s.is_empty()).unwrap_or_else(|| ",".into()),
+            keep_unmapped,
+            default_password_type: file.default_password_type,
+            columns,
+            auto: false,
+        })
+    }
+
+    fn target_for(&self, column: &str) -> Target {
+        if let Some(t) = self.columns.get(column) {
+            return t.clone();
+        }
+        if self.auto {
+            if let Some(spec) = draft::recognize(column) {
+                if let Ok(t) = parse_target(spec) {
+                    return t;
+                }
+            }
+        }
+        if self.keep_unmapped {
+            // Known names keep their natural conversion; unknown ones are flagged later.
+            let parts = vec![column.to_string()];
+            let kind = kind_for(&parts);
+            Target::Field(parts, kind)
+        } else {
+            Target::Drop
+        }
+    }
+
+    /// Applies the mapping to one row. Returns the record, or the row's errors.
+    pub fn apply(&self, row: Map<String, Value>) -> Result<Map<String, Value>, Vec<String>> {
+        let mut out = Map::new();
+        let mut errors = Vec::new();
+        for (column, value) in row {
+            let Target::Field(path, kind) = self.target_for(&column) else { continue };
+            let converted = match self.convert(value, kind) {
+                Ok(Some(v)) => v,
+                Ok(None) => continue,
+                Err(e) => {
+                    errors.push(format!("{}: {e}", path.join(".")));
+                    continue;
+                }
+            };
+            if let Err(e) = insert_path(&mut out, &path, converted) {
+                errors.push(e);
+            }
+        }
+        self.normalise_password(&mut out);
+        if errors.is_empty() {
+            Ok(out)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Lower-cases the hash type and fills in the default type, so that the
+    /// schema check sees one spelling.
+    fn normalise_password(&self, out: &mut Map<String, Value>) {
+        let Some(Value::Object(pw)) = out.get_mut("password") else { return };
+        match pw.get_mut("type") {
+            Some(Value::String(t)) => *t = t.trim().to_ascii_lowercase(),
+            Some(_) => {}
+            None => {
+                if let Some(t) = &self.default_password_type {
+                    pw.insert("type".into(), Value::String(t.to_ascii_lowercase()));
+                }
+            }
+        }
+    }
+
+    fn convert(&self, value: Value, kind: Kind) -> Result<Option<Value>, String> {
+        let text = match value {
+            Value::Null => return Ok(None),
+            Value::String(s) => {
+                let t = s.trim();
+                if t.is_empty() {
+                    // An empty cell means "no value", not an empty string.
+                    return Ok(None);
+                }
+                if t.len() == s.len() {
+                    s
+                } else {
+                    t.to_string()
+                }
+            }
+            // Structured JSON values are already typed; the schema check judges them.
+            other => {
+                return Ok(Some(match (kind, other) {
+                    (Kind::Bool, Value::Number(n)) if n.as_u64() == Some(0) => Value::Bool(false),
+                    (Kind::Bool, Value::Number(n)) if n.as_u64() == Some(1) => Value::Bool(true),
+                    (_, o) => o,
+                }))
+            }
+        };
+        Ok(Some(match kind {
+            Kind::Text => Value::String(text),
+            Kind::Email => Value::String(if self.lowercase_email { text.to_lowercase() } else { text }),
+            Kind::Bool => Value::Bool(parse_bool(&text).ok_or_else(|| "not a recognisable true/false value".to_string())?),
+            Kind::List => Value::Array(self.split_list(&text)?),
+            Kind::Integer => {
+                Value::from(text.parse::<i64>().map_err(|_| "not a whole number".to_string())?)
+            }
+            Kind::Number => {
+                let n: f64 = text.parse().map_err(|_| "not a number".to_string())?;
+                serde_json::Number::from_f64(n).map(Value::Number).ok_or_else(|| "not a finite number".to_string())?
+            }
+        }))
+    }
+
+    fn split_list(&self, text: &str) -> Result<Vec<Value>, String> {
+        if text.starts_with('[') {
+            return match serde_json::from_str::<Value>(text) {
+                Ok(Value::Array(a)) => Ok(a),
+                _ => Err("looks like a JSON list but does not parse".into()),
+            };
+        }
+        Ok(text
+            .split(self.list_separator.as_str())
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| Value::String(s.to_string()))
+            .collect())
+    }
+}
+
+/// Flexible boolean parsing for spreadsheet-style exports.
+pub fn parse_bool(text: &str) -> Option<bool> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "true" | "t" | "yes" | "y" | "1" | "on" | "verified" => Some(true),
+        "false" | "f" | "no" | "n" | "0" | "off" | "unverified" => Some(false),
+        _ => None,
+    }
+}
+
+fn insert_path(out: &mut Map<String, Value>, path: &[String], value: Value) -> Result<(), String> {
+    let Some((last, parents)) = path.split_last() else { return Ok(()) };
+    let mut cur = out;
+    for p in parents {
+        let entry = cur.entry(p.clone()).or_insert_with(|| Value::Object(Map::new()));
+        cur = match entry {
+            Value::Object(m) => m,
+            _ => return Err(format!("{}: two columns map to the same field", path.join("."))),
+        };
+    }
+    if cur.contains_key(last) {
+        return Err(format!("{}: two columns map to the same field", path.join(".")));
+    }
+    cur.insert(last.clone(), value);
+    Ok(())
+}

@@ -1,0 +1,81 @@
+//! Issuer outages never lock users out: a failing refresh keeps the last good
+//! keys, retries back off, and `max_key_age` (when set) ends the trust.
+
+mod support;
+
+use std::time::Duration;
+
+use authgear_gateway::devissuer::{DevIssuer, Mode};
+use http::StatusCode;
+use serde_json::json;
+use support::*;
+
+const FAST: &str = "refresh_interval = \"100ms\"\nmin_refresh_interval = \"100ms\"\nretry_initial = \"50ms\"\nretry_max = \"400ms\"\nfetch_timeout = \"300ms\"\nconnect_timeout = \"200ms\"";
+
+#[tokio::test]
+async fn valid_tokens_keep_passing_through_every_kind_of_outage() {
+    authgear_gateway::install_crypto_provider();
+    let iss = DevIssuer::start().await.unwrap();
+    let up = Upstream::start().await;
+    let gw = start_ready(&config_text(&iss, up.addr, FAST, ROUTES)).await;
+    let t = iss.mint("u", json!({}));
+    let mut served = 0;
+    for mode in [Mode::Refuse, Mode::Hang, Mode::Error500, Mode::Garbage, Mode::Huge] {
+        iss.set_mode(mode);
+        let (attempts_before, failures_before, _, _) = key_stats(&gw);
+        let start = std::time::Instant::now();
+        while start.elapsed() < Duration::from_millis(1500) {
+            let a = get_with(&gw.url("/api/x"), &t).await;
+            assert_eq!(a.status, StatusCode::OK, "{mode:?}: a valid token was refused: {}", a.body);
+            served += 1;
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let (attempts, failures, _, _) = key_stats(&gw);
+        let tried = attempts - attempts_before;
+        eprintln!("{mode:?}: {tried} fetch attempts in 1.5 s, {} failed; requests still served", failures - failures_before);
+        assert!(failures > failures_before, "{mode:?}: no failing fetch was observed");
+        // Without backoff a 100 ms refresh would try 15 times; with backoff
+        // capped at 400 ms (plus the fetch timeout) it is far fewer.
+        assert!(tried <= 10, "{mode:?}: {tried} attempts, backoff not applied");
+        assert_eq!(get(&format!("{}/readyz", gw.admin), &[]).await.0, StatusCode::OK, "{mode:?}: keys were dropped");
+    }
+    iss.set_mode(Mode::Up);
+    eprintln!("outage: {served} requests served during outages, 0 failed");
+}
+
+#[tokio::test]
+async fn max_key_age_stops_trusting_stale_keys() {
+    authgear_gateway::install_crypto_provider();
+    let iss = DevIssuer::start().await.unwrap();
+    let up = Upstream::start().await;
+    let extra = format!("{FAST}\nmax_key_age = \"600ms\"");
+    let gw = start_ready(&config_text(&iss, up.addr, &extra, ROUTES)).await;
+    let t = iss.mint("u", json!({}));
+    iss.set_mode(Mode::Refuse);
+    assert_eq!(get_with(&gw.url("/api/x"), &t).await.status, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let a = get_with(&gw.url("/api/x"), &t).await;
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(a.header("retry-after").is_some());
+    assert_eq!(get(&format!("{}/readyz", gw.admin), &[]).await.0, StatusCode::SERVICE_UNAVAILABLE);
+    // Public routes are unaffected.
+    assert_eq!(get(&gw.url("/public/x"), &[]).await.0, StatusCode::OK);
+    iss.set_mode(Mode::Up);
+    wait_ready(&gw).await;
+    assert_eq!(get_with(&gw.url("/api/x"), &t).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_hanging_issuer_at_start_does_not_stall_the_gateway() {
+    authgear_gateway::install_crypto_provider();
+    let iss = DevIssuer::start().await.unwrap();
+    iss.set_mode(Mode::Hang);
+    let up = Upstream::start().await;
+    let gw = start_gateway(&config_text(&iss, up.addr, &format!("{FAST}\nunknown_kid_cooldown = \"10s\""), ROUTES)).await;
+    let t = iss.mint("u", json!({}));
+    let started = std::time::Instant::now();
+    let a = get_with(&gw.url("/api/x"), &t).await;
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(started.elapsed() < Duration::from_secs(2), "a request waited {:?} on a hanging issuer", started.elapsed());
+    assert_eq!(get(&gw.url("/public/x"), &[]).await.0, StatusCode::OK);
+}
