@@ -3,6 +3,7 @@
 //! error is collected with its line and column.
 
 mod compile;
+mod compile_routes;
 pub mod diag;
 pub mod raw;
 

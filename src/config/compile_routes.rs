@@ -1,0 +1,272 @@
+//! Route and header-mapping compilation (the `[[routes]]` and `[headers]`
+//! half of [`super::compile`]).
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::Arc;
+
+use http::header::HeaderName;
+use http::Method;
+use toml::de::DeValue;
+use toml::Spanned;
+
+use super::compile::Compiler;
+use super::raw::{RawAuthMode, RawRoute};
+use super::IssuerSettings;
+use crate::authz::Requirements;
+use crate::headers::{ClaimSource, HeaderMapping};
+use crate::routes::{AuthMode, HostPattern, PathPattern, Route, RouteTable};
+
+/// Headers the gateway manages itself or that carry credentials; never
+/// valid as identity header names.
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "authorization",
+    "cookie",
+    "set-cookie",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "te",
+    "trailer",
+    "keep-alive",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "forwarded",
+    "x-request-id",
+];
+
+impl Compiler<'_> {
+    pub(super) fn mapping(&mut self, map: &BTreeMap<Spanned<String>, Spanned<String>>, key: &str) -> HeaderMapping {
+        let mut m = HeaderMapping::default();
+        for (name, claim) in map {
+            let hk = format!("{key}.\"{}\"", name.get_ref());
+            let lower = name.get_ref().to_ascii_lowercase();
+            let Ok(hn) = HeaderName::from_bytes(lower.as_bytes()) else {
+                self.rep.error(name.span(), hk, "not a valid header name");
+                continue;
+            };
+            if RESERVED_HEADERS.contains(&hn.as_str()) {
+                self.rep.error(name.span(), hk, "this header is managed by the gateway and cannot carry identity");
+                continue;
+            }
+            let src = match claim.get_ref().as_str() {
+                "" => {
+                    self.rep.error(claim.span(), hk, "the claim name is empty");
+                    continue;
+                }
+                "@authenticated" => ClaimSource::Authenticated,
+                c if c.starts_with('@') => {
+                    self.rep.error_hint(claim.span(), hk, format!("unknown special value `{c}`"), "the only one is \"@authenticated\"");
+                    continue;
+                }
+                c => ClaimSource::Claim(c.to_owned()),
+            };
+            m.entries.push((hn, src));
+        }
+        m
+    }
+
+    pub(super) fn routes(
+        &mut self,
+        v: Option<Spanned<DeValue<'_>>>,
+        upstreams: &[String],
+        has_default: bool,
+        default_headers: &Arc<HeaderMapping>,
+        issuers: &[IssuerSettings],
+    ) -> RouteTable {
+        let mut table = RouteTable::default();
+        let Some(v) = v else {
+            self.rep.error_hint(0..0, "routes", "no routes: every request would be refused", "add at least one [[routes]] entry");
+            return table;
+        };
+        let span = v.span();
+        let DeValue::Array(items) = v.into_inner() else {
+            self.rep.error(span, "routes", "must be an array of tables ([[routes]])");
+            return table;
+        };
+        for (i, item) in items.iter().enumerate() {
+            let key = format!("routes[{i}]");
+            let rspan = item.span();
+            // A route with a type error is skipped so it does not also
+            // produce "missing" errors for the keys serde gave up on.
+            let Some(raw) = self.try_de::<RawRoute>(Some(item.clone()), &key) else { continue };
+            if let Some(r) = self.route(i, &raw, &key, rspan, upstreams, has_default, default_headers, issuers) {
+                table.routes.push(r);
+            }
+        }
+        self.shadow_warnings(&table);
+        table
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn route(
+        &mut self,
+        index: usize,
+        r: &RawRoute,
+        key: &str,
+        span: Range<usize>,
+        upstreams: &[String],
+        has_default: bool,
+        default_headers: &Arc<HeaderMapping>,
+        issuers: &[IssuerSettings],
+    ) -> Option<Route> {
+        let line = self.rep_line(span.start);
+        let Some(path_raw) = &r.path else {
+            self.rep.error(span, format!("{key}.path"), "missing: the path pattern, e.g. \"/api/**\"");
+            return None;
+        };
+        let path = match PathPattern::parse(path_raw.get_ref()) {
+            Ok(p) => p,
+            Err(msg) => {
+                self.rep.error(path_raw.span(), format!("{key}.path"), msg);
+                return None;
+            }
+        };
+        let host = r.host.as_ref().and_then(|h| match HostPattern::parse(h.get_ref()) {
+            Ok(p) => Some(p),
+            Err(msg) => {
+                self.rep.error(h.span(), format!("{key}.host"), msg);
+                None
+            }
+        });
+        let methods = r.methods.as_ref().map(|ms| {
+            ms.iter()
+                .filter_map(|m| {
+                    let up = m.get_ref().to_ascii_uppercase();
+                    match Method::from_bytes(up.as_bytes()) {
+                        Ok(meth) => Some(meth),
+                        Err(_) => {
+                            self.rep.error(m.span(), format!("{key}.methods"), format!("`{}` is not an HTTP method", m.get_ref()));
+                            None
+                        }
+                    }
+                })
+                .collect::<Vec<_>>()
+        });
+        let auth = match r.auth.as_ref().map(|a| *a.get_ref()) {
+            None | Some(RawAuthMode::Required) => AuthMode::Required,
+            Some(RawAuthMode::Optional) => AuthMode::Optional,
+            Some(RawAuthMode::Public) => AuthMode::Public,
+        };
+        let strs = |v: &Option<Vec<Spanned<String>>>| v.as_ref().map(|l| l.iter().map(|s| s.get_ref().clone()).collect::<Vec<_>>()).unwrap_or_default();
+        let mut require = Requirements { roles: strs(&r.roles), scopes: strs(&r.scopes), claims: Vec::new() };
+        for (name, val) in r.claims.iter().flatten() {
+            match toml_to_json(val.get_ref()) {
+                Some(j) => require.claims.push((name.clone(), j)),
+                None => self.rep.error(val.span(), format!("{key}.claims.\"{name}\""), "dates cannot be compared with claims; use a string or number"),
+            }
+        }
+        if auth != AuthMode::Required && !require.is_empty() {
+            let a = r.auth.as_ref().map_or(span.clone(), |a| a.span());
+            self.rep.error_hint(a, format!("{key}.auth"), format!("a `{}` route cannot require roles, scopes or claims", auth.as_str()), "set auth = \"required\"");
+        }
+        if auth != AuthMode::Public && issuers.is_empty() {
+            self.rep.error_hint(span.clone(), format!("{key}.auth"), "this route needs tokens but no issuer is configured", "add [auth] issuer = \"https://<your project>.authgear.cloud\"");
+        }
+        let upstream = match &r.upstream {
+            None if has_default => 0,
+            None => {
+                self.rep.error_hint(span.clone(), format!("{key}.upstream"), "no upstream for this route", "add [upstream] url = ... or upstream = \"NAME\"");
+                return None;
+            }
+            Some(name) => match upstreams.iter().position(|u| u == name.get_ref()) {
+                Some(i) => i,
+                None => {
+                    let known: Vec<&str> = upstreams.iter().map(String::as_str).collect();
+                    let hint = super::diag::suggest(name.get_ref(), &known).map_or_else(|| format!("defined upstreams: {}", known.join(", ")), |s| format!("did you mean `{s}`?"));
+                    self.rep.error_hint(name.span(), format!("{key}.upstream"), format!("unknown upstream `{}`", name.get_ref()), hint);
+                    return None;
+                }
+            },
+        };
+        let prefix = |c: &mut Self, v: &Option<Spanned<String>>, k: &str| -> Option<String> {
+            let s = v.as_ref()?;
+            let p = s.get_ref();
+            if !p.starts_with('/') || p.ends_with('/') || p.contains(['?', '#', '%', '\\', ';']) || p.split('/').any(|seg| seg == "." || seg == "..") {
+                c.rep.error_hint(s.span(), format!("{key}.{k}"), format!("`{p}` is not a plain path prefix"), "like \"/api\": leading /, no trailing /");
+                return None;
+            }
+            Some(p.clone())
+        };
+        let strip_prefix = prefix(self, &r.strip_prefix, "strip_prefix");
+        let add_prefix = prefix(self, &r.add_prefix, "add_prefix");
+        let headers = match &r.headers {
+            None => default_headers.clone(),
+            Some(map) => Arc::new(self.mapping(map, &format!("{key}.headers"))),
+        };
+        let audiences = match &r.audiences {
+            Some(a) if a.is_empty() => {
+                self.rep.error(span.clone(), format!("{key}.audiences"), "must hold at least one audience");
+                None
+            }
+            Some(a) => Some(a.iter().map(|s| s.get_ref().clone()).collect()),
+            None => None,
+        };
+        let name = r.name.as_ref().map_or_else(|| path.as_str().to_owned(), |n| n.get_ref().clone());
+        Some(Route {
+            name,
+            index,
+            line,
+            path,
+            host,
+            methods,
+            auth,
+            require,
+            upstream,
+            strip_prefix,
+            add_prefix,
+            headers,
+            pass_authorization: r.pass_authorization.unwrap_or(true),
+            audiences,
+        })
+    }
+
+    fn rep_line(&self, offset: usize) -> usize {
+        self.rep.line_of(offset)
+    }
+
+    fn shadow_warnings(&mut self, table: &RouteTable) {
+        for (j, later) in table.routes.iter().enumerate() {
+            for earlier in &table.routes[..j] {
+                let host_covers = match (&earlier.host, &later.host) {
+                    (None, _) => true,
+                    (Some(a), Some(b)) => a == b,
+                    (Some(_), None) => false,
+                };
+                let methods_cover = match (&earlier.methods, &later.methods) {
+                    (None, _) => true,
+                    (Some(a), Some(b)) => b.iter().all(|m| a.contains(m)),
+                    (Some(_), None) => false,
+                };
+                if host_covers && methods_cover && earlier.path.covers(&later.path) {
+                    let msg = format!(
+                        "route `{}` can never match: route #{} (`{}`, line {}) matches every request it would",
+                        later.name,
+                        earlier.index + 1,
+                        earlier.path.as_str(),
+                        earlier.line
+                    );
+                    self.rep.warning_at_line(later.line, &format!("routes[{}]", later.index), msg);
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// TOML claim values as JSON, for comparison with token claims.
+fn toml_to_json(v: &toml::Value) -> Option<serde_json::Value> {
+    Some(match v {
+        toml::Value::String(s) => serde_json::Value::String(s.clone()),
+        toml::Value::Integer(i) => serde_json::Value::from(*i),
+        toml::Value::Float(f) => serde_json::Number::from_f64(*f).map(serde_json::Value::Number)?,
+        toml::Value::Boolean(b) => serde_json::Value::Bool(*b),
+        toml::Value::Array(a) => serde_json::Value::Array(a.iter().map(toml_to_json).collect::<Option<_>>()?),
+        toml::Value::Table(t) => serde_json::Value::Object(t.iter().map(|(k, v)| Some((k.clone(), toml_to_json(v)?))).collect::<Option<_>>()?),
+        toml::Value::Datetime(_) => return None,
+    })
+}
