@@ -10,6 +10,7 @@ pub mod config;
 pub mod demo;
 pub mod devissuer;
 pub mod error;
+pub mod explain;
 pub mod fetch;
 pub mod headers;
 pub mod import;
@@ -45,6 +46,7 @@ pub async fn run(config: Config, config_path: std::path::PathBuf) -> Result<(), 
     use tokio::signal::unix::{signal, SignalKind};
     let server = start(config).await?;
     let gw = server.gateway.clone();
+    let watcher = reload::spawn_watcher(gw.clone(), config_path.clone());
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
     let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
@@ -56,6 +58,7 @@ pub async fn run(config: Config, config_path: std::path::PathBuf) -> Result<(), 
         }
     }
     tracing::info!("shutdown signal received");
+    watcher.abort();
     server.shutdown().await;
     Ok(())
 }

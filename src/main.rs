@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use authgear_gateway::config::{Config, LogFormat};
+use authgear_gateway::explain;
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
@@ -34,6 +35,20 @@ enum Command {
     },
     /// Start a self-contained demo on 127.0.0.1 (no internet, no files).
     Demo,
+    /// Show which route a request matches, what it needs, and (given a
+    /// token) every check and the headers the upstream would receive.
+    Explain {
+        /// HTTP method, e.g. GET.
+        method: String,
+        /// Full URL, e.g. https://app.example.com/admin/users?page=2
+        url: String,
+        /// A bearer token to check (its signature is never printed).
+        #[arg(long)]
+        token: Option<String>,
+        /// Do not contact the issuer: skip the signature check.
+        #[arg(long)]
+        no_fetch: bool,
+    },
 }
 
 fn init_logging(format: LogFormat, level: &str) {
@@ -49,6 +64,22 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run) {
         Command::Check { format } => check(&cli.config, format),
+        Command::Explain { method, url, token, no_fetch } => {
+            let config = match Config::load(&cli.config) {
+                Ok(c) => c,
+                Err(d) => {
+                    eprint!("{d}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let keys = if no_fetch { explain::Keys::Skip } else { explain::Keys::Fetch };
+            run_async(async move {
+                authgear_gateway::install_crypto_provider();
+                let text = explain::explain(&config, &method, &url, token.as_deref(), keys, authgear_gateway::auth::now_unix()).await?;
+                print!("{text}");
+                Ok(())
+            })
+        }
         Command::Demo => {
             init_logging(LogFormat::Pretty, "warn");
             run_async(async { authgear_gateway::demo::run().await })

@@ -1,8 +1,11 @@
 //! Config reload: re-read, validate and compile the file, then swap the
 //! snapshot whole. A bad file leaves the running config untouched.
 
-use std::path::Path;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
 
 use tracing::{error, info, warn};
 
@@ -44,4 +47,39 @@ pub fn reload_from(gw: &Gateway, path: &Path) -> bool {
             }
         }
     }
+}
+
+fn fingerprint(path: &Path) -> Option<u64> {
+    let bytes = std::fs::read(path).ok()?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    Some(h.finish())
+}
+
+/// Watches the config file and reloads it when its content changes.
+///
+/// It polls (every `server.config_watch_interval`) and compares content,
+/// rather than using inotify: Kubernetes updates a mounted ConfigMap by
+/// swapping a `..data` symlink in the parent directory, which a watch on
+/// the file itself never sees, and polling a small file costs nothing and
+/// behaves the same on every filesystem (overlayfs, NFS, bind mounts).
+pub fn spawn_watcher(gw: Arc<Gateway>, path: PathBuf) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut last = fingerprint(&path);
+        loop {
+            let interval = gw.snapshot().config.server.config_watch_interval;
+            if interval.is_zero() {
+                // Watching is off; check again later in case a reload turns it on.
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                continue;
+            }
+            tokio::time::sleep(interval).await;
+            let now = fingerprint(&path);
+            if now.is_some() && now != last {
+                last = now;
+                info!(target: "reload", file = %path.display(), "config file changed");
+                reload_from(&gw, &path);
+            }
+        }
+    })
 }

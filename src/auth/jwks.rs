@@ -155,6 +155,12 @@ impl KeyStore {
         }
     }
 
+    /// Fetches the JWKS once now (for `explain`); the error says why not.
+    pub async fn fetch_now(&self) -> Result<(), FetchError> {
+        let _g = self.fetch_lock.lock().await;
+        self.fetch_and_store().await.map(|_| ())
+    }
+
     fn jwks_uri_configured(&self) -> Option<String> {
         self.settings.load().jwks_uri.clone()
     }

@@ -168,42 +168,66 @@ pub struct ClaimRules<'a> {
 /// Checks `typ`, `iss`, `aud`, `exp`, `nbf` and `iat` at time `now` (Unix
 /// seconds). `exp` is required.
 pub fn check_claims(p: &Parsed<'_>, rules: &ClaimRules<'_>, now: u64) -> Result<(), TokenError> {
-    if let Some(typ) = &p.typ {
-        let t = typ.to_ascii_lowercase();
-        if !rules.token_types.iter().any(|a| *a == t) {
-            return Err(TokenError::TypeNotAccepted(sanitize(typ)));
-        }
+    for (_, check) in CLAIM_CHECKS {
+        check(p, rules, now)?;
     }
+    Ok(())
+}
+
+type ClaimCheck = fn(&Parsed<'_>, &ClaimRules<'_>, u64) -> Result<(), TokenError>;
+
+/// The claim checks in the order they run, named for `explain`.
+pub const CLAIM_CHECKS: &[(&str, ClaimCheck)] = &[("typ", check_typ), ("iss", check_iss), ("aud", check_aud), ("exp", check_exp), ("nbf", check_nbf), ("iat", check_iat)];
+
+fn check_typ(p: &Parsed<'_>, rules: &ClaimRules<'_>, _now: u64) -> Result<(), TokenError> {
+    match &p.typ {
+        Some(typ) if !rules.token_types.iter().any(|a| a.eq_ignore_ascii_case(typ)) => Err(TokenError::TypeNotAccepted(sanitize(typ))),
+        _ => Ok(()),
+    }
+}
+
+fn check_iss(p: &Parsed<'_>, rules: &ClaimRules<'_>, _now: u64) -> Result<(), TokenError> {
     match p.claims.get("iss").and_then(Value::as_str) {
-        Some(iss) if iss == rules.issuer => {}
-        Some(_) => return Err(TokenError::UnknownIssuer),
-        None => return Err(TokenError::MissingClaim("iss")),
+        Some(iss) if iss == rules.issuer => Ok(()),
+        Some(_) => Err(TokenError::UnknownIssuer),
+        None => Err(TokenError::MissingClaim("iss")),
     }
-    let aud_ok = match p.claims.get("aud") {
+}
+
+fn check_aud(p: &Parsed<'_>, rules: &ClaimRules<'_>, _now: u64) -> Result<(), TokenError> {
+    let ok = match p.claims.get("aud") {
         Some(Value::String(a)) => rules.audiences.iter().any(|x| x == a),
         Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).any(|a| rules.audiences.iter().any(|x| x == a)),
         None => return Err(TokenError::MissingClaim("aud")),
         _ => false,
     };
-    if !aud_ok {
-        return Err(TokenError::WrongAudience);
+    if ok {
+        Ok(())
+    } else {
+        Err(TokenError::WrongAudience)
     }
-    let leeway = rules.leeway.as_secs();
+}
+
+fn check_exp(p: &Parsed<'_>, rules: &ClaimRules<'_>, now: u64) -> Result<(), TokenError> {
     let exp = numeric(&p.claims, "exp")?.ok_or(TokenError::MissingClaim("exp"))?;
-    if now >= exp.saturating_add(leeway) {
+    if now >= exp.saturating_add(rules.leeway.as_secs()) {
         return Err(TokenError::Expired);
     }
-    if let Some(nbf) = numeric(&p.claims, "nbf")? {
-        if nbf > now.saturating_add(leeway) {
-            return Err(TokenError::NotYetValid);
-        }
-    }
-    if let Some(iat) = numeric(&p.claims, "iat")? {
-        if iat > now.saturating_add(leeway) {
-            return Err(TokenError::IssuedInFuture);
-        }
-    }
     Ok(())
+}
+
+fn check_nbf(p: &Parsed<'_>, rules: &ClaimRules<'_>, now: u64) -> Result<(), TokenError> {
+    match numeric(&p.claims, "nbf")? {
+        Some(nbf) if nbf > now.saturating_add(rules.leeway.as_secs()) => Err(TokenError::NotYetValid),
+        _ => Ok(()),
+    }
+}
+
+fn check_iat(p: &Parsed<'_>, rules: &ClaimRules<'_>, now: u64) -> Result<(), TokenError> {
+    match numeric(&p.claims, "iat")? {
+        Some(iat) if iat > now.saturating_add(rules.leeway.as_secs()) => Err(TokenError::IssuedInFuture),
+        _ => Ok(()),
+    }
 }
 
 /// Reads a NumericDate; fractional seconds are truncated, negative or

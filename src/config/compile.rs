@@ -207,6 +207,7 @@ impl Compiler<'_> {
             max_uri_length: self.count(&r.max_uri_length, "server.max_uri_length", 8192),
             shutdown_drain: self.duration(&r.shutdown_drain, "server.shutdown_drain", Duration::from_secs(5)),
             shutdown_grace: self.duration(&r.shutdown_grace, "server.shutdown_grace", Duration::from_secs(30)),
+            config_watch_interval: self.duration(&r.config_watch_interval, "server.config_watch_interval", Duration::from_secs(2)),
         })
     }
 

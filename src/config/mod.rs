@@ -30,6 +30,8 @@ pub struct ServerSettings {
     pub max_uri_length: usize,
     pub shutdown_drain: Duration,
     pub shutdown_grace: Duration,
+    /// How often the config file is checked for changes (zero: never).
+    pub config_watch_interval: Duration,
 }
 
 /// One upstream, compiled.

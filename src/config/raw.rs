@@ -20,6 +20,7 @@ pub struct RawServer {
     pub max_uri_length: Option<Spanned<i64>>,
     pub shutdown_drain: Option<Spanned<String>>,
     pub shutdown_grace: Option<Spanned<String>>,
+    pub config_watch_interval: Option<Spanned<String>>,
 }
 
 /// `[admin]`
@@ -155,6 +156,7 @@ pub fn known_keys(table: &str) -> Option<&'static [&'static str]> {
             "max_uri_length",
             "shutdown_drain",
             "shutdown_grace",
+            "config_watch_interval",
         ],
         "admin" => &["listen"],
         "upstream" | "upstreams.*" => UPSTREAM,

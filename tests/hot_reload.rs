@@ -1,0 +1,218 @@
+//! Hot reload: rewriting the config (by file write, Kubernetes symlink swap
+//! or SIGHUP) swaps it in whole; a bad config is rejected and the old one
+//! keeps serving; no request fails or is judged by a mix of two configs.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use authgear_gateway::devissuer::DevIssuer;
+use http::StatusCode;
+use serde_json::json;
+use support::*;
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("agw-{tag}-{}", rand::random::<u64>()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Writes through a temporary file and a rename, as editors and config
+/// management tools do, so a reader never sees half a file.
+fn write_atomic(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+fn versioned(iss: &DevIssuer, up: std::net::SocketAddr, v: u32) -> String {
+    let routes = format!(
+        r#"
+[[routes]]
+path = "/x/**"
+roles = ["r{v}"]
+headers = {{ "x-rule-v{v}" = "sub" }}
+"#
+    );
+    config_text(iss, up, "", &routes).replace("shutdown_drain = \"0s\"", "shutdown_drain = \"0s\"\nconfig_watch_interval = \"20ms\"")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_under_load_never_fails_or_mixes_configs() {
+    authgear_gateway::install_crypto_provider();
+    let iss = Arc::new(DevIssuer::start().await.unwrap());
+    let up = Arc::new(Upstream::start().await);
+    let dir = temp_dir("reload");
+    let path = dir.join("gateway.toml");
+    write_atomic(&path, &versioned(&iss, up.addr, 1));
+    let gw = Arc::new(start_ready(&std::fs::read_to_string(&path).unwrap()).await);
+    let watcher = authgear_gateway::reload::spawn_watcher(gw.server.gateway.clone(), path.clone());
+
+    let both = iss.mint("both", json!({"https://authgear.com/claims/user/roles": ["r1", "r2"]}));
+    let only1 = iss.mint("only1", json!({"https://authgear.com/claims/user/roles": ["r1"]}));
+    let stop = Arc::new(AtomicBool::new(false));
+    let failed = Arc::new(AtomicU64::new(0));
+    let (ok_b, forbidden_b) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let mut clients = Vec::new();
+    for (who, token) in [("a", both.clone()), ("b", only1.clone())] {
+        let (gw, stop, failed, ok_b, forbidden_b) = (gw.clone(), stop.clone(), failed.clone(), ok_b.clone(), forbidden_b.clone());
+        clients.push(tokio::spawn(async move {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let s = get_with(&gw.url(&format!("/x/{who}/{i}")), &token).await.status;
+                match (who, s) {
+                    ("a", StatusCode::OK) => {}
+                    ("b", StatusCode::OK) => {
+                        ok_b.fetch_add(1, Ordering::Relaxed);
+                    }
+                    ("b", StatusCode::FORBIDDEN) => {
+                        forbidden_b.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }));
+    }
+    for round in 0..24 {
+        let text = match round % 4 {
+            0 => versioned(&iss, up.addr, 2),
+            2 => versioned(&iss, up.addr, 1),
+            _ => "[server\nthis is not valid".to_owned(),
+        };
+        write_atomic(&path, &text);
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.await.unwrap();
+    }
+    watcher.abort();
+    assert_eq!(failed.load(Ordering::Relaxed), 0, "requests failed during reloads");
+    // Every forwarded request carries exactly one rule header, and "b"
+    // (role r1 only) was only ever let through by version 1's rules.
+    let (mut v1, mut v2) = (0, 0);
+    for s in up.seen() {
+        let h1 = s.headers.contains_key("x-rule-v1");
+        let h2 = s.headers.contains_key("x-rule-v2");
+        assert!(h1 ^ h2, "{} was judged by a mix of configs", s.target);
+        if s.target.starts_with("/x/b/") {
+            assert!(h1, "{} passed with role r1 under version 2", s.target);
+        }
+        v1 += usize::from(h1);
+        v2 += usize::from(h2);
+    }
+    let g = &gw.server.gateway;
+    let (ok, bad) = (g.reloads_ok.load(Ordering::Relaxed), g.reloads_failed.load(Ordering::Relaxed));
+    eprintln!("reload under load: {} requests, v1 {v1}, v2 {v2}, b ok {} / 403 {}, reloads ok {ok} failed {bad}", up.count(), ok_b.load(Ordering::Relaxed), forbidden_b.load(Ordering::Relaxed));
+    assert!(v1 > 0 && v2 > 0, "both configs must have served");
+    assert!(ok_b.load(Ordering::Relaxed) > 0 && forbidden_b.load(Ordering::Relaxed) > 0);
+    assert!(ok >= 6 && bad >= 6, "reloads ok {ok}, failed {bad}");
+    // The issuer is unchanged: its key cache was reused, not refetched.
+    assert_eq!(iss.jwks_fetches(), 1);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn a_kubernetes_configmap_symlink_swap_is_picked_up() {
+    authgear_gateway::install_crypto_provider();
+    let iss = DevIssuer::start().await.unwrap();
+    let up = Upstream::start().await;
+    let dir = temp_dir("configmap");
+    // The layout kubelet writes: gateway.toml -> ..data/gateway.toml,
+    // ..data -> ..<timestamp>/ swapped atomically on update.
+    let v1 = dir.join("..2026_11_26_v1");
+    std::fs::create_dir_all(&v1).unwrap();
+    std::fs::write(v1.join("gateway.toml"), versioned(&iss, up.addr, 1)).unwrap();
+    std::os::unix::fs::symlink("..2026_11_26_v1", dir.join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/gateway.toml", dir.join("gateway.toml")).unwrap();
+    let path = dir.join("gateway.toml");
+    let gw = start_ready(&std::fs::read_to_string(&path).unwrap()).await;
+    let _watcher = authgear_gateway::reload::spawn_watcher(gw.server.gateway.clone(), path.clone());
+    let t = iss.mint("u", json!({"https://authgear.com/claims/user/roles": ["r2"]}));
+    assert_eq!(get_with(&gw.url("/x/1"), &t).await.status, StatusCode::FORBIDDEN);
+
+    let v2 = dir.join("..2026_11_26_v2");
+    std::fs::create_dir_all(&v2).unwrap();
+    std::fs::write(v2.join("gateway.toml"), versioned(&iss, up.addr, 2)).unwrap();
+    std::os::unix::fs::symlink("..2026_11_26_v2", dir.join("..data_tmp")).unwrap();
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+
+    let mut status = StatusCode::FORBIDDEN;
+    for _ in 0..250 {
+        status = get_with(&gw.url("/x/1"), &t).await.status;
+        if status == StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(status, StatusCode::OK, "the swapped ConfigMap was not loaded");
+    assert!(up.last().headers.contains_key("x-rule-v2"));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_running_binary_and_bad_configs_are_rejected() {
+    authgear_gateway::install_crypto_provider();
+    let iss = DevIssuer::start().await.unwrap();
+    let up = Upstream::start().await;
+    let dir = temp_dir("sighup");
+    let path = dir.join("gateway.toml");
+    // A fixed port is needed to reach a child process; take a free one.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let text = |v: u32| {
+        versioned(&iss, up.addr, v)
+            .replacen("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{port}\""), 1)
+            .replacen("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{admin}\""), 1)
+            .replace("config_watch_interval = \"20ms\"", "config_watch_interval = \"0s\"")
+    };
+    std::fs::write(&path, text(1)).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_authgear-gateway"))
+        .args(["--config", path.to_str().unwrap()])
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .expect("spawn gateway");
+    let base = format!("http://127.0.0.1:{port}");
+    let mut ready = false;
+    for _ in 0..500 {
+        if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(200), tokio::net::TcpStream::connect(("127.0.0.1", admin))).await {
+            if get(&format!("http://127.0.0.1:{admin}/readyz"), &[]).await.0 == StatusCode::OK {
+                ready = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(ready, "the gateway binary never became ready");
+    let t = iss.mint("u", json!({"https://authgear.com/claims/user/roles": ["r2"]}));
+    assert_eq!(get_with(&format!("{base}/x/1"), &t).await.status, StatusCode::FORBIDDEN);
+    let hup = |pid: u32| unsafe { libc::kill(pid as i32, libc::SIGHUP) };
+
+    // A broken file plus SIGHUP: rejected, the old config keeps serving.
+    std::fs::write(&path, "[[routes]]\npath = 42\n").unwrap();
+    assert_eq!(hup(child.id()), 0);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(get_with(&format!("{base}/x/1"), &t).await.status, StatusCode::FORBIDDEN);
+
+    std::fs::write(&path, text(2)).unwrap();
+    assert_eq!(hup(child.id()), 0);
+    let mut status = StatusCode::FORBIDDEN;
+    for _ in 0..250 {
+        status = get_with(&format!("{base}/x/1"), &t).await.status;
+        if status == StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let exit = child.wait().expect("wait");
+    assert_eq!(status, StatusCode::OK, "SIGHUP did not load the new config");
+    assert!(exit.success(), "exit status {exit:?}");
+    let _ = std::fs::remove_dir_all(dir);
+}
