@@ -1,5 +1,6 @@
-//! The admin listener: `/healthz` (the process is alive) and `/readyz`
-//! (signing keys loaded and not shutting down). Kept off the public port.
+//! The admin listener: `/healthz` (the process is alive), `/readyz`
+//! (signing keys loaded and not shutting down) and `/metrics`
+//! (Prometheus text). Kept off the public port.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -37,6 +38,11 @@ pub async fn serve(listener: TcpListener, gw: Arc<Gateway>, mut stop: watch::Rec
 
 fn respond(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
     match req.uri().path() {
+        "/metrics" => {
+            let mut r = Response::new(full(crate::metrics::metrics().render(gw)));
+            r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+            r
+        }
         "/healthz" => json(StatusCode::OK, serde_json::json!({"status": "ok"})),
         "/readyz" => {
             let snap = gw.snapshot();

@@ -3,6 +3,7 @@
 //!
 //! The request path is [`server::handle_request`]; see `docs/LIFECYCLE.md`.
 
+pub mod access;
 pub mod admin;
 pub mod auth;
 pub mod authz;
@@ -14,6 +15,7 @@ pub mod explain;
 pub mod fetch;
 pub mod headers;
 pub mod import;
+pub mod metrics;
 pub mod path;
 pub mod proxy;
 pub mod reload;

@@ -17,6 +17,7 @@ pub fn reload_from(gw: &Gateway, path: &Path) -> bool {
     match Config::load(path) {
         Err(diags) => {
             gw.reloads_failed.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::metrics().reload(false);
             for d in diags.errors() {
                 error!(target: "reload", "{d}");
             }
@@ -36,11 +37,13 @@ pub fn reload_from(gw: &Gateway, path: &Path) -> bool {
             }
             match gw.reload(cfg) {
                 Ok(v) => {
+                    crate::metrics::metrics().reload(true);
                     info!(target: "reload", version = v, file = %path.display(), "config reloaded");
                     true
                 }
                 Err(e) => {
                     gw.reloads_failed.fetch_add(1, Ordering::Relaxed);
+                    crate::metrics::metrics().reload(false);
                     error!(target: "reload", error = %e, "config reload failed; the previous config keeps serving");
                     false
                 }

@@ -4,6 +4,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,57 +20,71 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use crate::access::{self, AccessRecord, CountingBody, LoggedBody};
 use crate::admin;
 use crate::auth::{self, Identity};
 use crate::authz;
 use crate::error::GatewayError;
+use crate::metrics::{self, Outcome};
 use crate::path;
 use crate::proxy::{self, ClientInfo};
 use crate::routes::{self, Route};
 use crate::state::{Gateway, Snapshot};
 use crate::Body;
 
-/// What the access log records about one request.
+/// What the request path learned, for the access log and the metrics.
 #[derive(Default)]
-struct Outcome<'a> {
+struct Trace<'a> {
     route: Option<&'a str>,
     path: Option<String>,
     sub: Option<String>,
+    upstream: Option<(&'a str, Duration)>,
 }
 
 /// Serves one request and always produces a response.
-pub async fn handle_request(gw: &Gateway, req: Request<Incoming>, client: ClientInfo) -> Response<Body> {
+pub async fn handle_request(gw: &Gateway, mut req: Request<Incoming>, client: ClientInfo) -> Response<Body> {
     let started = Instant::now();
     let snap = gw.snapshot();
     let method = req.method().clone();
-    let mut outcome = Outcome::default();
-    let result = route_and_forward(&snap, req, client, &mut outcome).await;
-    let (resp, reason) = match result {
-        Ok(r) => (r, None),
+    let request_id = access::ensure_request_id(req.headers_mut());
+    let bytes_in = Arc::new(AtomicU64::new(0));
+    let mut trace = Trace::default();
+    let result = route_and_forward(&snap, req, client, &mut trace, bytes_in.clone()).await;
+    let (mut resp, reason, outcome) = match result {
+        Ok(r) => (r, None, Outcome::forwarded),
         Err(e) => {
             if let GatewayError::UpstreamUnavailable(detail) | GatewayError::Internal(detail) = &e {
-                warn!(error = %detail, route = outcome.route, "request failed");
+                warn!(error = %detail, route = trace.route, request_id = request_id.to_str().unwrap_or("-"), "request failed");
             }
             let reason = e.reason();
-            (e.into_response(&snap.config.realm), Some(reason))
+            let resp = e.into_response(&snap.config.realm);
+            let outcome = Outcome::of_refusal(resp.status().as_u16());
+            (resp, Some(reason), outcome)
         }
     };
-    info!(
-        target: "access",
-        method = %method,
-        path = outcome.path.as_deref().unwrap_or("-"),
-        route = outcome.route.unwrap_or("-"),
-        status = resp.status().as_u16(),
-        sub = outcome.sub.as_deref(),
+    resp.headers_mut().insert(access::REQUEST_ID, request_id.clone());
+    let to_headers = started.elapsed();
+    let m = metrics::metrics();
+    m.request(trace.route.unwrap_or("(none)"), &method, outcome);
+    m.timing(trace.upstream, to_headers);
+    let record = AccessRecord {
+        request_id,
+        method,
+        path: trace.path,
+        route: trace.route.map(str::to_owned),
+        status: resp.status().as_u16(),
+        sub: trace.sub,
         reason,
-        client = %client.addr.ip(),
-        elapsed_us = started.elapsed().as_micros() as u64,
-        "request"
-    );
-    resp
+        client: client.addr.ip(),
+        started,
+        upstream: trace.upstream.map(|u| u.1),
+        to_headers,
+        bytes_in,
+    };
+    resp.map(|b| LoggedBody::new(b, record).boxed())
 }
 
-async fn route_and_forward<'s>(snap: &'s Snapshot, req: Request<Incoming>, client: ClientInfo, out: &mut Outcome<'s>) -> Result<Response<Body>, GatewayError> {
+async fn route_and_forward<'s>(snap: &'s Snapshot, req: Request<Incoming>, client: ClientInfo, out: &mut Trace<'s>, bytes_in: Arc<AtomicU64>) -> Result<Response<Body>, GatewayError> {
     let cfg = &snap.config;
     if req.uri().path_and_query().map_or(0, |pq| pq.as_str().len()) > cfg.server.max_uri_length {
         return Err(GatewayError::UriTooLong);
@@ -87,9 +102,14 @@ async fn route_and_forward<'s>(snap: &'s Snapshot, req: Request<Incoming>, clien
 
     let upstream = snap.upstreams.get(route.upstream).ok_or_else(|| GatewayError::Internal("route names a missing upstream".into()))?;
     let (parts, body) = req.into_parts();
-    let up_req = proxy::rewrite_request(cfg, route, &upstream.settings, parts, body.boxed(), &path, identity.as_ref(), client)?;
+    let body = CountingBody::new(body, bytes_in).boxed();
+    let up_req = proxy::rewrite_request(cfg, route, &upstream.settings, parts, body, &path, identity.as_ref(), client)?;
 
-    upstream.send(up_req).await
+    let sent = Instant::now();
+    let _in_flight = metrics::metrics().upstream_in_flight(&upstream.settings.name);
+    let result = upstream.send(up_req).await;
+    out.upstream = Some((&upstream.settings.name, sent.elapsed()));
+    result
 }
 
 /// Step 1: the first route that matches host, method and normalized path.
@@ -205,8 +225,10 @@ async fn accept_loop(listener: TcpListener, gw: Arc<Gateway>, mut stop: watch::R
         });
         let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
         let conn = graceful.watch(conn);
+        metrics::metrics().connection_opened();
         tokio::spawn(async move {
             let _ = conn.await;
+            metrics::metrics().connection_closed();
             drop(permit);
         });
     }

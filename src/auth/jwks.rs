@@ -195,7 +195,9 @@ impl KeyStore {
     /// Callers hold `fetch_lock`.
     async fn fetch_and_store(&self) -> Result<Option<Duration>, FetchError> {
         self.stats.fetch_attempts.fetch_add(1, Ordering::Relaxed);
-        match self.fetch_keys().await {
+        let result = self.fetch_keys().await;
+        crate::metrics::metrics().jwks_fetch(&self.issuer, result.as_ref().map_or_else(|e| e.kind(), |_| "ok"));
+        match result {
             Ok((set, max_age)) => {
                 let kids = set.kids().join(",");
                 let count = set.len();

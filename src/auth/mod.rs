@@ -90,10 +90,20 @@ pub async fn authenticate(cfg: &Config, stores: &[Arc<KeyStore>], route: &Route,
         None => return Err(GatewayError::MissingToken),
     };
     let audiences = route.audiences.as_deref();
+    let m = crate::metrics::metrics();
     match verify_token(cfg, stores, token, audiences, now_unix()).await {
-        Ok(id) => Ok(Some(id)),
-        Err(AuthFailure::Token(e)) => Err(GatewayError::InvalidToken(e)),
-        Err(AuthFailure::KeysUnavailable) => Err(GatewayError::KeysUnavailable),
+        Ok(id) => {
+            m.token("ok");
+            Ok(Some(id))
+        }
+        Err(AuthFailure::Token(e)) => {
+            m.token(e.reason());
+            Err(GatewayError::InvalidToken(e))
+        }
+        Err(AuthFailure::KeysUnavailable) => {
+            m.token("keys_unavailable");
+            Err(GatewayError::KeysUnavailable)
+        }
     }
 }
 

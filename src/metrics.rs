@@ -1,0 +1,234 @@
+//! Prometheus metrics, served as text on the admin listener's `/metrics`.
+//!
+//! One process-wide registry: counters survive config reloads, and every
+//! label value comes from the config or a fixed list (route names, issuers,
+//! upstream names, outcome and reason enums), never from what clients send,
+//! so cardinality stays bounded.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use http::Method;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::state::Gateway;
+
+/// Request method, folded into a fixed set.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum MethodClass {
+    GET,
+    HEAD,
+    POST,
+    PUT,
+    PATCH,
+    DELETE,
+    OPTIONS,
+    other,
+}
+
+impl MethodClass {
+    /// The class of `m`.
+    pub fn of(m: &Method) -> Self {
+        match *m {
+            Method::GET => MethodClass::GET,
+            Method::HEAD => MethodClass::HEAD,
+            Method::POST => MethodClass::POST,
+            Method::PUT => MethodClass::PUT,
+            Method::PATCH => MethodClass::PATCH,
+            Method::DELETE => MethodClass::DELETE,
+            Method::OPTIONS => MethodClass::OPTIONS,
+            _ => MethodClass::other,
+        }
+    }
+}
+
+/// What happened to a request.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum Outcome {
+    /// Sent upstream (whatever the upstream answered).
+    forwarded,
+    bad_request,
+    unauthorized,
+    forbidden,
+    not_found,
+    unavailable,
+    upstream_error,
+    other,
+}
+
+impl Outcome {
+    /// The outcome of a gateway refusal with this status.
+    pub fn of_refusal(status: u16) -> Self {
+        match status {
+            400 | 413 | 414 | 431 => Outcome::bad_request,
+            401 => Outcome::unauthorized,
+            403 => Outcome::forbidden,
+            404 => Outcome::not_found,
+            503 => Outcome::unavailable,
+            502 | 504 => Outcome::upstream_error,
+            _ => Outcome::other,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    method: MethodClass,
+    outcome: Outcome,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IssuerLabels {
+    issuer: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IssuerResultLabels {
+    issuer: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLabels {
+    upstream: String,
+}
+
+/// Every metric the gateway exports.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    gateway_seconds: Histogram,
+    upstream_seconds: Family<UpstreamLabels, Histogram, fn() -> Histogram>,
+    token_verifications: Family<ReasonLabels, Counter>,
+    jwks_fetches: Family<IssuerResultLabels, Counter>,
+    jwks_keys: Family<IssuerLabels, Gauge>,
+    jwks_key_age: Family<IssuerLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    reloads: Family<ReasonLabels, Counter>,
+    open_connections: Gauge,
+    upstream_in_flight: Family<UpstreamLabels, Gauge>,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs .. ~1.6 s, doubling.
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
+}
+
+/// The process-wide metrics.
+pub fn metrics() -> &'static Metrics {
+    static M: OnceLock<Metrics> = OnceLock::new();
+    M.get_or_init(Metrics::new)
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("authgear_gateway");
+        let m = Metrics {
+            requests: Family::default(),
+            gateway_seconds: latency_histogram(),
+            upstream_seconds: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
+            token_verifications: Family::default(),
+            jwks_fetches: Family::default(),
+            jwks_keys: Family::default(),
+            jwks_key_age: Family::default(),
+            reloads: Family::default(),
+            open_connections: Gauge::default(),
+            upstream_in_flight: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register("requests", "Requests by route, method class and outcome", m.requests.clone());
+        registry.register("gateway_duration_seconds", "Time the gateway itself added to a request (total minus upstream)", m.gateway_seconds.clone());
+        registry.register("upstream_duration_seconds", "Time until the upstream's response headers", m.upstream_seconds.clone());
+        registry.register("token_verifications", "Token verifications by result (ok or the refusal reason)", m.token_verifications.clone());
+        registry.register("jwks_fetches", "JWKS fetch attempts by issuer and result", m.jwks_fetches.clone());
+        registry.register("jwks_keys", "Usable signing keys per issuer", m.jwks_keys.clone());
+        registry.register("jwks_key_age_seconds", "Seconds since the issuer's keys were last loaded", m.jwks_key_age.clone());
+        registry.register("config_reloads", "Config reloads by result", m.reloads.clone());
+        registry.register("open_connections", "Client connections currently open", m.open_connections.clone());
+        registry.register("upstream_in_flight_requests", "Requests currently waiting on or streaming from each upstream", m.upstream_in_flight.clone());
+        Metrics { registry, ..m }
+    }
+
+    /// Counts a finished request.
+    pub fn request(&self, route: &str, method: &Method, outcome: Outcome) {
+        let labels = RequestLabels { route: route.to_owned(), method: MethodClass::of(method), outcome };
+        self.requests.get_or_create(&labels).inc();
+    }
+
+    /// Records the gateway's own time and, when forwarded, the upstream's.
+    pub fn timing(&self, upstream: Option<(&str, Duration)>, total: Duration) {
+        let up = upstream.map_or(Duration::ZERO, |u| u.1);
+        self.gateway_seconds.observe(total.saturating_sub(up).as_secs_f64());
+        if let Some((name, d)) = upstream {
+            self.upstream_seconds.get_or_create(&UpstreamLabels { upstream: name.to_owned() }).observe(d.as_secs_f64());
+        }
+    }
+
+    /// Counts one token verification (`ok` or the refusal reason).
+    pub fn token(&self, result: &str) {
+        self.token_verifications.get_or_create(&ReasonLabels { result: result.to_owned() }).inc();
+    }
+
+    /// Counts one JWKS fetch attempt.
+    pub fn jwks_fetch(&self, issuer: &str, result: &str) {
+        self.jwks_fetches.get_or_create(&IssuerResultLabels { issuer: issuer.to_owned(), result: result.to_owned() }).inc();
+    }
+
+    /// Counts one config reload (`ok` or `failed`).
+    pub fn reload(&self, ok: bool) {
+        let result = if ok { "ok" } else { "failed" };
+        self.reloads.get_or_create(&ReasonLabels { result: result.into() }).inc();
+    }
+
+    /// Tracks open client connections.
+    pub fn connection_opened(&self) {
+        self.open_connections.inc();
+    }
+
+    /// Tracks open client connections.
+    pub fn connection_closed(&self) {
+        self.open_connections.dec();
+    }
+
+    /// A guard counting one in-flight upstream request until dropped.
+    pub fn upstream_in_flight(&self, upstream: &str) -> InFlight {
+        let g = self.upstream_in_flight.get_or_create(&UpstreamLabels { upstream: upstream.to_owned() }).clone();
+        g.inc();
+        InFlight(g)
+    }
+
+    /// The text exposition, with per-issuer key gauges refreshed from `gw`.
+    pub fn render(&self, gw: &Gateway) -> String {
+        for store in gw.snapshot().keys.iter() {
+            let l = IssuerLabels { issuer: store.issuer.clone() };
+            let count = store.snapshot().map_or(0, |s| s.keys.len());
+            self.jwks_keys.get_or_create(&l).set(i64::try_from(count).unwrap_or(i64::MAX));
+            let age = store.key_age().map_or(-1.0, |a| a.as_secs_f64());
+            self.jwks_key_age.get_or_create(&l).set(age);
+        }
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Decrements an in-flight gauge when dropped (also on error or cancel).
+pub struct InFlight(Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
