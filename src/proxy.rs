@@ -78,6 +78,7 @@ pub struct ClientInfo {
 /// prefix-rewritten) path, hop-by-hop and identity headers removed,
 /// forwarding headers set, then the verified identity headers added last so
 /// nothing a client sent can replace them.
+#[allow(clippy::too_many_arguments)] // each is one plain input of the step; a struct would only rename them
 pub fn rewrite_request(
     cfg: &Config,
     route: &Route,

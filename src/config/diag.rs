@@ -164,7 +164,7 @@ impl<'a> Reporter<'a> {
 
     /// Sorts by position so the output reads top to bottom.
     pub fn finish(mut self) -> Diagnostics {
-        self.out.items.sort_by(|a, b| (a.line, a.column).cmp(&(b.line, b.column)));
+        self.out.items.sort_by_key(|d| (d.line, d.column));
         self.out
     }
 }
@@ -272,17 +272,13 @@ pub fn expand_env(rep: &mut Reporter<'_>, table: &mut DeTable<'_>, lookup: &dyn 
 fn expand_value(rep: &mut Reporter<'_>, v: &mut Spanned<DeValue<'_>>, key: &str, lookup: &dyn Fn(&str) -> Option<String>) {
     let span = v.span();
     match v.get_mut() {
-        DeValue::String(s) => {
-            if s.contains('$') {
-                match expand_str(s, lookup) {
-                    Ok(new) => *s = new.into(),
-                    Err(msg) => {
-                        rep.error(span.clone(), key, msg);
-                        rep.reported.push(span);
-                    }
-                }
+        DeValue::String(s) if s.contains('$') => match expand_str(s, lookup) {
+            Ok(new) => *s = new.into(),
+            Err(msg) => {
+                rep.error(span.clone(), key, msg);
+                rep.reported.push(span);
             }
-        }
+        },
         DeValue::Table(t) => {
             for (k, child) in t.iter_mut() {
                 let path = format!("{key}.{}", k.get_ref());
