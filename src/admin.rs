@@ -59,7 +59,18 @@ fn respond(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
                 .collect();
             let ready = gw.is_ready();
             let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-            json(status, serde_json::json!({"ready": ready, "draining": gw.is_draining(), "config_version": snap.version, "issuers": issuers}))
+            json(
+                status,
+                serde_json::json!({
+                    "ready": ready,
+                    "draining": gw.is_draining(),
+                    "config_version": snap.version,
+                    "reloads_ok": gw.reloads_ok.load(std::sync::atomic::Ordering::Relaxed),
+                    "reloads_failed": gw.reloads_failed.load(std::sync::atomic::Ordering::Relaxed),
+                    "last_reload_ok": gw.last_reload_ok(),
+                    "issuers": issuers,
+                }),
+            )
         }
         _ => json(StatusCode::NOT_FOUND, serde_json::json!({"error": "not_found"})),
     }

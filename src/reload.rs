@@ -3,7 +3,6 @@
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +15,7 @@ use crate::state::Gateway;
 pub fn reload_from(gw: &Gateway, path: &Path) -> bool {
     match Config::load(path) {
         Err(diags) => {
-            gw.reloads_failed.fetch_add(1, Ordering::Relaxed);
+            gw.reload_rejected();
             crate::metrics::metrics().reload(false);
             for d in diags.errors() {
                 error!(target: "reload", "{d}");
@@ -42,7 +41,7 @@ pub fn reload_from(gw: &Gateway, path: &Path) -> bool {
                     true
                 }
                 Err(e) => {
-                    gw.reloads_failed.fetch_add(1, Ordering::Relaxed);
+                    gw.reload_rejected();
                     crate::metrics::metrics().reload(false);
                     error!(target: "reload", error = %e, "config reload failed; the previous config keeps serving");
                     false

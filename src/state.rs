@@ -30,6 +30,8 @@ pub struct Gateway {
     draining: AtomicBool,
     pub reloads_ok: AtomicU64,
     pub reloads_failed: AtomicU64,
+    /// 0: no reload yet, 1: the last one succeeded, 2: it failed.
+    last_reload: std::sync::atomic::AtomicU8,
 }
 
 impl Gateway {
@@ -41,6 +43,7 @@ impl Gateway {
             draining: AtomicBool::new(false),
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
+            last_reload: std::sync::atomic::AtomicU8::new(0),
         }))
     }
 
@@ -57,7 +60,23 @@ impl Gateway {
         let v = snap.version;
         self.current.store(Arc::new(snap));
         self.reloads_ok.fetch_add(1, Ordering::Relaxed);
+        self.last_reload.store(1, Ordering::Relaxed);
         Ok(v)
+    }
+
+    /// Records a rejected reload (the running config stays).
+    pub fn reload_rejected(&self) {
+        self.reloads_failed.fetch_add(1, Ordering::Relaxed);
+        self.last_reload.store(2, Ordering::Relaxed);
+    }
+
+    /// `None` before any reload, then whether the last one succeeded.
+    pub fn last_reload_ok(&self) -> Option<bool> {
+        match self.last_reload.load(Ordering::Relaxed) {
+            1 => Some(true),
+            2 => Some(false),
+            _ => None,
+        }
     }
 
     /// Marks the gateway as shutting down: `/readyz` answers 503.
