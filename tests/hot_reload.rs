@@ -167,56 +167,34 @@ async fn sighup_reloads_the_running_binary_and_bad_configs_are_rejected() {
     let up = Upstream::start().await;
     let dir = temp_dir("sighup");
     let path = dir.join("gateway.toml");
-    // A fixed port is needed to reach a child process; take a free one.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let text = |v: u32| {
-        versioned(&iss, up.addr, v)
-            .replacen("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{port}\""), 1)
-            .replacen("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{admin}\""), 1)
-            .replace("config_watch_interval = \"20ms\"", "config_watch_interval = \"0s\"")
-    };
-    std::fs::write(&path, text(1)).unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_authgear-gateway"))
-        .args(["--config", path.to_str().unwrap()])
-        .env("RUST_LOG", "warn")
-        .spawn()
-        .expect("spawn gateway");
-    let base = format!("http://127.0.0.1:{port}");
-    let mut ready = false;
-    for _ in 0..500 {
-        if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(200), tokio::net::TcpStream::connect(("127.0.0.1", admin))).await {
-            if get(&format!("http://127.0.0.1:{admin}/readyz"), &[]).await.0 == StatusCode::OK {
-                ready = true;
-                break;
-            }
+    let text = |v: u32| versioned(&iss, up.addr, v).replace("config_watch_interval = \"20ms\"", "config_watch_interval = \"0s\"");
+    let bin = Binary::start(&text(1), &path, std::process::Stdio::null()).await;
+    // Later rewrites must keep the ports the binary bound.
+    let fixed = std::fs::read_to_string(&path).unwrap();
+    let with_ports = |v: u32| {
+        let mut t = text(v);
+        for line in fixed.lines().filter(|l| l.starts_with("listen = ")) {
+            t = t.replacen("listen = \"127.0.0.1:0\"", line, 1);
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(ready, "the gateway binary never became ready");
+        t
+    };
     let t = iss.mint("u", json!({"https://authgear.com/claims/user/roles": ["r2"]}));
-    assert_eq!(get_with(&format!("{base}/x/1"), &t).await.status, StatusCode::FORBIDDEN);
-    let hup = |pid: u32| unsafe { libc::kill(pid as i32, libc::SIGHUP) };
+    let url = format!("{}/x/1", bin.base);
+    assert_eq!(get_with(&url, &t).await.status, StatusCode::FORBIDDEN);
 
     // A broken file plus SIGHUP: rejected, the old config keeps serving.
     std::fs::write(&path, "[[routes]]\npath = 42\n").unwrap();
-    assert_eq!(hup(child.id()), 0);
+    bin.signal(libc::SIGHUP);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(get_with(&format!("{base}/x/1"), &t).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(get_with(&url, &t).await.status, StatusCode::FORBIDDEN);
 
-    std::fs::write(&path, text(2)).unwrap();
-    assert_eq!(hup(child.id()), 0);
-    let mut status = StatusCode::FORBIDDEN;
-    for _ in 0..250 {
-        status = get_with(&format!("{base}/x/1"), &t).await.status;
-        if status == StatusCode::OK {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    std::fs::write(&path, with_ports(2)).unwrap();
+    bin.signal(libc::SIGHUP);
+    let reloaded = eventually(|| async { get_with(&url, &t).await.status == StatusCode::OK }).await;
+    bin.signal(libc::SIGTERM);
+    let mut child = bin.child;
     let exit = child.wait().expect("wait");
-    assert_eq!(status, StatusCode::OK, "SIGHUP did not load the new config");
+    assert!(reloaded, "SIGHUP did not load the new config");
     assert!(exit.success(), "exit status {exit:?}");
     let _ = std::fs::remove_dir_all(dir);
 }

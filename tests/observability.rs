@@ -4,7 +4,6 @@
 mod support;
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use authgear_gateway::devissuer::DevIssuer;
 use http::StatusCode;
@@ -123,31 +122,9 @@ async fn json_access_log_has_the_fields_and_no_secrets() {
     let up = Upstream::start().await;
     let dir = std::env::temp_dir().join(format!("agw-log-{}", rand::random::<u64>()));
     std::fs::create_dir_all(&dir).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let text = config_text(&iss, up.addr, "", ROUTES)
-        .replacen("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{port}\""), 1)
-        .replacen("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{admin}\""), 1)
-        + "\n[log]\nformat = \"json\"\nlevel = \"info\"\n";
-    let path = dir.join("gateway.toml");
-    std::fs::write(&path, text).unwrap();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_authgear-gateway"))
-        .args(["--config", path.to_str().unwrap()])
-        .env_remove("RUST_LOG")
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let base = format!("http://127.0.0.1:{port}");
-    let mut ready = false;
-    for _ in 0..500 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", admin)).await.is_ok() && get(&format!("http://127.0.0.1:{admin}/readyz"), &[]).await.0 == StatusCode::OK {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(ready);
+    let text = config_text(&iss, up.addr, "", ROUTES) + "\n[log]\nformat = \"json\"\nlevel = \"info\"\n";
+    let bin = Binary::start(&text, &dir.join("gateway.toml"), std::process::Stdio::piped()).await;
+    let base = bin.base.clone();
     let token = iss.mint("log-user", json!({}));
     let auth = format!("Bearer {token}");
     let cookie = "session=s3cr3t-cookie-value";
@@ -160,8 +137,8 @@ async fn json_access_log_has_the_fields_and_no_secrets() {
     tampered[i] = if tampered[i] == b'A' { b'B' } else { b'A' };
     let bad = format!("Bearer {}", String::from_utf8(tampered).unwrap());
     assert_eq!(send("GET", &format!("{base}/api/x"), &[("authorization", &bad)], b"").await.status, StatusCode::UNAUTHORIZED);
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let out = child.wait_with_output().expect("wait");
+    bin.signal(libc::SIGTERM);
+    let out = bin.child.wait_with_output().expect("wait");
     assert!(out.status.success());
     let log = String::from_utf8_lossy(&out.stderr);
     let lines: Vec<Value> = log.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}"))).collect();

@@ -278,3 +278,66 @@ pub fn key_stats(gw: &Gw) -> (u64, u64, u64, u64) {
     let s = &snap.keys[0].stats;
     (s.fetch_attempts.load(Relaxed), s.fetch_failures.load(Relaxed), s.demand_fetches.load(Relaxed), s.rate_limited.load(Relaxed))
 }
+
+/// Polls `check` every 20 ms for up to 10 s; true once it holds.
+pub async fn eventually<F, Fut>(mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..500 {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+/// Waits until the first issuer's key cache has recorded a failed fetch.
+pub async fn wait_for_fetch_failure(gw: &Gw) {
+    assert!(eventually(|| async { key_stats(gw).1 > 0 }).await, "no failed JWKS fetch was recorded");
+}
+
+/// The real binary, started on a config file with ports picked for it.
+pub struct Binary {
+    pub child: std::process::Child,
+    pub base: String,
+    pub admin: String,
+}
+
+impl Binary {
+    /// Rewrites the two `127.0.0.1:0` listen addresses of `text` to free
+    /// ports (a child process cannot report OS-assigned ones), writes it to
+    /// `path`, starts the binary and waits for `/readyz`.
+    pub async fn start(text: &str, path: &std::path::Path, stderr: std::process::Stdio) -> Binary {
+        let free = || std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port");
+        let (port, admin) = (free(), free());
+        let text = text
+            .replacen("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{port}\""), 1)
+            .replacen("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{admin}\""), 1);
+        std::fs::write(path, text).expect("write config");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_authgear-gateway"))
+            .args(["--config", path.to_str().expect("utf-8 path")])
+            .env_remove("RUST_LOG")
+            .stdout(std::process::Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn gateway");
+        let b = Binary { child, base: format!("http://127.0.0.1:{port}"), admin: format!("http://127.0.0.1:{admin}") };
+        let readyz = format!("{}/readyz", b.admin);
+        let ready = eventually(|| async {
+            tokio::net::TcpStream::connect(("127.0.0.1", admin)).await.is_ok() && get(&readyz, &[]).await.0 == StatusCode::OK
+        })
+        .await;
+        assert!(ready, "the gateway binary never became ready");
+        b
+    }
+
+    /// Sends `sig` (e.g. `libc::SIGHUP`) to the process.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) with our own child's pid.
+        let rc = unsafe { libc::kill(self.child.id() as i32, sig) };
+        assert_eq!(rc, 0, "kill failed");
+    }
+}
