@@ -79,3 +79,31 @@ async fn a_hanging_issuer_at_start_does_not_stall_the_gateway() {
     assert!(started.elapsed() < Duration::from_secs(2), "a request waited {:?} on a hanging issuer", started.elapsed());
     assert_eq!(get(&gw.url("/public/x"), &[]).await.0, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn an_outage_is_logged_once_per_state_change_not_per_retry() {
+    authgear_gateway::install_crypto_provider();
+    let iss = DevIssuer::start().await.unwrap();
+    let up = Upstream::start().await;
+    let dir = std::env::temp_dir().join(format!("agw-logonce-{}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = config_text(&iss, up.addr, FAST, ROUTES) + "\n[log]\nformat = \"json\"\nlevel = \"info\"\n";
+    let bin = Binary::start(&text, &dir.join("gateway.toml"), std::process::Stdio::piped()).await;
+    iss.set_mode(Mode::Error500);
+    let metrics = format!("{}/metrics", bin.admin);
+    let failures = || async {
+        let (_, a) = get(&metrics, &[]).await;
+        a.body.lines().filter(|l| l.starts_with("authgear_gateway_jwks_fetches_total") && l.contains("result=\"status\"")).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum::<f64>()
+    };
+    assert!(eventually(|| async { failures().await >= 4.0 }).await, "the outage never produced 4 failed fetches");
+    iss.set_mode(Mode::Up);
+    let before = iss.jwks_fetches();
+    assert!(eventually(|| async { iss.jwks_fetches() > before + 1 }).await);
+    bin.signal(libc::SIGTERM);
+    let out = bin.child.wait_with_output().expect("wait");
+    let log = String::from_utf8_lossy(&out.stderr);
+    let count = |needle: &str| log.lines().filter(|l| l.contains(needle)).count();
+    assert_eq!(count("fetching signing keys failed"), 1, "{log}");
+    assert_eq!(count("signing keys refreshed again after failures"), 1, "{log}");
+    let _ = std::fs::remove_dir_all(dir);
+}
