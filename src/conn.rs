@@ -6,7 +6,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
@@ -110,9 +110,16 @@ where
     let (mut stop, mut abort) = (ctx.stop.clone(), ticket.abort.clone());
     drop(ticket);
     let idle = ctx.settings.idle_timeout;
+    let first_request_by = tokio::time::Instant::now() + ctx.settings.request_header_timeout;
     let mut closing = false;
     loop {
         tokio::select! {
+            // hyper's header timer starts with the first byte of a request;
+            // a client that connects and sends nothing is cut here.
+            _ = tokio::time::sleep_until(first_request_by), if !activity.started() => {
+                debug!(client = %client.addr.ip(), "no request within the header timeout; closing");
+                return;
+            }
             r = conn.as_mut() => {
                 if let Err(e) = r {
                     debug!(client = %client.addr.ip(), error = %e, "connection ended with an error");
@@ -136,17 +143,24 @@ where
 /// Requests in progress on one connection and when the last one ended.
 struct Activity {
     active: AtomicUsize,
+    started: AtomicBool,
     last: Mutex<Instant>,
 }
 
 impl Activity {
     fn new() -> Activity {
-        Activity { active: AtomicUsize::new(0), last: Mutex::new(Instant::now()) }
+        Activity { active: AtomicUsize::new(0), started: AtomicBool::new(false), last: Mutex::new(Instant::now()) }
     }
 
     fn begin(self: &Arc<Self>) -> ActiveGuard {
         self.active.fetch_add(1, Ordering::AcqRel);
+        self.started.store(true, Ordering::Release);
         ActiveGuard(self.clone())
+    }
+
+    /// True once the connection has carried a request.
+    fn started(&self) -> bool {
+        self.started.load(Ordering::Acquire)
     }
 
     fn last(&self) -> Instant {

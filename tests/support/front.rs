@@ -285,7 +285,6 @@ listen = "127.0.0.1:0"
 
 [upstream]
 url = "{upstream_url}"
-timeout = "5s"
 connect_timeout = "2s"
 {upstream}
 
