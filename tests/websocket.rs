@@ -111,3 +111,35 @@ async fn a_handshake_without_a_valid_token_never_reaches_the_upstream() {
     assert!(head.starts_with("HTTP/1.1 401"), "{head}");
     assert!(seen.lock().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn open_websockets_outlive_the_listener_until_the_grace_period_ends() {
+    authgear_gateway::install_crypto_provider();
+    let seen: Arc<Mutex<Vec<HeaderMap>>> = Arc::default();
+    let up = echo_upstream(seen.clone()).await;
+    let text = public_config(&format!("http://{up}"), "", "", PUBLIC_ALL).replace("shutdown_grace = \"5s\"", "shutdown_grace = \"1s\"");
+    let gw = start_gateway(&text).await;
+    let addr = gw.server.addr;
+    let (mut s, head) = handshake(addr, "").await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+
+    let shutdown = tokio::spawn(gw.server.shutdown());
+    // Wait until the listener is closed...
+    for _ in 0..500 {
+        if TcpStream::connect(addr).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(TcpStream::connect(addr).await.is_err(), "the listener is still open");
+    // ...the open socket still works...
+    s.write_all(b"still here").await.expect("write");
+    let mut back = [0u8; 10];
+    tokio::time::timeout(std::time::Duration::from_secs(5), s.read_exact(&mut back)).await.expect("echo in time").expect("echo");
+    assert_eq!(&back, b"still here");
+    // ...until the grace period ends and it is cut.
+    tokio::time::timeout(std::time::Duration::from_secs(10), shutdown).await.expect("shutdown ends").expect("shutdown task");
+    let mut rest = Vec::new();
+    let r = tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut rest)).await.expect("closed in time");
+    assert!(matches!(r, Ok(0) | Err(_)), "the socket is closed after the grace period");
+}
