@@ -16,6 +16,9 @@ use hyper::body::Incoming;
 use support::front::*;
 use tokio::net::TcpStream;
 
+/// When one request started and ended, and how it went.
+type Span = (Instant, Instant, Result<(), String>);
+
 /// The binary's listen addresses, read from its JSON start-up log line.
 fn spawn_gateway(config: &std::path::Path) -> (Child, SocketAddr, SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_authgear-gateway"))
@@ -98,7 +101,7 @@ async fn sigterm_during_a_stream_of_requests_loses_none() {
     // Eight clients send requests back to back until they see not-ready,
     // as a load balancer would.
     let stop = Arc::new(AtomicBool::new(false));
-    let spans: Arc<Mutex<Vec<(Instant, Instant, Result<(), String>)>>> = Arc::default();
+    let spans: Arc<Mutex<Vec<Span>>> = Arc::default();
     let mut loops = Vec::new();
     for _ in 0..8 {
         let (stop, spans) = (stop.clone(), spans.clone());
