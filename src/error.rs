@@ -17,6 +17,8 @@ use crate::Body;
 pub enum GatewayError {
     BadPath(PathError),
     UriTooLong,
+    HeadersTooLarge,
+    PayloadTooLarge,
     NoRoute,
     MissingToken,
     InvalidToken(TokenError),
@@ -34,6 +36,8 @@ impl GatewayError {
         match self {
             GatewayError::BadPath(_) | GatewayError::MultipleAuthorization => StatusCode::BAD_REQUEST,
             GatewayError::UriTooLong => StatusCode::URI_TOO_LONG,
+            GatewayError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            GatewayError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::NoRoute => StatusCode::NOT_FOUND,
             GatewayError::MissingToken | GatewayError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
             GatewayError::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -49,6 +53,8 @@ impl GatewayError {
         match self {
             GatewayError::BadPath(_) => "bad_path",
             GatewayError::UriTooLong => "uri_too_long",
+            GatewayError::HeadersTooLarge => "headers_too_large",
+            GatewayError::PayloadTooLarge => "payload_too_large",
             GatewayError::NoRoute => "no_route",
             GatewayError::MissingToken => "missing_token",
             GatewayError::InvalidToken(e) => e.reason(),
@@ -66,6 +72,8 @@ impl GatewayError {
         match self {
             GatewayError::BadPath(p) => ("invalid_request", p.describe().to_owned()),
             GatewayError::UriTooLong => ("invalid_request", "request URI is too long".into()),
+            GatewayError::HeadersTooLarge => ("invalid_request", "too many or too large request headers".into()),
+            GatewayError::PayloadTooLarge => ("invalid_request", "request body is larger than this route allows".into()),
             GatewayError::NoRoute => ("not_found", "no route matches this request".into()),
             GatewayError::MissingToken => ("unauthorized", "a bearer token is required".into()),
             GatewayError::InvalidToken(e) => ("invalid_token", e.describe()),

@@ -92,8 +92,9 @@ fn platform_roots() -> &'static RootCertStore {
     })
 }
 
-/// Builds a rustls client config on the platform roots plus `ca_file`.
-pub fn client_tls(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
+/// The platform's roots (or the bundled Mozilla roots) plus the
+/// certificates in `ca_file`.
+pub fn root_store(ca_file: Option<&Path>) -> Result<RootCertStore, String> {
     let mut roots = platform_roots().clone();
     if let Some(path) = ca_file {
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
@@ -107,6 +108,12 @@ pub fn client_tls(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String
             roots.add(c).map_err(|e| format!("bad certificate in {}: {e}", path.display()))?;
         }
     }
+    Ok(roots)
+}
+
+/// Builds a rustls client config on the platform roots plus `ca_file`.
+pub fn client_tls(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
+    let roots = root_store(ca_file)?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let cfg = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

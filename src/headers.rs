@@ -188,6 +188,17 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// True when `TE` lists `trailers` (gRPC clients send `TE: trailers`; it is
+/// hop-by-hop, so the rewrite step puts it back deliberately).
+pub fn accepts_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(http::header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("trailers")))
+}
+
 /// Headers a client could use to lie about where it came from.
 const FORWARDING: &[&str] = &["forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-real-ip"];
 
@@ -259,6 +270,16 @@ mod tests {
         remove_hop_by_hop(&mut h);
         assert!(h.get("x-secret").is_none() && h.get("te").is_none() && h.get("connection").is_none());
         assert!(h.get("x-keep").is_some());
+    }
+
+    #[test]
+    fn te_trailers_detected() {
+        let mut h = HeaderMap::new();
+        assert!(!accepts_trailers(&h));
+        h.insert("te", HeaderValue::from_static("gzip, Trailers;q=1"));
+        assert!(accepts_trailers(&h));
+        h.insert("te", HeaderValue::from_static("trailersx"));
+        assert!(!accepts_trailers(&h));
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod admin;
 pub mod auth;
 pub mod authz;
 pub mod config;
+pub mod conn;
 pub mod demo;
 pub mod devissuer;
 pub mod error;
@@ -22,6 +23,8 @@ pub mod reload;
 pub mod routes;
 pub mod server;
 pub mod state;
+pub mod tls;
+pub mod upgrade;
 
 /// The body type of every response the gateway produces.
 pub type Body = http_body_util::combinators::BoxBody<bytes::Bytes, hyper::Error>;

@@ -2,68 +2,100 @@
 //! on a pooled connection, and stream the answer back.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use http::header::{HeaderValue, HOST};
+use bytes::Bytes;
+use http::header::{HeaderValue, HOST, TE};
 use http::request::Parts;
 use http::{Request, Response, Uri, Version};
+use http_body_util::combinators::BoxBody;
 use http_body_util::BodyExt;
+use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::auth::Identity;
-use crate::config::{Config, UpstreamSettings};
+use crate::config::{Config, UpstreamProtocol, UpstreamSettings};
 use crate::error::GatewayError;
 use crate::fetch::{client_tls, error_chain};
 use crate::headers;
 use crate::routes::Route;
 use crate::Body;
 
+/// Any error a request body can end with on its way upstream.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body of a request sent upstream: the client's, possibly capped.
+pub type UpstreamBody = BoxBody<Bytes, BoxError>;
+
 /// A pooled client for one upstream.
 pub struct UpstreamClient {
     pub settings: Arc<UpstreamSettings>,
-    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>,
+    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, UpstreamBody>,
 }
 
 impl UpstreamClient {
-    /// Builds the client (connection pool, timeouts, TLS roots).
+    /// Builds the client (connection pool, timeouts, TLS, HTTP version).
     pub fn new(settings: Arc<UpstreamSettings>) -> Result<Self, String> {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(settings.connect_timeout));
-        let tls = client_tls(None)?;
-        let https = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
+        let tls = if settings.scheme == http::uri::Scheme::HTTPS { crate::tls::upstream_client_config(&settings)? } else { client_tls(None)? };
+        let b = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http();
+        // The ALPN offered follows the configured protocol, so an `h2`
+        // upstream that cannot speak HTTP/2 fails loudly at the handshake.
+        let https = match settings.protocol {
+            UpstreamProtocol::Http1 => b.enable_http1().wrap_connector(http),
+            UpstreamProtocol::H2 | UpstreamProtocol::H2c => b.enable_http2().wrap_connector(http),
+        };
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
             .pool_idle_timeout(settings.pool_idle_timeout)
             .pool_max_idle_per_host(settings.pool_max_idle)
             .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(https);
-        Ok(UpstreamClient { settings, client })
+            .timer(TokioTimer::new());
+        if settings.protocol.is_h2() {
+            builder.http2_only(true);
+        }
+        Ok(UpstreamClient { client: builder.build(https), settings })
     }
 
-    /// Sends `req`; 504 when the response headers take longer than the
-    /// upstream's `timeout` (or connecting times out), 502 when it cannot be
-    /// reached at all.
-    pub async fn send(&self, req: Request<Body>) -> Result<Response<Body>, GatewayError> {
-        let resp = match tokio::time::timeout(self.settings.timeout, self.client.request(req)).await {
-            Err(_) => return Err(GatewayError::UpstreamTimeout),
+    /// Sends `req` and returns the response as it comes (headers untouched);
+    /// 504 when the response headers take longer than the upstream's
+    /// `timeout` (or connecting times out), 502 when it cannot be reached.
+    pub async fn request(&self, req: Request<UpstreamBody>) -> Result<Response<Incoming>, GatewayError> {
+        match tokio::time::timeout(self.settings.timeout, self.client.request(req)).await {
+            Err(_) => Err(GatewayError::UpstreamTimeout),
             Ok(Err(e)) => {
                 let chain = error_chain(&e);
-                return Err(if chain.contains("timed out") || chain.contains("timeout") {
+                Err(if chain.contains("timed out") || chain.contains("timeout") {
                     GatewayError::UpstreamTimeout
                 } else {
                     GatewayError::UpstreamUnavailable(chain)
-                });
+                })
             }
-            Ok(Ok(r)) => r,
-        };
-        let (mut parts, body) = resp.into_parts();
-        headers::remove_hop_by_hop(&mut parts.headers);
-        Ok(Response::from_parts(parts, body.boxed()))
+            Ok(Ok(r)) => Ok(r),
+        }
     }
+
+    /// [`request`](Self::request), then the response made ready for the
+    /// client. Only the headers wait for `timeout`: the body streams for as
+    /// long as the upstream sends it (server-sent events, long polls).
+    pub async fn send(&self, req: Request<UpstreamBody>) -> Result<Response<Body>, GatewayError> {
+        self.request(req).await.map(finish_response)
+    }
+}
+
+/// Drops the response's hop-by-hop headers and boxes its streaming body.
+pub fn finish_response(resp: Response<Incoming>) -> Response<Body> {
+    let (mut parts, body) = resp.into_parts();
+    headers::remove_hop_by_hop(&mut parts.headers);
+    Response::from_parts(parts, body.boxed())
 }
 
 /// Everything the rewrite step needs to know about the connection.
@@ -79,16 +111,16 @@ pub struct ClientInfo {
 /// forwarding headers set, then the verified identity headers added last so
 /// nothing a client sent can replace them.
 #[allow(clippy::too_many_arguments)] // each is one plain input of the step; a struct would only rename them
-pub fn rewrite_request(
+pub fn rewrite_request<B>(
     cfg: &Config,
     route: &Route,
     upstream: &UpstreamSettings,
     mut parts: Parts,
-    body: Body,
+    body: B,
     path: &str,
     identity: Option<&Identity>,
     client: ClientInfo,
-) -> Result<Request<Body>, GatewayError> {
+) -> Result<Request<B>, GatewayError> {
     let up_path = route.upstream_path(path);
     let mut pq = String::with_capacity(upstream.base_path.len() + up_path.len() + 64);
     pq.push_str(&upstream.base_path);
@@ -109,7 +141,13 @@ pub fn rewrite_request(
         None => parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
     };
     let h = &mut parts.headers;
+    let te_trailers = upstream.protocol.is_h2() && headers::accepts_trailers(h);
     headers::remove_hop_by_hop(h);
+    if te_trailers {
+        // gRPC needs `TE: trailers` end to end; it is the one TE value
+        // HTTP/2 allows. HTTP/1.1 upstreams get no TE (it is hop-by-hop).
+        h.insert(TE, HeaderValue::from_static("trailers"));
+    }
     cfg.strip.strip(h);
     if !route.pass_authorization {
         h.remove(http::header::AUTHORIZATION);
@@ -131,6 +169,81 @@ pub fn rewrite_request(
         }
     }
     parts.uri = uri;
-    parts.version = Version::HTTP_11;
+    if upstream.protocol.is_h2() {
+        // HTTP/2 carries the host as `:authority`, taken from the URI (the
+        // upstream's host:port); the client's host is in X-Forwarded-Host.
+        parts.headers.remove(HOST);
+        parts.version = Version::HTTP_2;
+    } else {
+        parts.version = Version::HTTP_11;
+    }
     Ok(Request::from_parts(parts, body))
+}
+
+/// Wraps the client's body for the upstream. With a limit, the body ends
+/// with an error once more than `max` bytes arrived and `overflow` is set, so
+/// the caller can answer 413 instead of 502.
+pub fn cap_body<B>(body: B, max: Option<u64>, overflow: Arc<AtomicBool>) -> UpstreamBody
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+{
+    match max {
+        None => body.map_err(Into::into).boxed(),
+        Some(max) => CappedBody { inner: body, remaining: max, overflow }.boxed(),
+    }
+}
+
+/// The body was larger than the route's `max_body_size`.
+#[derive(Debug)]
+pub struct BodyTooLarge;
+
+impl std::fmt::Display for BodyTooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("request body larger than max_body_size")
+    }
+}
+
+impl std::error::Error for BodyTooLarge {}
+
+/// Counts data bytes as they stream past; nothing is buffered.
+struct CappedBody<B> {
+    inner: B,
+    remaining: u64,
+    overflow: Arc<AtomicBool>,
+}
+
+impl<B> hyper::body::Body for CappedBody<B>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let frame = match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(Some(Ok(f))) => f,
+        };
+        if let Some(data) = frame.data_ref() {
+            let n = data.len() as u64;
+            if n > self.remaining {
+                self.overflow.store(true, Ordering::Release);
+                return Poll::Ready(Some(Err(Box::new(BodyTooLarge))));
+            }
+            self.remaining -= n;
+        }
+        Poll::Ready(Some(Ok(frame)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }

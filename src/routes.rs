@@ -223,6 +223,8 @@ pub struct Route {
     pub pass_authorization: bool,
     /// Replaces the issuer's audiences for this route when set.
     pub audiences: Option<Vec<String>>,
+    /// Request bodies larger than this get 413; `None` streams any size.
+    pub max_body_size: Option<u64>,
 }
 
 /// Why a route did not match a request (for `explain`).

@@ -2,19 +2,14 @@
 //! request, top to bottom: match route -> authenticate -> authorize ->
 //! rewrite headers -> forward.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::{Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
@@ -24,13 +19,19 @@ use crate::access::{self, AccessRecord, CountingBody, LoggedBody};
 use crate::admin;
 use crate::auth::{self, Identity};
 use crate::authz;
+use crate::config::ServerSettings;
+use crate::conn;
 use crate::error::GatewayError;
 use crate::metrics::{self, Outcome};
 use crate::path;
 use crate::proxy::{self, ClientInfo};
 use crate::routes::{self, Route};
 use crate::state::{Gateway, Snapshot};
+use crate::tls::ListenerTls;
+use crate::upgrade;
 use crate::Body;
+
+pub use crate::conn::ConnTicket;
 
 /// What the request path learned, for the access log and the metrics.
 #[derive(Default)]
@@ -84,11 +85,9 @@ pub async fn handle_request(gw: &Gateway, mut req: Request<Incoming>, client: Cl
     resp.map(|b| LoggedBody::new(b, record).boxed())
 }
 
-async fn route_and_forward<'s>(snap: &'s Snapshot, req: Request<Incoming>, client: ClientInfo, out: &mut Trace<'s>, bytes_in: Arc<AtomicU64>) -> Result<Response<Body>, GatewayError> {
+async fn route_and_forward<'s>(snap: &'s Snapshot, mut req: Request<Incoming>, client: ClientInfo, out: &mut Trace<'s>, bytes_in: Arc<AtomicU64>) -> Result<Response<Body>, GatewayError> {
     let cfg = &snap.config;
-    if req.uri().path_and_query().map_or(0, |pq| pq.as_str().len()) > cfg.server.max_uri_length {
-        return Err(GatewayError::UriTooLong);
-    }
+    check_request_limits(&cfg.server, &req)?;
     let path = path::normalize(req.uri().path()).map_err(GatewayError::BadPath)?;
     out.path = Some(path.clone());
 
@@ -100,16 +99,47 @@ async fn route_and_forward<'s>(snap: &'s Snapshot, req: Request<Incoming>, clien
 
     authorize(snap, route, identity.as_ref())?;
 
+    if let (Some(max), Some(len)) = (route.max_body_size, content_length(&req)) {
+        if len > max {
+            return Err(GatewayError::PayloadTooLarge);
+        }
+    }
+    let upgrade = upgrade::take(&mut req);
     let upstream = snap.upstreams.get(route.upstream).ok_or_else(|| GatewayError::Internal("route names a missing upstream".into()))?;
     let (parts, body) = req.into_parts();
-    let body = CountingBody::new(body, bytes_in).boxed();
+    let overflow = Arc::new(AtomicBool::new(false));
+    let body = proxy::cap_body(CountingBody::new(body, bytes_in), route.max_body_size, overflow.clone());
     let up_req = proxy::rewrite_request(cfg, route, &upstream.settings, parts, body, &path, identity.as_ref(), client)?;
 
     let sent = Instant::now();
     let _in_flight = metrics::metrics().upstream_in_flight(&upstream.settings.name);
-    let result = upstream.send(up_req).await;
+    let result = match upgrade {
+        Some(pending) => upgrade::forward(upstream, up_req, pending).await,
+        None => upstream.send(up_req).await,
+    };
     out.upstream = Some((&upstream.settings.name, sent.elapsed()));
-    result
+    // A body cut at max_body_size makes the upstream request fail: that is
+    // the client's 413, not the upstream's 502.
+    result.map_err(|e| if overflow.load(Ordering::Acquire) { GatewayError::PayloadTooLarge } else { e })
+}
+
+/// Step 0: URI length (414), header count and size (431). HTTP/1.1 heads
+/// are also capped by hyper while reading; this covers HTTP/2 the same way.
+fn check_request_limits(s: &ServerSettings, req: &Request<Incoming>) -> Result<(), GatewayError> {
+    if req.uri().path_and_query().map_or(0, |pq| pq.as_str().len()) > s.max_uri_length {
+        return Err(GatewayError::UriTooLong);
+    }
+    let h = req.headers();
+    // Counted as they travel in HTTP/1.1: "name: value\r\n".
+    let bytes: usize = h.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
+    if h.len() > s.max_header_count || bytes > s.max_header_bytes {
+        return Err(GatewayError::HeadersTooLarge);
+    }
+    Ok(())
+}
+
+fn content_length(req: &Request<Incoming>) -> Option<u64> {
+    req.headers().get(http::header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
 }
 
 /// Step 1: the first route that matches host, method and normalized path.
@@ -133,6 +163,8 @@ pub struct Server {
     pub addr: SocketAddr,
     pub admin_addr: Option<SocketAddr>,
     pub gateway: Arc<Gateway>,
+    /// The listener's TLS when `tls_cert`/`tls_key` are set.
+    pub tls: Option<ListenerTls>,
     stop: watch::Sender<bool>,
     accept_task: JoinHandle<()>,
     admin_task: Option<JoinHandle<()>>,
@@ -142,7 +174,12 @@ impl Server {
     /// Binds the listeners named in the gateway's config and starts serving.
     pub async fn start(gateway: Arc<Gateway>) -> std::io::Result<Server> {
         let snap = gateway.snapshot();
-        let listener = TcpListener::bind(snap.config.server.listen).await?;
+        let settings = snap.config.server.clone();
+        let tls = match &settings.tls {
+            Some(files) => Some(ListenerTls::load(files).map_err(|e| std::io::Error::other(format!("listener TLS: {e}")))?),
+            None => None,
+        };
+        let listener = TcpListener::bind(settings.listen).await?;
         let addr = listener.local_addr()?;
         let (stop, stop_rx) = watch::channel(false);
         let admin = match snap.config.admin_listen {
@@ -153,14 +190,18 @@ impl Server {
             }
             None => None,
         };
-        let accept_task = tokio::spawn(accept_loop(listener, gateway.clone(), stop_rx));
-        info!(%addr, admin = ?admin.as_ref().map(|a| a.0), "gateway listening");
-        Ok(Server { addr, admin_addr: admin.as_ref().map(|a| a.0), gateway, stop, accept_task, admin_task: admin.map(|a| a.1) })
+        if let Some(t) = &tls {
+            tokio::spawn(t.clone().watch(settings.tls_reload_interval, stop_rx.clone()));
+        }
+        let accept_task = tokio::spawn(accept_loop(listener, tls.clone(), gateway.clone(), stop_rx));
+        info!(%addr, tls = tls.is_some(), admin = ?admin.as_ref().map(|a| a.0), "gateway listening");
+        Ok(Server { addr, admin_addr: admin.as_ref().map(|a| a.0), gateway, tls, stop, accept_task, admin_task: admin.map(|a| a.1) })
     }
 
     /// Graceful shutdown: report not-ready, keep serving for the drain
     /// period (so load balancers stop sending), stop accepting, then let
-    /// in-flight requests finish within the grace period.
+    /// in-flight requests and open WebSockets finish within the grace
+    /// period; whatever is still open then is cut.
     pub async fn shutdown(self) {
         let snap = self.gateway.snapshot();
         self.gateway.start_draining();
@@ -178,28 +219,20 @@ impl Server {
     }
 }
 
-fn connection_builder(snap: &Snapshot) -> auto::Builder<TokioExecutor> {
-    let s = &snap.config.server;
-    let mut b = auto::Builder::new(TokioExecutor::new());
-    b.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(s.request_header_timeout)
-        .max_headers(s.max_header_count)
-        .keep_alive(true);
-    b.http2().timer(TokioTimer::new()).keep_alive_interval(Some(Duration::from_secs(30)));
-    b
-}
-
-async fn accept_loop(listener: TcpListener, gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
-    let snap = gw.snapshot();
-    let builder = connection_builder(&snap);
-    let grace = snap.config.server.shutdown_grace;
-    let limit = Arc::new(Semaphore::new(snap.config.server.max_connections));
-    drop(snap);
-    let graceful = GracefulShutdown::new();
+/// Accepts connections until `stop` flips, then waits up to
+/// `shutdown_grace` for every connection (upgraded ones included) to end.
+///
+/// Each connection holds one permit of a semaphore sized `max_connections`:
+/// beyond it new connections wait in the kernel's accept backlog instead of
+/// being accepted, and "every permit is back" is "every connection closed".
+async fn accept_loop(listener: TcpListener, tls: Option<ListenerTls>, gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
+    let settings = gw.snapshot().config.server.clone();
+    let builder = Arc::new(conn::builder(&settings));
+    // acquire_many takes a u32; nobody runs a gateway with more sockets.
+    let max = settings.max_connections.min(u32::MAX as usize >> 1);
+    let limit = Arc::new(Semaphore::new(max));
+    let (abort, abort_rx) = watch::channel(false);
     loop {
-        // Beyond max_connections, new connections wait in the kernel's
-        // backlog instead of being accepted.
         let permit = tokio::select! {
             p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
             _ = stop.changed() => break,
@@ -217,23 +250,19 @@ async fn accept_loop(listener: TcpListener, gw: Arc<Gateway>, mut stop: watch::R
             _ = stop.changed() => break,
         };
         let _ = stream.set_nodelay(true);
-        let gw = gw.clone();
-        let client = ClientInfo { addr: peer, proto: "http" };
-        let svc = service_fn(move |req| {
-            let gw = gw.clone();
-            async move { Ok::<_, Infallible>(handle_request(&gw, req, client).await) }
-        });
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
-        let conn = graceful.watch(conn);
+        let ticket = ConnTicket::new(permit, abort_rx.clone());
+        let ctx = conn::Context { gw: gw.clone(), builder: builder.clone(), settings: settings.clone(), stop: stop.clone() };
+        let tls = tls.clone();
         metrics::metrics().connection_opened();
         tokio::spawn(async move {
-            let _ = conn.await;
+            conn::serve(stream, peer, tls, ctx, ticket).await;
             metrics::metrics().connection_closed();
-            drop(permit);
         });
     }
     drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
-        warn!(grace_secs = grace.as_secs(), "some connections were still open when the grace period ended");
+    let grace = settings.shutdown_grace;
+    if tokio::time::timeout(grace, limit.acquire_many(max as u32)).await.is_err() {
+        warn!(grace_secs = grace.as_secs(), "some connections were still open when the grace period ended; closing them");
     }
+    let _ = abort.send(true);
 }

@@ -13,7 +13,8 @@ use toml::Spanned;
 
 use super::diag::{check_unknown_keys, expand_env, Diagnostics, Reporter};
 use super::raw::{RawAdmin, RawIssuer, RawLog, RawServer, RawUpstream};
-use super::{parse_duration, Config, IssuerSettings, LogFormat, LogSettings, ServerSettings, UpstreamSettings};
+use super::raw::RawSize;
+use super::{parse_duration, parse_size, Config, IssuerSettings, LogFormat, LogSettings, ServerSettings, TlsFiles, UpstreamProtocol, UpstreamSettings};
 use crate::headers::{HeaderMapping, IdentityStrip};
 
 
@@ -107,6 +108,39 @@ impl Compiler<'_> {
             Some(n) => {
                 self.rep.error(n.span(), key, "must be a positive number");
                 default
+            }
+        }
+    }
+
+    /// A byte size (number of bytes or "10MB"); `None` when absent or wrong.
+    pub(super) fn size(&mut self, v: &Option<Spanned<RawSize>>, key: &str) -> Option<u64> {
+        let v = v.as_ref()?;
+        let parsed = match v.get_ref() {
+            RawSize::Bytes(n) if *n > 0 => Ok(*n as u64),
+            RawSize::Bytes(_) => Err("must be a positive number of bytes".to_owned()),
+            RawSize::Text(t) => parse_size(t).and_then(|n| if n == 0 { Err("must be larger than 0".into()) } else { Ok(n) }),
+        };
+        match parsed {
+            Ok(n) => Some(n),
+            Err(msg) => {
+                self.rep.error_hint(v.span(), key, msg, "e.g. 10485760 or \"10MB\"");
+                None
+            }
+        }
+    }
+
+    /// Two keys that only make sense together (cert and key files).
+    fn pair(&mut self, a: &Option<Spanned<String>>, b: &Option<Spanned<String>>, key_a: &str, key_b: &str) -> Option<(std::path::PathBuf, std::path::PathBuf)> {
+        match (a, b) {
+            (Some(a), Some(b)) => Some((a.get_ref().into(), b.get_ref().into())),
+            (None, None) => None,
+            (Some(a), None) => {
+                self.rep.error(a.span(), key_b, format!("missing: `{key_a}` needs `{key_b}` too"));
+                None
+            }
+            (None, Some(b)) => {
+                self.rep.error(b.span(), key_a, format!("missing: `{key_b}` needs `{key_a}` too"));
+                None
             }
         }
     }
@@ -208,6 +242,9 @@ impl Compiler<'_> {
             shutdown_drain: self.duration(&r.shutdown_drain, "server.shutdown_drain", Duration::from_secs(5)),
             shutdown_grace: self.duration(&r.shutdown_grace, "server.shutdown_grace", Duration::from_secs(30)),
             config_watch_interval: self.duration(&r.config_watch_interval, "server.config_watch_interval", Duration::from_secs(2)),
+            max_header_bytes: self.count(&r.max_header_bytes, "server.max_header_bytes", 32 * 1024),
+            tls: self.pair(&r.tls_cert, &r.tls_key, "server.tls_cert", "server.tls_key").map(|(cert, key)| TlsFiles { cert, key }),
+            tls_reload_interval: self.duration(&r.tls_reload_interval, "server.tls_reload_interval", Duration::from_secs(10)),
         })
     }
 
@@ -258,6 +295,38 @@ impl Compiler<'_> {
             self.rep.error(url.span(), uk.clone(), "must not have a query string");
         }
         let base_path = uri.path().trim_end_matches('/').to_owned();
+        let protocol = match r.protocol.as_ref().map(|p| (p.get_ref().as_str(), p.span())) {
+            None | Some(("http1", _)) => UpstreamProtocol::Http1,
+            Some(("h2", span)) => {
+                if scheme != http::uri::Scheme::HTTPS {
+                    self.rep.error_hint(span, format!("{key}.protocol"), "\"h2\" needs an https:// URL", "use \"h2c\" for HTTP/2 without TLS");
+                }
+                UpstreamProtocol::H2
+            }
+            Some(("h2c", span)) => {
+                if scheme != http::uri::Scheme::HTTP {
+                    self.rep.error_hint(span, format!("{key}.protocol"), "\"h2c\" is HTTP/2 without TLS and needs an http:// URL", "use \"h2\" for HTTP/2 over TLS");
+                }
+                UpstreamProtocol::H2c
+            }
+            Some((other, span)) => {
+                self.rep.error_hint(span, format!("{key}.protocol"), format!("unknown protocol `{other}`"), "use \"http1\", \"h2\" or \"h2c\"");
+                UpstreamProtocol::Http1
+            }
+        };
+        let client_auth = self.pair(&r.client_cert, &r.client_key, &format!("{key}.client_cert"), &format!("{key}.client_key"));
+        let insecure_skip_verify = r.insecure_skip_verify.as_ref().is_some_and(|v| *v.get_ref());
+        if scheme == http::uri::Scheme::HTTP {
+            let tls_keys = [(r.ca_file.as_ref().map(|s| s.span()), "ca_file"), (r.client_cert.as_ref().map(|s| s.span()), "client_cert")];
+            for (span, k) in tls_keys {
+                if let Some(span) = span {
+                    self.rep.warning(span, format!("{key}.{k}"), "has no effect: the upstream URL is http://");
+                }
+            }
+        }
+        if let Some(v) = r.insecure_skip_verify.as_ref().filter(|v| *v.get_ref()) {
+            self.rep.warning(v.span(), format!("{key}.insecure_skip_verify"), "the upstream's TLS certificate is NOT verified: for test setups only");
+        }
         Some(UpstreamSettings {
             name: name.to_owned(),
             scheme,
@@ -268,6 +337,10 @@ impl Compiler<'_> {
             preserve_host: r.preserve_host.unwrap_or(true),
             pool_idle_timeout: self.duration(&r.pool_idle_timeout, &format!("{key}.pool_idle_timeout"), Duration::from_secs(90)),
             pool_max_idle: self.count(&r.pool_max_idle, &format!("{key}.pool_max_idle"), 256),
+            protocol,
+            ca_file: r.ca_file.as_ref().map(|s| s.get_ref().into()),
+            client_auth,
+            insecure_skip_verify,
         })
     }
 

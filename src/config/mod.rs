@@ -32,6 +32,37 @@ pub struct ServerSettings {
     pub shutdown_grace: Duration,
     /// How often the config file is checked for changes (zero: never).
     pub config_watch_interval: Duration,
+    /// Request line plus headers larger than this: 431.
+    pub max_header_bytes: usize,
+    /// Listener TLS; `None` serves plain HTTP (and prior-knowledge h2c).
+    pub tls: Option<TlsFiles>,
+    /// How often the certificate files are checked for a renewal.
+    pub tls_reload_interval: Duration,
+}
+
+/// The listener's certificate chain and key, PEM files on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// The HTTP version spoken to an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 (plain or TLS); the only one that carries WebSocket upgrades.
+    Http1,
+    /// HTTP/2 over TLS (ALPN `h2`).
+    H2,
+    /// HTTP/2 in plain text with prior knowledge (gRPC inside a pod).
+    H2c,
+}
+
+impl UpstreamProtocol {
+    /// True for both HTTP/2 variants.
+    pub fn is_h2(self) -> bool {
+        matches!(self, UpstreamProtocol::H2 | UpstreamProtocol::H2c)
+    }
 }
 
 /// One upstream, compiled.
@@ -49,6 +80,13 @@ pub struct UpstreamSettings {
     pub preserve_host: bool,
     pub pool_idle_timeout: Duration,
     pub pool_max_idle: usize,
+    pub protocol: UpstreamProtocol,
+    /// Extra CA certificates trusted for this upstream (beside the platform's).
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate chain and key for mutual TLS.
+    pub client_auth: Option<(PathBuf, PathBuf)>,
+    /// Accept any server certificate (test setups only; logged loudly).
+    pub insecure_skip_verify: bool,
 }
 
 /// One trusted issuer, compiled.
@@ -176,9 +214,39 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(total)
 }
 
+/// Parses a byte size: `1048576`, `512KB`, `10MB`, `1GB` (binary units:
+/// KB = 1024 bytes, as nginx and most proxies count; `KiB`/`MiB`/`GiB` too).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    if digits == 0 {
+        return Err(format!("`{s}` is not a size (examples: 65536, 512KB, 10MB, 1GB)"));
+    }
+    let n: u64 = t[..digits].parse().map_err(|_| format!("`{s}`: number too large"))?;
+    let mult: u64 = match t[digits..].trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => return Err(format!("`{s}`: unknown unit `{other}` (use KB, MB or GB)")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("`{s}`: too large"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1024"), Ok(1024));
+        assert_eq!(parse_size("512KB"), Ok(512 * 1024));
+        assert_eq!(parse_size("10MB"), Ok(10 << 20));
+        assert_eq!(parse_size("1 GiB"), Ok(1 << 30));
+        assert!(parse_size("MB").is_err());
+        assert!(parse_size("10 parsecs").is_err());
+        assert!(parse_size("99999999999999999999GB").is_err());
+    }
 
     #[test]
     fn durations() {

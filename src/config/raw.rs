@@ -21,6 +21,10 @@ pub struct RawServer {
     pub shutdown_drain: Option<Spanned<String>>,
     pub shutdown_grace: Option<Spanned<String>>,
     pub config_watch_interval: Option<Spanned<String>>,
+    pub max_header_bytes: Option<Spanned<i64>>,
+    pub tls_cert: Option<Spanned<String>>,
+    pub tls_key: Option<Spanned<String>>,
+    pub tls_reload_interval: Option<Spanned<String>>,
 }
 
 /// `[admin]`
@@ -40,6 +44,19 @@ pub struct RawUpstream {
     pub preserve_host: Option<bool>,
     pub pool_idle_timeout: Option<Spanned<String>>,
     pub pool_max_idle: Option<Spanned<i64>>,
+    pub protocol: Option<Spanned<String>>,
+    pub ca_file: Option<Spanned<String>>,
+    pub client_cert: Option<Spanned<String>>,
+    pub client_key: Option<Spanned<String>>,
+    pub insecure_skip_verify: Option<Spanned<bool>>,
+}
+
+/// A byte size: a plain number of bytes or a string such as `"10MB"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawSize {
+    Bytes(i64),
+    Text(String),
 }
 
 /// `[auth]` (the single-issuer form) and each `[[auth.issuers]]`.
@@ -91,6 +108,7 @@ pub struct RawRoute {
     pub headers: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
     pub pass_authorization: Option<bool>,
     pub audiences: Option<Vec<Spanned<String>>>,
+    pub max_body_size: Option<Spanned<RawSize>>,
 }
 
 /// `[log]`
@@ -142,8 +160,19 @@ pub fn known_keys(table: &str) -> Option<&'static [&'static str]> {
         "realm",
         "issuers",
     ];
-    const UPSTREAM: &[&str] =
-        &["url", "connect_timeout", "timeout", "preserve_host", "pool_idle_timeout", "pool_max_idle"];
+    const UPSTREAM: &[&str] = &[
+        "url",
+        "connect_timeout",
+        "timeout",
+        "preserve_host",
+        "pool_idle_timeout",
+        "pool_max_idle",
+        "protocol",
+        "ca_file",
+        "client_cert",
+        "client_key",
+        "insecure_skip_verify",
+    ];
     Some(match table {
         "" => &["server", "admin", "upstream", "upstreams", "auth", "headers", "routes", "log"],
         "server" => &[
@@ -157,6 +186,10 @@ pub fn known_keys(table: &str) -> Option<&'static [&'static str]> {
             "shutdown_drain",
             "shutdown_grace",
             "config_watch_interval",
+            "max_header_bytes",
+            "tls_cert",
+            "tls_key",
+            "tls_reload_interval",
         ],
         "admin" => &["listen"],
         "upstream" | "upstreams.*" => UPSTREAM,
@@ -177,6 +210,7 @@ pub fn known_keys(table: &str) -> Option<&'static [&'static str]> {
             "headers",
             "pass_authorization",
             "audiences",
+            "max_body_size",
         ],
         "log" => &["format", "level"],
         _ => return None,

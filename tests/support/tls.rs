@@ -32,6 +32,21 @@ impl TestCa {
         TestCa { cert_pem, cert_der, issuer: Issuer::new(params, key) }
     }
 
+    /// The CA certificate, DER.
+    pub fn der(&self) -> CertificateDer<'static> {
+        self.cert_der.clone()
+    }
+
+    /// Writes a leaf for `names` as `NAME.crt` (leaf then this CA: a full
+    /// chain) and `NAME.key` into `dir`; returns both paths.
+    pub fn write_leaf(&self, names: &[&str], dir: &std::path::Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+        let leaf = self.leaf(names);
+        let (cert, key) = (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")));
+        std::fs::write(&cert, format!("{}{}", leaf.cert_pem, self.cert_pem)).expect("write cert");
+        std::fs::write(&key, &leaf.key_pem).expect("write key");
+        (cert, key)
+    }
+
     /// A leaf for `names` (DNS names or IPs), signed by this CA.
     pub fn leaf(&self, names: &[&str]) -> Leaf {
         let key = KeyPair::generate().expect("leaf key");
