@@ -21,6 +21,7 @@ pub mod proxy;
 pub mod reload;
 pub mod routes;
 pub mod server;
+pub mod session;
 pub mod state;
 
 /// The body type of every response the gateway produces.
