@@ -256,6 +256,7 @@ pub fn raw_status(answer: &str) -> u16 {
     answer.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
 }
 
+pub mod resolver;
 pub mod tls;
 
 /// Raises this process's open-file limit to its hard limit, for tests with
