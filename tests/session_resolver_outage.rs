@@ -80,6 +80,11 @@ async fn a_refused_connection_gives_503() {
     assert_eq!(up.count(), 0);
     assert_eq!(failures(&gw), 1);
     assert!(gw.server.gateway.snapshot().sessions.as_ref().is_some_and(|s| !s.is_reachable()));
+    // /readyz shows the outage but stays ready: JWT and public routes still work.
+    let (status, ready) = get(&format!("{}/readyz", gw.admin), &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(ready.json()["session_resolver"]["reachable"], false);
+    assert_eq!(ready.json()["session_resolver"]["failures"], 1);
     // Without any credential the resolver is not needed: plain 401.
     assert_eq!(send("GET", &gw.url("/api/x"), &[], b"").await.status, StatusCode::UNAUTHORIZED);
 }

@@ -11,6 +11,7 @@ use serde::de::IntoDeserializer;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
+use super::compile_routes::RouteContext;
 use super::diag::{check_unknown_keys, expand_env, Diagnostics, Reporter};
 use super::raw::{RawAdmin, RawIssuer, RawLog, RawServer, RawSession, RawUpstream, SESSION_KEYS};
 use super::{parse_duration, Config, IssuerSettings, LogFormat, LogSettings, ServerSettings, UpstreamSettings};
@@ -175,7 +176,8 @@ impl Compiler<'_> {
                 Arc::new(self.mapping(&map, "headers"))
             }
         };
-        let routes = self.routes(s.routes, &upstream_names, has_default, &default_headers, &issuers, default_method, &session);
+        let ctx = RouteContext { upstreams: &upstream_names, has_default, default_headers: &default_headers, issuers: &issuers, default_method, session: &session };
+        let routes = self.routes(s.routes, &ctx);
         // The Authgear names are always stripped too (they start with
         // `x-authgear-`), so listing the configured mappings is enough.
         let mut all_mappings: Vec<&HeaderMapping> = vec![&default_headers];

@@ -42,13 +42,15 @@ const RESERVED_HEADERS: &[&str] = &[
 
 /// What every route is compiled against.
 #[derive(Clone, Copy)]
-struct RouteContext<'c> {
-    upstreams: &'c [String],
-    has_default: bool,
-    default_headers: &'c Arc<HeaderMapping>,
-    issuers: &'c [IssuerSettings],
-    default_method: AuthMethod,
-    session: &'c SessionSettings,
+pub(super) struct RouteContext<'c> {
+    /// Names of the defined upstreams, index-aligned with `Config::upstreams`.
+    pub(super) upstreams: &'c [String],
+    /// True when `[upstream]` (the default) is defined.
+    pub(super) has_default: bool,
+    pub(super) default_headers: &'c Arc<HeaderMapping>,
+    pub(super) issuers: &'c [IssuerSettings],
+    pub(super) default_method: AuthMethod,
+    pub(super) session: &'c SessionSettings,
 }
 
 impl Compiler<'_> {
@@ -82,16 +84,7 @@ impl Compiler<'_> {
         m
     }
 
-    pub(super) fn routes(
-        &mut self,
-        v: Option<Spanned<DeValue<'_>>>,
-        upstreams: &[String],
-        has_default: bool,
-        default_headers: &Arc<HeaderMapping>,
-        issuers: &[IssuerSettings],
-        default_method: AuthMethod,
-        session: &SessionSettings,
-    ) -> RouteTable {
+    pub(super) fn routes(&mut self, v: Option<Spanned<DeValue<'_>>>, ctx: &RouteContext<'_>) -> RouteTable {
         let mut table = RouteTable::default();
         let Some(v) = v else {
             self.rep.error_hint(0..0, "routes", "no routes: every request would be refused", "add at least one [[routes]] entry");
@@ -108,8 +101,7 @@ impl Compiler<'_> {
             // A route with a type error is skipped so it does not also
             // produce "missing" errors for the keys serde gave up on.
             let Some(raw) = self.try_de::<RawRoute>(Some(item.clone()), &key) else { continue };
-            let ctx = RouteContext { upstreams, has_default, default_headers, issuers, default_method, session };
-            if let Some(r) = self.route(i, &raw, &key, rspan, &ctx) {
+            if let Some(r) = self.route(i, &raw, &key, rspan, ctx) {
                 table.routes.push(r);
             }
         }
