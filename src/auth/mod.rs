@@ -165,7 +165,7 @@ async fn authenticate_session(snap: &Snapshot, route: &Route, headers: &HeaderMa
 
 /// A compact JWS has exactly three dot-separated parts; Authgear's opaque
 /// tokens have none.
-fn looks_like_jwt(token: &str) -> bool {
+pub fn looks_like_jwt(token: &str) -> bool {
     token.bytes().filter(|&b| b == b'.').count() == 2
 }
 

@@ -86,6 +86,12 @@ impl SessionResolver {
         let lookup = async move {
             stats.resolver_calls.fetch_add(1, Ordering::Relaxed);
             let outcome = client.resolve(&creds).await;
+            crate::metrics::metrics().resolver_call(match &outcome {
+                Ok(Verdict::Valid(_)) => "valid",
+                Ok(Verdict::Invalid) => "invalid",
+                Ok(Verdict::Absent) => "absent",
+                Err(_) => "failed",
+            });
             // Logged once per change of state, not once per request.
             match &outcome {
                 Err(e) => {
@@ -103,11 +109,18 @@ impl SessionResolver {
             outcome
         };
         let (outcome, source) = self.cache.get_or_resolve(key, lookup).await;
-        match source {
-            Source::Hit => self.stats.cache_hits.fetch_add(1, Ordering::Relaxed),
-            Source::Joined => self.stats.joined.fetch_add(1, Ordering::Relaxed),
-            Source::Called => 0,
+        let label = match source {
+            Source::Hit => {
+                self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
+                "hit"
+            }
+            Source::Joined => {
+                self.stats.joined.fetch_add(1, Ordering::Relaxed);
+                "joined"
+            }
+            Source::Called => "called",
         };
+        crate::metrics::metrics().session_lookup(label);
         outcome
     }
 }
