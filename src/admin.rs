@@ -57,6 +57,19 @@ fn respond(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
                     })
                 })
                 .collect();
+            // The resolver's health is reported but does not decide
+            // readiness: session routes answer 503 themselves while it is down,
+            // and JWT and public routes keep working.
+            let resolver = snap.sessions.as_ref().map(|s| {
+                use std::sync::atomic::Ordering::Relaxed;
+                serde_json::json!({
+                    "reachable": s.is_reachable(),
+                    "calls": s.stats.resolver_calls.load(Relaxed),
+                    "failures": s.stats.resolver_failures.load(Relaxed),
+                    "cache_hits": s.stats.cache_hits.load(Relaxed),
+                    "joined": s.stats.joined.load(Relaxed),
+                })
+            });
             let ready = gw.is_ready();
             let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
             json(
@@ -69,6 +82,7 @@ fn respond(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
                     "reloads_failed": gw.reloads_failed.load(std::sync::atomic::Ordering::Relaxed),
                     "last_reload_ok": gw.last_reload_ok(),
                     "issuers": issuers,
+                    "session_resolver": resolver,
                 }),
             )
         }

@@ -3,7 +3,7 @@
 //! [`GatewayError::into_response`].
 
 use bytes::Bytes;
-use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 use http_body_util::BodyExt;
 
@@ -23,8 +23,18 @@ pub enum GatewayError {
     MissingToken,
     InvalidToken(TokenError),
     MultipleAuthorization,
+    /// Session mode: neither a session cookie nor a bearer token.
+    MissingSession,
+    /// Session mode: the resolver said the session is not valid.
+    InvalidSession,
+    /// An unauthenticated browser on a `login_redirect` route: 302 to this
+    /// (already validated) login URL.
+    LoginRedirect(String),
     Forbidden(Denial),
     KeysUnavailable,
+    /// Authgear's resolver refused, timed out or failed: 503, never a pass
+    /// and never a 401.
+    ResolverUnavailable,
     UpstreamUnavailable(String),
     UpstreamTimeout,
     Internal(String),
@@ -39,13 +49,20 @@ impl GatewayError {
             GatewayError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             GatewayError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::NoRoute => StatusCode::NOT_FOUND,
-            GatewayError::MissingToken | GatewayError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            GatewayError::MissingToken | GatewayError::InvalidToken(_) | GatewayError::MissingSession | GatewayError::InvalidSession => StatusCode::UNAUTHORIZED,
+            GatewayError::LoginRedirect(_) => StatusCode::FOUND,
             GatewayError::Forbidden(_) => StatusCode::FORBIDDEN,
-            GatewayError::KeysUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::KeysUnavailable | GatewayError::ResolverUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
+    }
+
+    /// True for the refusals that mean "not logged in" (401), which a
+    /// `login_redirect` route turns into a redirect for browsers.
+    pub fn is_unauthenticated(&self) -> bool {
+        matches!(self, GatewayError::MissingToken | GatewayError::InvalidToken(_) | GatewayError::MissingSession | GatewayError::InvalidSession)
     }
 
     /// Stable label for logs and metrics.
@@ -59,8 +76,12 @@ impl GatewayError {
             GatewayError::MissingToken => "missing_token",
             GatewayError::InvalidToken(e) => e.reason(),
             GatewayError::MultipleAuthorization => "multiple_authorization",
+            GatewayError::MissingSession => "missing_session",
+            GatewayError::InvalidSession => "invalid_session",
+            GatewayError::LoginRedirect(_) => "login_redirect",
             GatewayError::Forbidden(d) => d.reason(),
             GatewayError::KeysUnavailable => "keys_unavailable",
+            GatewayError::ResolverUnavailable => "resolver_unavailable",
             GatewayError::UpstreamUnavailable(_) => "upstream_unavailable",
             GatewayError::UpstreamTimeout => "upstream_timeout",
             GatewayError::Internal(_) => "internal",
@@ -78,8 +99,12 @@ impl GatewayError {
             GatewayError::MissingToken => ("unauthorized", "a bearer token is required".into()),
             GatewayError::InvalidToken(e) => ("invalid_token", e.describe()),
             GatewayError::MultipleAuthorization => ("invalid_request", "more than one Authorization header".into()),
+            GatewayError::MissingSession => ("unauthorized", "a session cookie or bearer token is required".into()),
+            GatewayError::InvalidSession => ("invalid_token", "the session is not valid (expired, revoked or unknown)".into()),
+            GatewayError::LoginRedirect(_) => ("login_required", "log in to continue".into()),
             GatewayError::Forbidden(d) => ("insufficient_scope", d.describe()),
             GatewayError::KeysUnavailable => ("temporarily_unavailable", "signing keys are not available yet; retry shortly".into()),
+            GatewayError::ResolverUnavailable => ("temporarily_unavailable", "the session could not be checked; retry shortly".into()),
             GatewayError::UpstreamUnavailable(_) => ("bad_gateway", "the upstream could not be reached".into()),
             GatewayError::UpstreamTimeout => ("gateway_timeout", "the upstream did not answer in time".into()),
             GatewayError::Internal(_) => ("internal_error", "internal error".into()),
@@ -97,8 +122,8 @@ impl GatewayError {
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         let challenge = match &self {
-            GatewayError::MissingToken => Some(format!("Bearer realm=\"{realm}\"")),
-            GatewayError::InvalidToken(_) => Some(format!("Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{}\"", quote_safe(&description))),
+            GatewayError::MissingToken | GatewayError::MissingSession => Some(format!("Bearer realm=\"{realm}\"")),
+            GatewayError::InvalidToken(_) | GatewayError::InvalidSession => Some(format!("Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{}\"", quote_safe(&description))),
             GatewayError::MultipleAuthorization => Some(format!("Bearer realm=\"{realm}\", error=\"invalid_request\", error_description=\"{}\"", quote_safe(&description))),
             GatewayError::Forbidden(_) => Some(format!("Bearer realm=\"{realm}\", error=\"insufficient_scope\", error_description=\"{}\"", quote_safe(&description))),
             _ => None,
@@ -106,8 +131,19 @@ impl GatewayError {
         if let Some(c) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
             h.insert(WWW_AUTHENTICATE, c);
         }
-        if matches!(self, GatewayError::KeysUnavailable) {
-            h.insert(RETRY_AFTER, HeaderValue::from_static("5"));
+        match &self {
+            GatewayError::KeysUnavailable | GatewayError::ResolverUnavailable => {
+                h.insert(RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            GatewayError::LoginRedirect(location) => match HeaderValue::from_str(location) {
+                Ok(v) => {
+                    h.insert(LOCATION, v);
+                }
+                // Built from validated parts, so this cannot happen; if it
+                // did, a 302 without Location would strand the user.
+                Err(_) => *resp.status_mut() = StatusCode::UNAUTHORIZED,
+            },
+            _ => {}
         }
         resp
     }

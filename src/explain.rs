@@ -18,7 +18,7 @@ use crate::authz::{self, Requirements};
 use crate::config::Config;
 use crate::path;
 use crate::proxy::{self, ClientInfo};
-use crate::routes::{self, AuthMode, Mismatch, Route};
+use crate::routes::{self, AuthMethod, AuthMode, Mismatch, Route};
 
 /// Whether `explain` may contact the issuer to check signatures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +91,9 @@ pub async fn explain(cfg: &Config, method: &str, url: &str, token: Option<&str>,
     let mut identity = None;
     let verdict = match (route.auth, token) {
         (AuthMode::Public, _) => "forwarded without identity (public route; any token is ignored)".to_owned(),
+        (_, t) if route.method.uses_resolver() && !(route.method == AuthMethod::JwtOrSession && t.is_some_and(crate::auth::looks_like_jwt)) => {
+            "decided by Authgear's resolver (session mode; explain does not contact it)".to_owned()
+        }
         (AuthMode::Optional, None) => "forwarded anonymously (optional route, no token)".to_owned(),
         (AuthMode::Required, None) => "401: a bearer token is required".to_owned(),
         (_, Some(t)) => {
@@ -132,6 +135,9 @@ fn describe_host(r: &Route) -> String {
 fn describe_route(o: &mut Out, cfg: &Config, route: &Route, uri: &http::Uri, normalized: &str) {
     o.line("matched route", format!("#{} `{}` (line {})", route.index + 1, route.name, route.line));
     o.line("  auth", route.auth.as_str());
+    if route.method != AuthMethod::Jwt || route.login_redirect {
+        o.line("  method", format!("{}{}", route.method.as_str(), if route.login_redirect { ", browsers redirected to log in" } else { "" }));
+    }
     if !route.require.roles.is_empty() {
         o.line("  roles", format!("any of: {}", route.require.roles.join(", ")));
     }

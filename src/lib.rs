@@ -22,6 +22,7 @@ pub mod proxy;
 pub mod reload;
 pub mod routes;
 pub mod server;
+pub mod session;
 pub mod state;
 pub mod tls;
 pub mod upgrade;

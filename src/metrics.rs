@@ -117,6 +117,8 @@ pub struct Metrics {
     jwks_keys: Family<IssuerLabels, Gauge>,
     jwks_key_age: Family<IssuerLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     reloads: Family<ReasonLabels, Counter>,
+    resolver_calls: Family<ReasonLabels, Counter>,
+    session_lookups: Family<ReasonLabels, Counter>,
     open_connections: Gauge,
     upstream_in_flight: Family<UpstreamLabels, Gauge>,
 }
@@ -144,6 +146,8 @@ impl Metrics {
             jwks_keys: Family::default(),
             jwks_key_age: Family::default(),
             reloads: Family::default(),
+            resolver_calls: Family::default(),
+            session_lookups: Family::default(),
             open_connections: Gauge::default(),
             upstream_in_flight: Family::default(),
             registry: Registry::default(),
@@ -156,6 +160,8 @@ impl Metrics {
         registry.register("jwks_keys", "Usable signing keys per issuer", m.jwks_keys.clone());
         registry.register("jwks_key_age_seconds", "Seconds since the issuer's keys were last loaded", m.jwks_key_age.clone());
         registry.register("config_reloads", "Config reloads by result", m.reloads.clone());
+        registry.register("session_resolver_calls", "Calls to Authgear's resolver by result (valid, invalid, absent, failed)", m.resolver_calls.clone());
+        registry.register("session_lookups", "Session verdict lookups by source (hit, called, joined)", m.session_lookups.clone());
         registry.register("open_connections", "Client connections currently open", m.open_connections.clone());
         registry.register("upstream_in_flight_requests", "Requests currently waiting on or streaming from each upstream", m.upstream_in_flight.clone());
         Metrics { registry, ..m }
@@ -174,6 +180,16 @@ impl Metrics {
         if let Some((name, d)) = upstream {
             self.upstream_seconds.get_or_create(&UpstreamLabels { upstream: name.to_owned() }).observe(d.as_secs_f64());
         }
+    }
+
+    /// Counts one resolver call by its result.
+    pub fn resolver_call(&self, result: &'static str) {
+        self.resolver_calls.get_or_create(&ReasonLabels { result: result.into() }).inc();
+    }
+
+    /// Counts one session verdict lookup by where its answer came from.
+    pub fn session_lookup(&self, source: &'static str) {
+        self.session_lookups.get_or_create(&ReasonLabels { result: source.into() }).inc();
     }
 
     /// Counts one token verification (`ok` or the refusal reason).

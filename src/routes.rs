@@ -30,6 +30,33 @@ impl AuthMode {
     }
 }
 
+/// How a route authenticates a caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    /// A bearer JWT, verified locally against the issuer's keys.
+    Jwt,
+    /// Authgear's resolver judges the session cookie or opaque token.
+    Session,
+    /// A bearer JWT is verified locally; anything else goes to the resolver.
+    JwtOrSession,
+}
+
+impl AuthMethod {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::Jwt => "jwt",
+            AuthMethod::Session => "session",
+            AuthMethod::JwtOrSession => "jwt_or_session",
+        }
+    }
+
+    /// True when the method may call the resolver.
+    pub fn uses_resolver(self) -> bool {
+        self != AuthMethod::Jwt
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Seg {
     Lit(Box<str>),
@@ -214,6 +241,9 @@ pub struct Route {
     pub host: Option<HostPattern>,
     pub methods: Option<Vec<Method>>,
     pub auth: AuthMode,
+    pub method: AuthMethod,
+    /// Unauthenticated browsers are sent to the login page instead of a 401.
+    pub login_redirect: bool,
     pub require: Requirements,
     /// Index into `Config::upstreams`.
     pub upstream: usize,

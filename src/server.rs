@@ -94,7 +94,8 @@ async fn route_and_forward<'s>(snap: &'s Snapshot, mut req: Request<Incoming>, c
     let route = match_route(snap, &req, &path)?;
     out.route = Some(&route.name);
 
-    let identity = auth::authenticate(cfg, &snap.keys, route, req.headers()).await?;
+    let info = auth::RequestInfo { method: req.method(), headers: req.headers(), path: &path, query: req.uri().query() };
+    let identity = auth::authenticate(snap, route, &info).await?;
     out.sub = identity.as_ref().and_then(|i| i.subject().map(str::to_owned));
 
     authorize(snap, route, identity.as_ref())?;

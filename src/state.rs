@@ -12,6 +12,8 @@ use tracing::info;
 use crate::auth::jwks::{KeyState, KeyStore};
 use crate::config::Config;
 use crate::proxy::UpstreamClient;
+use crate::routes::AuthMode;
+use crate::session::SessionResolver;
 
 /// Everything one request needs, fixed for its lifetime.
 pub struct Snapshot {
@@ -20,6 +22,9 @@ pub struct Snapshot {
     pub keys: Vec<Arc<KeyStore>>,
     /// Aligned with `config.upstreams`.
     pub upstreams: Vec<Arc<UpstreamClient>>,
+    /// Authgear's resolver and the verdict cache; `None` when no route uses
+    /// session mode.
+    pub sessions: Option<Arc<SessionResolver>>,
     /// Increments with every successful reload.
     pub version: u64,
 }
@@ -120,5 +125,19 @@ fn build_snapshot(config: Config, old: Option<&Snapshot>, version: u64) -> Resul
             None => upstreams.push(Arc::new(UpstreamClient::new(u.clone()).map_err(|e| format!("upstream {}: {e}", u.name))?)),
         }
     }
-    Ok(Snapshot { config, keys, upstreams, version })
+    let sessions = build_sessions(&config, old)?;
+    Ok(Snapshot { config, keys, upstreams, sessions, version })
+}
+
+/// The session service, reused from the old snapshot when its settings are
+/// unchanged so a reload keeps the verdict cache and the connection pool.
+fn build_sessions(config: &Config, old: Option<&Snapshot>) -> Result<Option<Arc<SessionResolver>>, String> {
+    let needed = config.routes.routes.iter().any(|r| r.auth != AuthMode::Public && r.method.uses_resolver());
+    let Some(url) = config.session.resolver_url.clone().filter(|_| needed) else { return Ok(None) };
+    let roles_claim = config.issuers.first().map(|i| i.roles_claim.as_str());
+    if let Some(s) = old.and_then(|o| o.sessions.as_ref()).filter(|s| s.same_settings(&config.session, roles_claim)) {
+        return Ok(Some(s.clone()));
+    }
+    info!(resolver = %url, "session mode: verdicts from Authgear's resolver");
+    Ok(Some(Arc::new(SessionResolver::new(&config.session, url, roles_claim).map_err(|e| format!("session resolver: {e}"))?)))
 }

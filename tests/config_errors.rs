@@ -33,7 +33,7 @@ tests/golden/bad.toml:14:1: error: `headers.\"authorization\"`: this header is m
 tests/golden/bad.toml:18:8: error: `routes[0]`: unknown variant `requried`, expected one of `public`, `optional`, `required` (did you mean `required`?)
 tests/golden/bad.toml:21:8: error: `routes[1].path`: must start with `/`
 tests/golden/bad.toml:27:8: error: `routes[2].auth`: a `public` route cannot require roles, scopes or claims (set auth = \"required\")
-tests/golden/bad.toml:29:1: error: `routes[2].methd`: unknown key in [routes] (did you mean `methods`?)
+tests/golden/bad.toml:29:1: error: `routes[2].methd`: unknown key in [routes] (did you mean `method`?)
 tests/golden/bad.toml: 10 errors
 ";
     assert_eq!(text, expected);
@@ -123,4 +123,62 @@ fn routes_are_required_and_token_routes_need_an_issuer() {
     assert!(err.items.iter().any(|d| d.message.contains("no issuer")), "{err}");
     // A public-only gateway needs no issuer.
     assert!(Config::from_toml("[upstream]\nurl = \"http://127.0.0.1:1\"\n[[routes]]\npath = \"/**\"\nauth = \"public\"\n", "t.toml").is_ok());
+}
+
+#[test]
+fn session_mode_keys_are_validated_with_lines() {
+    let text = r#"
+[upstream]
+url = "http://127.0.0.1:3000"
+[auth]
+issuer = "https://x.authgear.cloud"
+method = "session"
+session_cookies = ["session", "bad name"]
+session_cache_ttl = "10 s"
+login_url = "//evil.com/login"
+login_return_origin = "https://app.example.com/path"
+[[routes]]
+path = "/a/**"
+login_redirect = true
+[[routes]]
+path = "/b/**"
+method = "cookie"
+[[routes]]
+path = "/**"
+auth = "public"
+login_redirect = true
+"#;
+    let err = Config::from_toml(text, "t.toml").unwrap_err();
+    let at = |key: &str| err.items.iter().find(|d| d.key == key).map(|d| d.line).unwrap_or_else(|| panic!("no error for {key}:\n{err}"));
+    assert_eq!(at("auth.session_cookies"), 7);
+    assert_eq!(at("auth.session_cache_ttl"), 8);
+    assert_eq!(at("auth.login_url"), 9);
+    assert_eq!(at("auth.login_return_origin"), 10);
+    // login_url was refused, so the route has no login page to send to.
+    assert_eq!(at("routes[0].login_redirect"), 13);
+    assert!(err.items.iter().any(|d| d.line == 16 && d.message.contains("unknown variant `cookie`")), "{err}");
+    assert_eq!(at("routes[2].login_redirect"), 20);
+}
+
+#[test]
+fn session_mode_defaults_and_resolver_without_issuer() {
+    let text = "[upstream]\nurl = \"http://127.0.0.1:1\"\n[auth]\nissuer = \"https://x.authgear.cloud/\"\n[[routes]]\npath = \"/**\"\nmethod = \"jwt_or_session\"\n";
+    let cfg = Config::from_toml(text, "t.toml").expect("valid");
+    let s = &cfg.session;
+    assert_eq!(s.resolver_url.as_ref().map(|u| u.to_string()).as_deref(), Some("https://x.authgear.cloud/_resolver/resolve"));
+    assert_eq!(s.cookies, vec!["session".to_owned()]);
+    assert_eq!(s.cache_ttl, std::time::Duration::from_secs(10));
+    assert_eq!(s.negative_ttl, std::time::Duration::from_secs(2));
+    assert_eq!(s.cache_max_entries, 10_000);
+    assert!(s.login.is_none());
+    // Session routes need the resolver; an issuer alone provides it, and
+    // resolver_url alone is enough without an issuer.
+    let no_issuer = "[upstream]\nurl = \"http://127.0.0.1:1\"\n[[routes]]\npath = \"/**\"\nmethod = \"session\"\n";
+    let err = Config::from_toml(no_issuer, "t.toml").unwrap_err();
+    assert!(err.items.iter().any(|d| d.key == "routes[0].method" && d.message.contains("resolver")), "{err}");
+    let with_url = "[upstream]\nurl = \"http://127.0.0.1:1\"\n[auth]\nresolver_url = \"http://127.0.0.1:9/_resolver/resolve\"\nmethod = \"session\"\n[[routes]]\npath = \"/**\"\n";
+    assert!(Config::from_toml(with_url, "t.toml").is_ok());
+    // ...but a jwt route still needs an issuer.
+    let jwt_route = format!("{with_url}[[routes]]\npath = \"/jwt/**\"\nmethod = \"jwt\"\n");
+    assert!(Config::from_toml(&jwt_route, "t.toml").is_err());
 }

@@ -11,9 +11,9 @@ use serde::de::IntoDeserializer;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
+use super::compile_routes::RouteContext;
 use super::diag::{check_unknown_keys, expand_env, Diagnostics, Reporter};
-use super::raw::{RawAdmin, RawIssuer, RawLog, RawServer, RawUpstream};
-use super::raw::RawSize;
+use super::raw::{RawAdmin, RawIssuer, RawLog, RawServer, RawSession, RawSize, RawUpstream, SESSION_KEYS};
 use super::{parse_duration, parse_size, Config, IssuerSettings, LogFormat, LogSettings, ServerSettings, TlsFiles, UpstreamProtocol, UpstreamSettings};
 use crate::headers::{HeaderMapping, IdentityStrip};
 
@@ -200,7 +200,8 @@ impl Compiler<'_> {
             }
         }
 
-        let (issuers, realm) = self.auth(s.auth);
+        let (issuers, realm, raw_session) = self.auth(s.auth);
+        let (session, default_method) = self.session(&raw_session, &issuers);
         let default_headers = match s.headers {
             None => Arc::new(HeaderMapping::authgear_default()),
             Some(v) => {
@@ -208,7 +209,8 @@ impl Compiler<'_> {
                 Arc::new(self.mapping(&map, "headers"))
             }
         };
-        let routes = self.routes(s.routes, &upstream_names, has_default, &default_headers, &issuers);
+        let ctx = RouteContext { upstreams: &upstream_names, has_default, default_headers: &default_headers, issuers: &issuers, default_method, session: &session };
+        let routes = self.routes(s.routes, &ctx);
         // The Authgear names are always stripped too (they start with
         // `x-authgear-`), so listing the configured mappings is enough.
         let mut all_mappings: Vec<&HeaderMapping> = vec![&default_headers];
@@ -221,6 +223,7 @@ impl Compiler<'_> {
             admin_listen,
             upstreams,
             issuers,
+            session,
             realm,
             default_headers: default_headers.clone(),
             routes,
@@ -344,15 +347,24 @@ impl Compiler<'_> {
         })
     }
 
-    fn auth(&mut self, v: Option<Spanned<DeValue<'_>>>) -> (Vec<IssuerSettings>, String) {
+    /// `[auth]`: the issuers, the realm, and the session-mode keys (taken
+    /// out of the table here, compiled by `session`).
+    fn auth(&mut self, v: Option<Spanned<DeValue<'_>>>) -> (Vec<IssuerSettings>, String, RawSession) {
         let mut realm = "authgear-gateway".to_owned();
         let mut issuers = Vec::new();
-        let Some(v) = v else { return (issuers, realm) };
+        let Some(v) = v else { return (issuers, realm, RawSession::default()) };
         let span = v.span();
         let DeValue::Table(mut t) = v.into_inner() else {
-            self.rep.error(span, "auth", "must be a table");
-            return (issuers, realm);
+            self.rep.error(span.clone(), "auth", "must be a table");
+            return (issuers, realm, RawSession::default());
         };
+        let mut session_table = DeTable::new();
+        for k in SESSION_KEYS {
+            if let Some((key, value)) = t.remove_entry(*k) {
+                session_table.insert(key, value);
+            }
+        }
+        let raw_session: RawSession = self.de(Some(Spanned::new(span.clone(), DeValue::Table(session_table))), "auth");
         if let Some(r) = t.remove("realm") {
             let rs = r.span();
             match r.into_inner() {
@@ -389,7 +401,7 @@ impl Compiler<'_> {
                 self.rep.error(span.clone(), "auth.issuers", format!("issuer `{}` is configured twice", i.issuer));
             }
         }
-        (issuers, realm)
+        (issuers, realm, raw_session)
     }
 
     fn issuer(&mut self, r: &RawIssuer, key: &str, span: Range<usize>) -> Option<IssuerSettings> {
@@ -456,7 +468,7 @@ impl Compiler<'_> {
 
 }
 
-fn is_loopback_host(h: &str) -> bool {
+pub(super) fn is_loopback_host(h: &str) -> bool {
     h == "localhost" || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()) || h == "[::1]"
 }
 

@@ -12,10 +12,11 @@ use toml::Spanned;
 
 use super::compile::Compiler;
 use super::raw::{RawAuthMode, RawRoute};
-use super::IssuerSettings;
+use super::compile_session::route_method;
+use super::{IssuerSettings, SessionSettings};
 use crate::authz::Requirements;
 use crate::headers::{ClaimSource, HeaderMapping};
-use crate::routes::{AuthMode, HostPattern, PathPattern, Route, RouteTable};
+use crate::routes::{AuthMethod, AuthMode, HostPattern, PathPattern, Route, RouteTable};
 
 /// Headers the gateway manages itself or that carry credentials; never
 /// valid as identity header names.
@@ -38,6 +39,19 @@ const RESERVED_HEADERS: &[&str] = &[
     "forwarded",
     "x-request-id",
 ];
+
+/// What every route is compiled against.
+#[derive(Clone, Copy)]
+pub(super) struct RouteContext<'c> {
+    /// Names of the defined upstreams, index-aligned with `Config::upstreams`.
+    pub(super) upstreams: &'c [String],
+    /// True when `[upstream]` (the default) is defined.
+    pub(super) has_default: bool,
+    pub(super) default_headers: &'c Arc<HeaderMapping>,
+    pub(super) issuers: &'c [IssuerSettings],
+    pub(super) default_method: AuthMethod,
+    pub(super) session: &'c SessionSettings,
+}
 
 impl Compiler<'_> {
     pub(super) fn mapping(&mut self, map: &BTreeMap<Spanned<String>, Spanned<String>>, key: &str) -> HeaderMapping {
@@ -70,14 +84,7 @@ impl Compiler<'_> {
         m
     }
 
-    pub(super) fn routes(
-        &mut self,
-        v: Option<Spanned<DeValue<'_>>>,
-        upstreams: &[String],
-        has_default: bool,
-        default_headers: &Arc<HeaderMapping>,
-        issuers: &[IssuerSettings],
-    ) -> RouteTable {
+    pub(super) fn routes(&mut self, v: Option<Spanned<DeValue<'_>>>, ctx: &RouteContext<'_>) -> RouteTable {
         let mut table = RouteTable::default();
         let Some(v) = v else {
             self.rep.error_hint(0..0, "routes", "no routes: every request would be refused", "add at least one [[routes]] entry");
@@ -94,7 +101,7 @@ impl Compiler<'_> {
             // A route with a type error is skipped so it does not also
             // produce "missing" errors for the keys serde gave up on.
             let Some(raw) = self.try_de::<RawRoute>(Some(item.clone()), &key) else { continue };
-            if let Some(r) = self.route(i, &raw, &key, rspan, upstreams, has_default, default_headers, issuers) {
+            if let Some(r) = self.route(i, &raw, &key, rspan, ctx) {
                 table.routes.push(r);
             }
         }
@@ -102,18 +109,8 @@ impl Compiler<'_> {
         table
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn route(
-        &mut self,
-        index: usize,
-        r: &RawRoute,
-        key: &str,
-        span: Range<usize>,
-        upstreams: &[String],
-        has_default: bool,
-        default_headers: &Arc<HeaderMapping>,
-        issuers: &[IssuerSettings],
-    ) -> Option<Route> {
+    fn route(&mut self, index: usize, r: &RawRoute, key: &str, span: Range<usize>, ctx: &RouteContext<'_>) -> Option<Route> {
+        let RouteContext { upstreams, has_default, default_headers, issuers, .. } = *ctx;
         let line = self.rep_line(span.start);
         let Some(path_raw) = &r.path else {
             self.rep.error(span, format!("{key}.path"), "missing: the path pattern, e.g. \"/api/**\"");
@@ -164,8 +161,21 @@ impl Compiler<'_> {
             let a = r.auth.as_ref().map_or(span.clone(), |a| a.span());
             self.rep.error_hint(a, format!("{key}.auth"), format!("a `{}` route cannot require roles, scopes or claims", auth.as_str()), "set auth = \"required\"");
         }
-        if auth != AuthMode::Public && issuers.is_empty() {
+        let method = route_method(r.method.as_ref().map(|m| *m.get_ref()), ctx.default_method);
+        if auth != AuthMode::Public && method != AuthMethod::Session && issuers.is_empty() {
             self.rep.error_hint(span.clone(), format!("{key}.auth"), "this route needs tokens but no issuer is configured", "add [auth] issuer = \"https://<your project>.authgear.cloud\"");
+        }
+        if auth != AuthMode::Public && method.uses_resolver() && ctx.session.resolver_url.is_none() {
+            let s = r.method.as_ref().map_or(span.clone(), |m| m.span());
+            self.rep.error_hint(s, format!("{key}.method"), format!("method `{}` needs Authgear's resolver", method.as_str()), "set [auth] issuer (the resolver defaults to <issuer>/_resolver/resolve) or [auth] resolver_url");
+        }
+        let login_redirect = r.login_redirect.as_ref().is_some_and(|b| *b.get_ref());
+        if let (true, Some(lr)) = (login_redirect, &r.login_redirect) {
+            if auth == AuthMode::Public {
+                self.rep.error(lr.span(), format!("{key}.login_redirect"), "a public route never asks anyone to log in");
+            } else if ctx.session.login.is_none() {
+                self.rep.error_hint(lr.span(), format!("{key}.login_redirect"), "no login page to send browsers to", "set [auth] login_url, e.g. \"https://myapp.authgear.cloud/login\"");
+            }
         }
         let upstream = match &r.upstream {
             None if has_default => 0,
@@ -215,6 +225,8 @@ impl Compiler<'_> {
             host,
             methods,
             auth,
+            method,
+            login_redirect,
             require,
             upstream,
             strip_prefix,

@@ -4,6 +4,7 @@
 
 mod compile;
 mod compile_routes;
+mod compile_session;
 pub mod diag;
 pub mod raw;
 
@@ -112,6 +113,41 @@ pub struct IssuerSettings {
     pub roles_claim: String,
 }
 
+/// Session mode: Authgear's resolver, the verdict cache and the login
+/// redirect (keys of `[auth]`), compiled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionSettings {
+    /// `resolver_url`, or `<first issuer>/_resolver/resolve`; `None` when
+    /// there is neither (then no route may use session mode).
+    pub resolver_url: Option<http::Uri>,
+    /// Whole resolver call, connect included.
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    /// Cookies sent to the resolver; every other cookie stays home.
+    pub cookies: Vec<String>,
+    /// How long a valid verdict is reused (zero: never cached).
+    pub cache_ttl: Duration,
+    /// How long an invalid or absent verdict is reused.
+    pub negative_ttl: Duration,
+    pub cache_max_entries: usize,
+    /// Extra CA for the resolver (the first issuer's `ca_file`).
+    pub ca_file: Option<PathBuf>,
+    /// Where `login_redirect` routes send browsers; `None` when unset.
+    pub login: Option<LoginSettings>,
+}
+
+/// `login_url`, `login_return_param` and `login_return_origin`, compiled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginSettings {
+    /// Absolute http(s) URL or a path on this site.
+    pub url: String,
+    /// Query parameter of `url` that carries the return URL.
+    pub return_param: String,
+    /// `scheme://host[:port]` prepended to the return path; `None` sends a
+    /// path only.
+    pub return_origin: Option<String>,
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -135,6 +171,7 @@ pub struct Config {
     /// Index 0 is the default upstream.
     pub upstreams: Vec<Arc<UpstreamSettings>>,
     pub issuers: Vec<IssuerSettings>,
+    pub session: SessionSettings,
     /// `realm` of `WWW-Authenticate`.
     pub realm: String,
     pub default_headers: Arc<HeaderMapping>,

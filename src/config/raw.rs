@@ -90,6 +90,49 @@ pub enum RawAuthMode {
     Required,
 }
 
+/// `method = "..."` on a route or as the `[auth]` default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawAuthMethod {
+    Jwt,
+    Session,
+    JwtOrSession,
+}
+
+/// The session-mode keys of `[auth]` (resolver, verdict cache, login
+/// redirect). They sit in `[auth]` beside the issuer keys and are taken out
+/// before the issuer is read.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSession {
+    pub method: Option<Spanned<RawAuthMethod>>,
+    pub resolver_url: Option<Spanned<String>>,
+    pub resolver_timeout: Option<Spanned<String>>,
+    pub resolver_connect_timeout: Option<Spanned<String>>,
+    pub session_cookies: Option<Spanned<Vec<Spanned<String>>>>,
+    pub session_cache_ttl: Option<Spanned<String>>,
+    pub session_negative_cache_ttl: Option<Spanned<String>>,
+    pub session_cache_max_entries: Option<Spanned<i64>>,
+    pub login_url: Option<Spanned<String>>,
+    pub login_return_param: Option<Spanned<String>>,
+    pub login_return_origin: Option<Spanned<String>>,
+}
+
+/// The keys of [`RawSession`], as they appear in `[auth]`.
+pub const SESSION_KEYS: &[&str] = &[
+    "method",
+    "resolver_url",
+    "resolver_timeout",
+    "resolver_connect_timeout",
+    "session_cookies",
+    "session_cache_ttl",
+    "session_negative_cache_ttl",
+    "session_cache_max_entries",
+    "login_url",
+    "login_return_param",
+    "login_return_origin",
+];
+
 /// One `[[routes]]` entry.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -99,6 +142,8 @@ pub struct RawRoute {
     pub host: Option<Spanned<String>>,
     pub methods: Option<Vec<Spanned<String>>>,
     pub auth: Option<Spanned<RawAuthMode>>,
+    pub method: Option<Spanned<RawAuthMethod>>,
+    pub login_redirect: Option<Spanned<bool>>,
     pub roles: Option<Vec<Spanned<String>>>,
     pub scopes: Option<Vec<Spanned<String>>>,
     pub claims: Option<BTreeMap<String, Spanned<toml::Value>>>,
@@ -159,6 +204,17 @@ pub fn known_keys(table: &str) -> Option<&'static [&'static str]> {
         "roles_claim",
         "realm",
         "issuers",
+        "method",
+        "resolver_url",
+        "resolver_timeout",
+        "resolver_connect_timeout",
+        "session_cookies",
+        "session_cache_ttl",
+        "session_negative_cache_ttl",
+        "session_cache_max_entries",
+        "login_url",
+        "login_return_param",
+        "login_return_origin",
     ];
     const UPSTREAM: &[&str] = &[
         "url",
@@ -201,6 +257,8 @@ pub fn known_keys(table: &str) -> Option<&'static [&'static str]> {
             "host",
             "methods",
             "auth",
+            "method",
+            "login_redirect",
             "roles",
             "scopes",
             "claims",

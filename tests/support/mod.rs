@@ -257,6 +257,7 @@ pub fn raw_status(answer: &str) -> u16 {
 }
 
 pub mod front;
+pub mod resolver;
 pub mod tls;
 
 /// Raises this process's open-file limit to its hard limit, for tests with
