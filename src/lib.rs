@@ -17,6 +17,7 @@ pub mod fetch;
 pub mod headers;
 pub mod import;
 pub mod metrics;
+pub mod logwriter;
 pub mod path;
 pub mod proxy;
 pub mod reload;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use authgear_gateway::config::{Config, LogFormat};
 use authgear_gateway::explain;
+use authgear_gateway::logwriter::{self, LogGuard};
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
@@ -51,13 +52,17 @@ enum Command {
     },
 }
 
-fn init_logging(format: LogFormat, level: &str) {
+/// Logs go to stderr through a writer thread (see `logwriter`); keep the
+/// guard until exit so the last lines are flushed.
+fn init_logging(format: LogFormat, level: &str) -> LogGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let (writer, guard) = logwriter::stderr();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
         LogFormat::Pretty => builder.compact().init(),
     }
+    guard
 }
 
 fn main() -> ExitCode {
@@ -81,7 +86,7 @@ fn main() -> ExitCode {
             })
         }
         Command::Demo => {
-            init_logging(LogFormat::Pretty, "warn");
+            let _log = init_logging(LogFormat::Pretty, "warn");
             run_async(async { authgear_gateway::demo::run().await })
         }
         Command::Run => {
@@ -93,7 +98,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            init_logging(config.log.format, &config.log.level);
+            let _log = init_logging(config.log.format, &config.log.level);
             for w in config.warnings.warnings() {
                 tracing::warn!("{w}");
             }

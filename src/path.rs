@@ -130,6 +130,14 @@ pub fn normalize(raw: &str) -> Result<String, PathError> {
     if !raw.starts_with('/') {
         return Err(PathError::NotAbsolute);
     }
+    if is_already_normal(raw) {
+        return Ok(raw.to_owned());
+    }
+    normalize_segments(raw)
+}
+
+/// The full normalization of an absolute path.
+fn normalize_segments(raw: &str) -> Result<String, PathError> {
     let mut segments: Vec<String> = Vec::with_capacity(8);
     let mut buf = String::with_capacity(raw.len());
     let mut trailing_slash = false;
@@ -157,6 +165,27 @@ pub fn normalize(raw: &str) -> Result<String, PathError> {
         out.push('/');
     }
     Ok(out)
+}
+
+/// True when `normalize` would return `raw` unchanged: no percent sign, no
+/// byte it refuses, no empty segment except a final one (a trailing slash)
+/// and no `.` or `..` segment. Most paths are like this, and skip the
+/// per-segment work.
+fn is_already_normal(raw: &str) -> bool {
+    let rest = &raw[1..];
+    if rest.bytes().any(|b| matches!(b, b'%' | b'\\' | b';' | 0..=0x1f | 0x7f)) {
+        return false;
+    }
+    let mut segs = rest.split('/').peekable();
+    while let Some(seg) = segs.next() {
+        let last = segs.peek().is_none();
+        match seg {
+            "." | ".." => return false,
+            "" if !last => return false,
+            _ => {}
+        }
+    }
+    true
 }
 
 #[cfg(test)]
@@ -197,5 +226,15 @@ mod tests {
         assert_eq!(normalize("/a%zz"), Err(PathError::BadPercentEncoding));
         assert_eq!(normalize("/a%2"), Err(PathError::BadPercentEncoding));
         assert_eq!(normalize("a/b"), Err(PathError::NotAbsolute));
+    }
+
+    #[test]
+    fn the_fast_path_agrees_with_the_full_one() {
+        for p in ["/", "/a", "/a/", "//", "/a//b", "/.", "/a/.", "/a/..", "/a/./b", "/.a/b.", "/...", "/a%41", "/caf\u{e9}", "/a b", "/a/b/c/"] {
+            if is_already_normal(p) {
+                assert_eq!(normalize_segments(p).as_deref(), Ok(p), "{p}");
+            }
+        }
+        assert!(is_already_normal("/api/v1/items/") && !is_already_normal("/a//b") && !is_already_normal("/a/.."));
     }
 }

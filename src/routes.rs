@@ -213,20 +213,29 @@ impl HostPattern {
 
 /// Extracts the lower-cased host (port and trailing dot removed) of a
 /// request, from the URI authority (HTTP/2) or the Host header.
-pub fn request_host(uri: &http::Uri, headers: &http::HeaderMap) -> Option<String> {
+pub fn request_host<'r>(uri: &'r http::Uri, headers: &'r http::HeaderMap) -> Option<std::borrow::Cow<'r, str>> {
     let raw = match uri.authority() {
-        Some(a) => a.host().to_owned(),
+        Some(a) => a.host(),
         None => {
             let h = headers.get(http::header::HOST)?.to_str().ok()?;
-            let auth: http::uri::Authority = h.parse().ok()?;
-            auth.host().to_owned()
+            host_of(h)?
         }
     };
-    let mut host = raw.to_ascii_lowercase();
-    if host.ends_with('.') {
-        host.pop();
-    }
-    Some(host)
+    let raw = raw.strip_suffix('.').unwrap_or(raw);
+    // Borrow in the common case (already lower-case): one less allocation
+    // per request.
+    Some(if raw.bytes().any(|b| b.is_ascii_uppercase()) { raw.to_ascii_lowercase().into() } else { raw.into() })
+}
+
+/// The host part of a `Host` header value (port removed; IPv6 literals keep
+/// their brackets, as `http::uri::Authority::host` gives them), or `None`
+/// when it is not a valid authority.
+fn host_of(h: &str) -> Option<&str> {
+    // Validate exactly as before (the same parser), then slice the input.
+    let auth: http::uri::Authority = h.parse().ok()?;
+    let host_len = auth.host().len();
+    let start = h.find(auth.host())?;
+    h.get(start..start + host_len)
 }
 
 /// One compiled `[[routes]]` entry.
@@ -314,8 +323,20 @@ pub struct RouteTable {
 impl RouteTable {
     /// First route that matches, or `None` (404).
     pub fn find(&self, method: &Method, host: Option<&str>, path: &str) -> Option<&Route> {
-        let segs = segments(path);
-        self.routes.iter().find(|r| r.check(method, host, &segs).is_ok())
+        // Split onto the stack for ordinary paths; only very deep ones
+        // allocate.
+        let mut stack: [&str; 24] = [""; 24];
+        let mut n = 0;
+        for s in path.strip_prefix('/').unwrap_or(path).split('/') {
+            if n == stack.len() {
+                let segs = segments(path);
+                return self.routes.iter().find(|r| r.check(method, host, &segs).is_ok());
+            }
+            stack[n] = s;
+            n += 1;
+        }
+        let segs = &stack[..n];
+        self.routes.iter().find(|r| r.check(method, host, segs).is_ok())
     }
 }
 

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use tracing::info;
 
+use crate::auth::cache::TokenCache;
 use crate::auth::jwks::{KeyState, KeyStore};
 use crate::config::Config;
 use crate::proxy::UpstreamClient;
@@ -25,6 +26,9 @@ pub struct Snapshot {
     /// Authgear's resolver and the verdict cache; `None` when no route uses
     /// session mode.
     pub sessions: Option<Arc<SessionResolver>>,
+    /// Verified tokens; `None` when `token_cache_size = 0`. Kept across
+    /// reloads (every hit re-checks against the current config and keys).
+    pub token_cache: Option<Arc<TokenCache>>,
     /// Increments with every successful reload.
     pub version: u64,
 }
@@ -126,7 +130,13 @@ fn build_snapshot(config: Config, old: Option<&Snapshot>, version: u64) -> Resul
         }
     }
     let sessions = build_sessions(&config, old)?;
-    Ok(Snapshot { config, keys, upstreams, sessions, version })
+    let tc = config.token_cache;
+    let token_cache = match old {
+        Some(o) if o.config.token_cache == tc => o.token_cache.clone(),
+        _ if tc.entries == 0 => None,
+        _ => Some(Arc::new(TokenCache::new(tc.entries, tc.max_bytes))),
+    };
+    Ok(Snapshot { config, keys, upstreams, sessions, token_cache, version })
 }
 
 /// The session service, reused from the old snapshot when its settings are

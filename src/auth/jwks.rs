@@ -95,6 +95,11 @@ impl KeyStore {
         self.current.load_full()
     }
 
+    /// True when the current key set still holds `key` (for cached tokens).
+    pub fn holds(&self, key: &Arc<super::keys::VerifyKey>) -> bool {
+        self.current.load().as_ref().is_some_and(|s| s.keys.contains(key))
+    }
+
     /// Ready, not loaded, or stale.
     pub fn state(&self) -> KeyState {
         match self.current.load().as_ref() {

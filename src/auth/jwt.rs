@@ -9,7 +9,9 @@ use base64::Engine;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::keys::{Alg, KeySet};
+use std::sync::Arc;
+
+use super::keys::{Alg, KeySet, VerifyKey};
 
 /// Longest token accepted; real access tokens are a few KB.
 pub const MAX_TOKEN_LEN: usize = 16 * 1024;
@@ -128,9 +130,9 @@ fn sanitize(s: &str) -> String {
 }
 
 /// Verifies the signature with the key the header names (or, without a
-/// `kid`, any key that fits). `UnknownKid` tells the caller a refetch of the
-/// JWKS may help.
-pub fn verify_signature(p: &Parsed<'_>, keys: &KeySet) -> Result<(), TokenError> {
+/// `kid`, any key that fits) and returns that key. `UnknownKid` tells the
+/// caller a refetch of the JWKS may help.
+pub fn verify_signature<'k>(p: &Parsed<'_>, keys: &'k KeySet) -> Result<&'k Arc<VerifyKey>, TokenError> {
     match &p.kid {
         Some(kid) => {
             let key = keys.get(kid).ok_or(TokenError::UnknownKid)?;
@@ -138,7 +140,7 @@ pub fn verify_signature(p: &Parsed<'_>, keys: &KeySet) -> Result<(), TokenError>
                 return Err(TokenError::AlgMismatch);
             }
             if key.verify(p.alg, p.signing_input.as_bytes(), &p.signature) {
-                Ok(())
+                Ok(key)
             } else {
                 Err(TokenError::BadSignature)
             }
@@ -148,11 +150,7 @@ pub fn verify_signature(p: &Parsed<'_>, keys: &KeySet) -> Result<(), TokenError>
             if candidates.peek().is_none() {
                 return Err(TokenError::UnknownKid);
             }
-            if candidates.any(|k| k.verify(p.alg, p.signing_input.as_bytes(), &p.signature)) {
-                Ok(())
-            } else {
-                Err(TokenError::BadSignature)
-            }
+            candidates.find(|k| k.verify(p.alg, p.signing_input.as_bytes(), &p.signature)).ok_or(TokenError::BadSignature)
         }
     }
 }
@@ -168,25 +166,44 @@ pub struct ClaimRules<'a> {
 /// Checks `typ`, `iss`, `aud`, `exp`, `nbf` and `iat` at time `now` (Unix
 /// seconds). `exp` is required.
 pub fn check_claims(p: &Parsed<'_>, rules: &ClaimRules<'_>, now: u64) -> Result<(), TokenError> {
+    check_claims_of(&p.view(), rules, now)
+}
+
+/// [`check_claims`] on claims kept from an earlier parse (the
+/// verified-token cache re-runs every check on each hit).
+pub fn check_claims_of(c: &ClaimsView<'_>, rules: &ClaimRules<'_>, now: u64) -> Result<(), TokenError> {
     for (_, check) in CLAIM_CHECKS {
-        check(p, rules, now)?;
+        check(c, rules, now)?;
     }
     Ok(())
 }
 
-type ClaimCheck = fn(&Parsed<'_>, &ClaimRules<'_>, u64) -> Result<(), TokenError>;
+/// What the claim checks read: the header's `typ` and the claims.
+pub struct ClaimsView<'a> {
+    pub typ: Option<&'a str>,
+    pub claims: &'a Map<String, Value>,
+}
+
+impl Parsed<'_> {
+    /// The parts the claim checks read.
+    pub fn view(&self) -> ClaimsView<'_> {
+        ClaimsView { typ: self.typ.as_deref(), claims: &self.claims }
+    }
+}
+
+type ClaimCheck = fn(&ClaimsView<'_>, &ClaimRules<'_>, u64) -> Result<(), TokenError>;
 
 /// The claim checks in the order they run, named for `explain`.
 pub const CLAIM_CHECKS: &[(&str, ClaimCheck)] = &[("typ", check_typ), ("iss", check_iss), ("aud", check_aud), ("exp", check_exp), ("nbf", check_nbf), ("iat", check_iat)];
 
-fn check_typ(p: &Parsed<'_>, rules: &ClaimRules<'_>, _now: u64) -> Result<(), TokenError> {
-    match &p.typ {
+fn check_typ(p: &ClaimsView<'_>, rules: &ClaimRules<'_>, _now: u64) -> Result<(), TokenError> {
+    match p.typ {
         Some(typ) if !rules.token_types.iter().any(|a| a.eq_ignore_ascii_case(typ)) => Err(TokenError::TypeNotAccepted(sanitize(typ))),
         _ => Ok(()),
     }
 }
 
-fn check_iss(p: &Parsed<'_>, rules: &ClaimRules<'_>, _now: u64) -> Result<(), TokenError> {
+fn check_iss(p: &ClaimsView<'_>, rules: &ClaimRules<'_>, _now: u64) -> Result<(), TokenError> {
     match p.claims.get("iss").and_then(Value::as_str) {
         Some(iss) if iss == rules.issuer => Ok(()),
         Some(_) => Err(TokenError::UnknownIssuer),
@@ -194,7 +211,7 @@ fn check_iss(p: &Parsed<'_>, rules: &ClaimRules<'_>, _now: u64) -> Result<(), To
     }
 }
 
-fn check_aud(p: &Parsed<'_>, rules: &ClaimRules<'_>, _now: u64) -> Result<(), TokenError> {
+fn check_aud(p: &ClaimsView<'_>, rules: &ClaimRules<'_>, _now: u64) -> Result<(), TokenError> {
     let ok = match p.claims.get("aud") {
         Some(Value::String(a)) => rules.audiences.iter().any(|x| x == a),
         Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).any(|a| rules.audiences.iter().any(|x| x == a)),
@@ -208,26 +225,31 @@ fn check_aud(p: &Parsed<'_>, rules: &ClaimRules<'_>, _now: u64) -> Result<(), To
     }
 }
 
-fn check_exp(p: &Parsed<'_>, rules: &ClaimRules<'_>, now: u64) -> Result<(), TokenError> {
-    let exp = numeric(&p.claims, "exp")?.ok_or(TokenError::MissingClaim("exp"))?;
+fn check_exp(p: &ClaimsView<'_>, rules: &ClaimRules<'_>, now: u64) -> Result<(), TokenError> {
+    let exp = numeric(p.claims, "exp")?.ok_or(TokenError::MissingClaim("exp"))?;
     if now >= exp.saturating_add(rules.leeway.as_secs()) {
         return Err(TokenError::Expired);
     }
     Ok(())
 }
 
-fn check_nbf(p: &Parsed<'_>, rules: &ClaimRules<'_>, now: u64) -> Result<(), TokenError> {
-    match numeric(&p.claims, "nbf")? {
+fn check_nbf(p: &ClaimsView<'_>, rules: &ClaimRules<'_>, now: u64) -> Result<(), TokenError> {
+    match numeric(p.claims, "nbf")? {
         Some(nbf) if nbf > now.saturating_add(rules.leeway.as_secs()) => Err(TokenError::NotYetValid),
         _ => Ok(()),
     }
 }
 
-fn check_iat(p: &Parsed<'_>, rules: &ClaimRules<'_>, now: u64) -> Result<(), TokenError> {
-    match numeric(&p.claims, "iat")? {
+fn check_iat(p: &ClaimsView<'_>, rules: &ClaimRules<'_>, now: u64) -> Result<(), TokenError> {
+    match numeric(p.claims, "iat")? {
         Some(iat) if iat > now.saturating_add(rules.leeway.as_secs()) => Err(TokenError::IssuedInFuture),
         _ => Ok(()),
     }
+}
+
+/// The `exp` claim as Unix seconds, when present and valid.
+pub fn expiry(claims: &Map<String, Value>) -> Option<u64> {
+    numeric(claims, "exp").ok().flatten()
 }
 
 /// Reads a NumericDate; fractional seconds are truncated, negative or

@@ -108,6 +108,9 @@ pub struct VerifyKey {
     pub alg: Option<Alg>,
     pub family: Family,
     parsed: Vec<(Alg, ParsedPublicKey)>,
+    /// The public key material, so a key can be recognised across JWKS
+    /// reloads (the verified-token cache asks "is this still the same key?").
+    public: Box<[u8]>,
 }
 
 impl std::fmt::Debug for VerifyKey {
@@ -123,6 +126,12 @@ impl VerifyKey {
             Some(a) => a == alg,
             None => alg.family() == self.family,
         }
+    }
+
+    /// True when `other` is the same key: same `kid`, same algorithm
+    /// restriction and the same public key material.
+    pub fn same_key(&self, other: &VerifyKey) -> bool {
+        self.kid == other.kid && self.alg == other.alg && self.family == other.family && self.public == other.public
     }
 
     /// Verifies `signature` over `message`; false on any mismatch.
@@ -156,6 +165,15 @@ impl KeySet {
     /// The key with this `kid`.
     pub fn get(&self, kid: &str) -> Option<&Arc<VerifyKey>> {
         self.by_kid.get(kid)
+    }
+
+    /// True when this set still holds `key` (the same `kid` and material):
+    /// one map lookup, and a pointer comparison while the set is unchanged.
+    pub fn contains(&self, key: &Arc<VerifyKey>) -> bool {
+        match &key.kid {
+            Some(kid) => self.by_kid.get(kid).is_some_and(|k| Arc::ptr_eq(k, key) || k.same_key(key)),
+            None => self.all.iter().any(|k| Arc::ptr_eq(k, key) || k.same_key(key)),
+        }
     }
 
     /// All keys (for a token without `kid`).
@@ -274,7 +292,7 @@ fn parse_key(raw: &serde_json::Value) -> Result<VerifyKey, String> {
         let k = ParsedPublicKey::new(a.verification(), &public).map_err(|e| format!("key rejected: {e}"))?;
         parsed.push((a, k));
     }
-    Ok(VerifyKey { kid: jwk.common.key_id.clone(), alg, family, parsed })
+    Ok(VerifyKey { kid: jwk.common.key_id.clone(), alg, family, parsed, public: public.into_boxed_slice() })
 }
 
 fn key_alg(a: &KeyAlgorithm) -> Option<Alg> {

@@ -2,6 +2,7 @@
 //! issuer's keys or ask Authgear's resolver about the session, and produce
 //! the caller's identity (with JWT claim names either way).
 
+pub mod cache;
 pub mod jwks;
 pub mod jwt;
 pub mod keys;
@@ -19,6 +20,7 @@ use crate::routes::{AuthMethod, AuthMode, Route};
 use crate::session::redirect;
 use crate::session::resolver::Verdict;
 use crate::state::Snapshot;
+use cache::{TokenCache, Verified};
 use jwks::{KeyState, KeyStore};
 use jwt::{ClaimRules, TokenError};
 
@@ -120,7 +122,7 @@ pub async fn authenticate(snap: &Snapshot, route: &Route, req: &RequestInfo<'_>)
 /// A bearer JWT, verified locally.
 async fn authenticate_jwt(snap: &Snapshot, route: &Route, token: &str) -> Result<Identity, GatewayError> {
     let m = crate::metrics::metrics();
-    match verify_token(&snap.config, &snap.keys, token, route.audiences.as_deref(), now_unix()).await {
+    match verify_token(&snap.config, &snap.keys, snap.token_cache.as_deref(), token, route.audiences.as_deref(), now_unix()).await {
         Ok(id) => {
             m.token("ok");
             Ok(id)
@@ -169,9 +171,22 @@ pub fn looks_like_jwt(token: &str) -> bool {
     token.bytes().filter(|&b| b == b'.').count() == 2
 }
 
-/// Verifies a token fully: shape and algorithm, issuer, signature (with one
-/// shared JWKS refetch for an unknown `kid`), then the claims.
-pub async fn verify_token(cfg: &Config, stores: &[Arc<KeyStore>], token: &str, audiences: Option<&[String]>, now: u64) -> Result<Identity, AuthFailure> {
+/// Verifies a token: from the verified-token cache when it holds this exact
+/// token (every check but the signature runs again, see `cache.rs`), else
+/// fully: shape and algorithm, issuer, signature (with one shared JWKS
+/// refetch for an unknown `kid`), then the claims. Only a token that passed
+/// everything is cached.
+pub async fn verify_token(
+    cfg: &Config,
+    stores: &[Arc<KeyStore>],
+    cache: Option<&TokenCache>,
+    token: &str,
+    audiences: Option<&[String]>,
+    now: u64,
+) -> Result<Identity, AuthFailure> {
+    if let Some(hit) = cache.and_then(|c| c.lookup(token, now, |v| recheck(cfg, stores, v, audiences, now))).flatten() {
+        return hit;
+    }
     let parsed = jwt::parse(token)?;
     // The issuer picks the key cache; an untrusted one never reaches a
     // key lookup or a fetch.
@@ -186,14 +201,14 @@ pub async fn verify_token(cfg: &Config, stores: &[Arc<KeyStore>], token: &str, a
         KeyState::NotLoaded => store.refetch_for_unknown_kid().await,
     };
     let snapshot = snapshot.ok_or(AuthFailure::KeysUnavailable)?;
-    match jwt::verify_signature(&parsed, &snapshot.keys) {
-        Ok(()) => {}
+    let key = match jwt::verify_signature(&parsed, &snapshot.keys) {
+        Ok(k) => k.clone(),
         Err(TokenError::UnknownKid) => {
             let fresh = store.refetch_for_unknown_kid().await.ok_or(TokenError::UnknownKid)?;
-            jwt::verify_signature(&parsed, &fresh.keys)?;
+            jwt::verify_signature(&parsed, &fresh.keys)?.clone()
         }
         Err(e) => return Err(e.into()),
-    }
+    };
     let rules = ClaimRules {
         issuer: &settings.issuer,
         audiences: audiences.unwrap_or(&settings.audiences),
@@ -201,7 +216,43 @@ pub async fn verify_token(cfg: &Config, stores: &[Arc<KeyStore>], token: &str, a
         token_types: &settings.token_types,
     };
     jwt::check_claims(&parsed, &rules, now)?;
-    Ok(Identity { claims: Arc::new(parsed.claims), issuer: idx })
+    let claims = Arc::new(parsed.claims);
+    if let (Some(c), Some(exp)) = (cache, jwt::expiry(&claims)) {
+        let payload_len = parsed.signing_input.len() * 3 / 4;
+        c.insert(Verified::new(token, claims.clone(), parsed.typ.as_deref(), key, exp, payload_len), now);
+    }
+    Ok(Identity { claims, issuer: idx })
+}
+
+/// The checks a cache hit still needs. `None` sends the token down the full
+/// path: its issuer's keys are not loaded, or the key that verified it is no
+/// longer in the JWKS (the full path then answers exactly as for a token
+/// never seen: unknown `kid` after a refetch, or a bad signature when the
+/// `kid` now names another key).
+fn recheck(cfg: &Config, stores: &[Arc<KeyStore>], v: &Verified, audiences: Option<&[String]>, now: u64) -> Option<Result<Identity, AuthFailure>> {
+    let iss = v.claims.get("iss").and_then(Value::as_str)?;
+    let idx = cfg.issuer_index(iss)?;
+    let settings = &cfg.issuers[idx];
+    let store = stores.get(idx)?;
+    match store.state() {
+        KeyState::Ready => {}
+        KeyState::Stale => return Some(Err(AuthFailure::KeysUnavailable)),
+        KeyState::NotLoaded => return None,
+    }
+    if !store.holds(&v.key) {
+        return None;
+    }
+    let rules = ClaimRules {
+        issuer: &settings.issuer,
+        audiences: audiences.unwrap_or(&settings.audiences),
+        leeway: settings.leeway,
+        token_types: &settings.token_types,
+    };
+    let view = jwt::ClaimsView { typ: v.typ.as_deref(), claims: &v.claims };
+    Some(match jwt::check_claims_of(&view, &rules, now) {
+        Ok(()) => Ok(Identity { claims: v.claims.clone(), issuer: idx }),
+        Err(e) => Err(e.into()),
+    })
 }
 
 #[cfg(test)]

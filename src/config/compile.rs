@@ -14,7 +14,7 @@ use toml::Spanned;
 use super::compile_routes::RouteContext;
 use super::diag::{check_unknown_keys, expand_env, Diagnostics, Reporter};
 use super::raw::{RawAdmin, RawIssuer, RawLog, RawServer, RawSession, RawSize, RawUpstream, SESSION_KEYS};
-use super::{parse_duration, parse_size, Config, IssuerSettings, LogFormat, LogSettings, ServerSettings, TlsFiles, UpstreamProtocol, UpstreamSettings};
+use super::{parse_duration, parse_size, Config, IssuerSettings, LogFormat, LogSettings, ServerSettings, TlsFiles, TokenCacheSettings, UpstreamProtocol, UpstreamSettings};
 use crate::headers::{HeaderMapping, IdentityStrip};
 
 
@@ -200,7 +200,7 @@ impl Compiler<'_> {
             }
         }
 
-        let (issuers, realm, raw_session) = self.auth(s.auth);
+        let (issuers, realm, raw_session, token_cache) = self.auth(s.auth);
         let (session, default_method) = self.session(&raw_session, &issuers);
         let default_headers = match s.headers {
             None => Arc::new(HeaderMapping::authgear_default()),
@@ -225,6 +225,7 @@ impl Compiler<'_> {
             issuers,
             session,
             realm,
+            token_cache,
             default_headers: default_headers.clone(),
             routes,
             strip,
@@ -347,16 +348,17 @@ impl Compiler<'_> {
         })
     }
 
-    /// `[auth]`: the issuers, the realm, and the session-mode keys (taken
-    /// out of the table here, compiled by `session`).
-    fn auth(&mut self, v: Option<Spanned<DeValue<'_>>>) -> (Vec<IssuerSettings>, String, RawSession) {
+    /// `[auth]`: the issuers, the realm, the session-mode keys (taken out
+    /// of the table here, compiled by `session`) and the token cache.
+    fn auth(&mut self, v: Option<Spanned<DeValue<'_>>>) -> (Vec<IssuerSettings>, String, RawSession, TokenCacheSettings) {
         let mut realm = "authgear-gateway".to_owned();
         let mut issuers = Vec::new();
-        let Some(v) = v else { return (issuers, realm, RawSession::default()) };
+        let mut cache = TokenCacheSettings::default();
+        let Some(v) = v else { return (issuers, realm, RawSession::default(), cache) };
         let span = v.span();
         let DeValue::Table(mut t) = v.into_inner() else {
             self.rep.error(span.clone(), "auth", "must be a table");
-            return (issuers, realm, RawSession::default());
+            return (issuers, realm, RawSession::default(), cache);
         };
         let mut session_table = DeTable::new();
         for k in SESSION_KEYS {
@@ -365,6 +367,22 @@ impl Compiler<'_> {
             }
         }
         let raw_session: RawSession = self.de(Some(Spanned::new(span.clone(), DeValue::Table(session_table))), "auth");
+        if let Some(n) = t.remove("token_cache_size") {
+            let ns = n.span();
+            match self.try_de::<i64>(Some(n), "auth.token_cache_size") {
+                Some(n) if n >= 0 => cache.entries = usize::try_from(n).unwrap_or(usize::MAX),
+                Some(_) => self.rep.error(ns, "auth.token_cache_size", "must be 0 (no cache) or a positive number of tokens"),
+                None => {}
+            }
+        }
+        if let Some(n) = t.remove("token_cache_memory_mb") {
+            let ns = n.span();
+            match self.try_de::<i64>(Some(n), "auth.token_cache_memory_mb") {
+                Some(n) if (1..=65536).contains(&n) => cache.max_bytes = usize::try_from(n).unwrap_or(1) << 20,
+                Some(_) => self.rep.error(ns, "auth.token_cache_memory_mb", "must be between 1 and 65536 (MiB)"),
+                None => {}
+            }
+        }
         if let Some(r) = t.remove("realm") {
             let rs = r.span();
             match r.into_inner() {
@@ -401,7 +419,7 @@ impl Compiler<'_> {
                 self.rep.error(span.clone(), "auth.issuers", format!("issuer `{}` is configured twice", i.issuer));
             }
         }
-        (issuers, realm, raw_session)
+        (issuers, realm, raw_session, cache)
     }
 
     fn issuer(&mut self, r: &RawIssuer, key: &str, span: Range<usize>) -> Option<IssuerSettings> {

@@ -148,6 +148,21 @@ pub struct LoginSettings {
     pub return_origin: Option<String>,
 }
 
+/// `[auth] token_cache_size` and `token_cache_memory_mb`, compiled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenCacheSettings {
+    /// Most tokens kept; 0 turns the cache off.
+    pub entries: usize,
+    /// Most bytes charged (tokens, claims, overhead).
+    pub max_bytes: usize,
+}
+
+impl Default for TokenCacheSettings {
+    fn default() -> Self {
+        TokenCacheSettings { entries: 10_000, max_bytes: 32 << 20 }
+    }
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -174,6 +189,7 @@ pub struct Config {
     pub session: SessionSettings,
     /// `realm` of `WWW-Authenticate`.
     pub realm: String,
+    pub token_cache: TokenCacheSettings,
     pub default_headers: Arc<HeaderMapping>,
     pub routes: RouteTable,
     pub strip: IdentityStrip,

@@ -203,6 +203,8 @@ pub fn known_keys(table: &str) -> Option<&'static [&'static str]> {
         "token_types",
         "roles_claim",
         "realm",
+        "token_cache_size",
+        "token_cache_memory_mb",
         "issuers",
         "method",
         "resolver_url",
