@@ -99,10 +99,13 @@ where
             let guard = activity.begin();
             req.extensions_mut().insert(ticket.clone());
             let gw = gw.clone();
-            async move {
+            // Boxed: hyper keeps the service future inline in each
+            // connection's state, so an unboxed one would make every idle
+            // keep-alive connection as large as the whole request path.
+            Box::pin(async move {
                 let resp = handle_request(&gw, req, client).await;
                 Ok::<_, Infallible>(resp.map(|body| TrackedBody { inner: body, _guard: guard }.boxed()))
-            }
+            })
         })
     };
     let conn = ctx.builder.serve_connection_with_upgrades(io, svc);
