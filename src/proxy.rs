@@ -136,9 +136,13 @@ pub fn rewrite_request<B>(
         .build()
         .map_err(|e| GatewayError::Internal(format!("building the upstream URI: {e}")))?;
 
-    let original_host = match parts.headers.get(HOST) {
-        Some(h) => Some(h.clone()),
-        None => parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+    // The same host the route was matched on (`routes::request_host`): the
+    // URI's authority wins over a Host header (absolute-form requests, h2's
+    // `:authority`), so a client cannot be judged as one site and served
+    // as another by a Host-routing upstream.
+    let original_host = match parts.uri.authority() {
+        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+        None => parts.headers.get(HOST).cloned(),
     };
     let h = &mut parts.headers;
     let te_trailers = upstream.protocol.is_h2() && headers::accepts_trailers(h);

@@ -98,3 +98,34 @@ upstream = "biling"
     assert_eq!(d.hint.as_deref(), Some("did you mean `billing`?"));
     assert_eq!(d.line, 8);
 }
+
+#[tokio::test]
+async fn absolute_form_requests_are_judged_and_forwarded_as_the_same_host() {
+    authgear_gateway::install_crypto_provider();
+    let iss = DevIssuer::start().await.unwrap();
+    let up = Upstream::start().await;
+    let rest = r#"
+[[routes]]
+host = "public.example.com"
+path = "/**"
+auth = "public"
+
+[[routes]]
+host = "admin.example.com"
+path = "/**"
+roles = ["admin"]
+"#;
+    let gw = start_ready(&config_text(&iss, up.addr, "", rest)).await;
+    // Judged as public.example.com: the upstream must see that host too,
+    // never the Host header naming the admin site.
+    let req = "GET http://public.example.com/panel HTTP/1.1\r\nHost: admin.example.com\r\nConnection: close\r\n\r\n";
+    let answer = raw(gw.server.addr, req).await;
+    assert_eq!(raw_status(&answer), 200, "{answer}");
+    let seen = up.last();
+    assert_eq!(seen.headers["host"], "public.example.com");
+    assert_eq!(seen.headers["x-forwarded-host"], "public.example.com");
+    // And the other way round: the admin site by authority needs a token.
+    let req = "GET http://admin.example.com/panel HTTP/1.1\r\nHost: public.example.com\r\nConnection: close\r\n\r\n";
+    assert_eq!(raw_status(&raw(gw.server.addr, req).await), 401);
+    assert_eq!(up.count(), 1);
+}
