@@ -42,9 +42,8 @@ async fn main() -> std::io::Result<()> {
     let issuer = DevIssuer::start().await?;
     std::fs::write(dir.join("issuer"), &issuer.issuer)?;
     let issuer_ref = &issuer;
-    let (one, pool, fresh_tokens) = tokio::task::block_in_place(|| {
-        (mint_many(issuer_ref, "one", 1), mint_many(issuer_ref, "pool", 1000), mint_many(issuer_ref, "fresh", fresh))
-    });
+    let (one, pool, fresh_tokens) =
+        tokio::task::block_in_place(|| (mint_many(issuer_ref, "one", 1), mint_many(issuer_ref, "pool", 1000), mint_many(issuer_ref, "fresh", fresh)));
     write_tokens(&dir.join("one.txt"), &one)?;
     write_tokens(&dir.join("pool.txt"), &pool)?;
     write_tokens(&dir.join("fresh.txt"), &fresh_tokens)?;

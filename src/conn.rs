@@ -60,12 +60,7 @@ pub fn builder(s: &ServerSettings) -> auto::Builder<TokioExecutor> {
     // hyper answers 431 itself when an HTTP/1.1 head outgrows its read
     // buffer; leave room for the request line on top of the headers.
     let head = (s.max_header_bytes + s.max_uri_length + 1024).max(8192);
-    b.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(s.request_header_timeout)
-        .max_headers(s.max_header_count)
-        .max_buf_size(head)
-        .keep_alive(true);
+    b.http1().timer(TokioTimer::new()).header_read_timeout(s.request_header_timeout).max_headers(s.max_header_count).max_buf_size(head).keep_alive(true);
     b.http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(s.max_header_bytes).unwrap_or(u32::MAX))

@@ -49,7 +49,9 @@ impl GatewayError {
             GatewayError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             GatewayError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::NoRoute => StatusCode::NOT_FOUND,
-            GatewayError::MissingToken | GatewayError::InvalidToken(_) | GatewayError::MissingSession | GatewayError::InvalidSession => StatusCode::UNAUTHORIZED,
+            GatewayError::MissingToken | GatewayError::InvalidToken(_) | GatewayError::MissingSession | GatewayError::InvalidSession => {
+                StatusCode::UNAUTHORIZED
+            }
             GatewayError::LoginRedirect(_) => StatusCode::FOUND,
             GatewayError::Forbidden(_) => StatusCode::FORBIDDEN,
             GatewayError::KeysUnavailable | GatewayError::ResolverUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -123,9 +125,15 @@ impl GatewayError {
         h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         let challenge = match &self {
             GatewayError::MissingToken | GatewayError::MissingSession => Some(format!("Bearer realm=\"{realm}\"")),
-            GatewayError::InvalidToken(_) | GatewayError::InvalidSession => Some(format!("Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{}\"", quote_safe(&description))),
-            GatewayError::MultipleAuthorization => Some(format!("Bearer realm=\"{realm}\", error=\"invalid_request\", error_description=\"{}\"", quote_safe(&description))),
-            GatewayError::Forbidden(_) => Some(format!("Bearer realm=\"{realm}\", error=\"insufficient_scope\", error_description=\"{}\"", quote_safe(&description))),
+            GatewayError::InvalidToken(_) | GatewayError::InvalidSession => {
+                Some(format!("Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{}\"", quote_safe(&description)))
+            }
+            GatewayError::MultipleAuthorization => {
+                Some(format!("Bearer realm=\"{realm}\", error=\"invalid_request\", error_description=\"{}\"", quote_safe(&description)))
+            }
+            GatewayError::Forbidden(_) => {
+                Some(format!("Bearer realm=\"{realm}\", error=\"insufficient_scope\", error_description=\"{}\"", quote_safe(&description)))
+            }
             _ => None,
         };
         if let Some(c) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {

@@ -214,7 +214,12 @@ async fn explain_token(o: &mut Out, cfg: &Config, route: &Route, token: &str, ke
             },
         },
     }
-    let rules = ClaimRules { issuer: &settings.issuer, audiences: route.audiences.as_deref().unwrap_or(&settings.audiences), leeway: settings.leeway, token_types: &settings.token_types };
+    let rules = ClaimRules {
+        issuer: &settings.issuer,
+        audiences: route.audiences.as_deref().unwrap_or(&settings.audiences),
+        leeway: settings.leeway,
+        token_types: &settings.token_types,
+    };
     for (name, check) in CLAIM_CHECKS {
         match check(&parsed.view(), &rules, now) {
             Ok(()) => o.line(&format!("    {name}"), format!("ok{}", claim_note(name, &parsed.claims, &rules, now))),

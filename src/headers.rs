@@ -158,8 +158,7 @@ impl IdentityStrip {
         if !headers.keys().any(|n| self.is_identity(n.as_str())) {
             return;
         }
-        let doomed: Vec<HeaderName> =
-            headers.keys().filter(|n| self.is_identity(n.as_str())).cloned().collect();
+        let doomed: Vec<HeaderName> = headers.keys().filter(|n| self.is_identity(n.as_str())).cloned().collect();
         for n in doomed {
             headers.remove(&n);
         }
@@ -172,17 +171,8 @@ fn fold(name: &str) -> String {
 
 /// Hop-by-hop headers (RFC 9110 section 7.6.1) plus the ones proxies
 /// conventionally treat the same way.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
+const HOP_BY_HOP: &[&str] =
+    &["connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade"];
 
 /// Removes hop-by-hop headers, including any that `Connection` names.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {

@@ -12,8 +12,8 @@
 
 use std::io::Write;
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender, TrySendError};
-use std::time::Duration;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 /// Lines that may wait for the writer thread before senders block.
 const QUEUE: usize = 16 * 1024;

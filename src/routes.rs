@@ -124,9 +124,7 @@ impl PathPattern {
         match &self.tail {
             None => seg_all(&self.head, segs),
             Some(tail) => {
-                segs.len() >= self.head.len() + tail.len()
-                    && seg_all(&self.head, &segs[..self.head.len()])
-                    && seg_all(tail, &segs[segs.len() - tail.len()..])
+                segs.len() >= self.head.len() + tail.len() && seg_all(&self.head, &segs[..self.head.len()]) && seg_all(tail, &segs[segs.len() - tail.len()..])
             }
         }
     }

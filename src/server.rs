@@ -85,7 +85,13 @@ pub async fn handle_request(gw: &Gateway, mut req: Request<Incoming>, client: Cl
     resp.map(|b| LoggedBody::new(b, record).boxed())
 }
 
-async fn route_and_forward<'s>(snap: &'s Snapshot, mut req: Request<Incoming>, client: ClientInfo, out: &mut Trace<'s>, bytes_in: Arc<AtomicU64>) -> Result<Response<Body>, GatewayError> {
+async fn route_and_forward<'s>(
+    snap: &'s Snapshot,
+    mut req: Request<Incoming>,
+    client: ClientInfo,
+    out: &mut Trace<'s>,
+    bytes_in: Arc<AtomicU64>,
+) -> Result<Response<Body>, GatewayError> {
     let cfg = &snap.config;
     check_request_limits(&cfg.server, &req)?;
     let path = path::normalize(req.uri().path()).map_err(GatewayError::BadPath)?;

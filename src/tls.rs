@@ -61,8 +61,7 @@ fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
 pub fn load_certified_key(files: &TlsFiles) -> Result<CertifiedKey, String> {
     let chain = load_chain(&files.cert)?;
     let key = load_key(&files.key)?;
-    CertifiedKey::from_der(chain, key, &provider())
-        .map_err(|e| format!("{} and {} do not form a usable pair: {e}", files.cert.display(), files.key.display()))
+    CertifiedKey::from_der(chain, key, &provider()).map_err(|e| format!("{} and {} do not form a usable pair: {e}", files.cert.display(), files.key.display()))
 }
 
 /// Hands every handshake the current pair.
@@ -153,9 +152,9 @@ pub fn upstream_client_config(u: &UpstreamSettings) -> Result<rustls::ClientConf
     let roots = if u.insecure_skip_verify { rustls::RootCertStore::empty() } else { crate::fetch::root_store(u.ca_file.as_deref())? };
     let builder = builder.with_root_certificates(roots);
     let mut cfg = match &u.client_auth {
-        Some((cert, key)) => builder
-            .with_client_auth_cert(load_chain(cert)?, load_key(key)?)
-            .map_err(|e| format!("client certificate {}: {e}", cert.display()))?,
+        Some((cert, key)) => {
+            builder.with_client_auth_cert(load_chain(cert)?, load_key(key)?).map_err(|e| format!("client certificate {}: {e}", cert.display()))?
+        }
         None => builder.with_no_client_auth(),
     };
     if u.insecure_skip_verify {
@@ -171,7 +170,14 @@ pub fn upstream_client_config(u: &UpstreamSettings) -> Result<rustls::ClientConf
 struct AcceptAnyCert(Arc<CryptoProvider>);
 
 impl ServerCertVerifier for AcceptAnyCert {
-    fn verify_server_cert(&self, _: &CertificateDer<'_>, _: &[CertificateDer<'_>], _: &ServerName<'_>, _: &[u8], _: UnixTime) -> Result<ServerCertVerified, rustls::Error> {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
         Ok(ServerCertVerified::assertion())
     }
 

@@ -30,13 +30,8 @@ pub fn take(req: &mut Request<Incoming>) -> Option<PendingUpgrade> {
     if req.version() != Version::HTTP_11 {
         return None;
     }
-    let wants = req
-        .headers()
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    let wants =
+        req.headers().get_all(CONNECTION).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
     let protocol = req.headers().get(UPGRADE)?.clone();
     if !wants {
         return None;

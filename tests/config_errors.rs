@@ -162,7 +162,8 @@ login_redirect = true
 
 #[test]
 fn session_mode_defaults_and_resolver_without_issuer() {
-    let text = "[upstream]\nurl = \"http://127.0.0.1:1\"\n[auth]\nissuer = \"https://x.authgear.cloud/\"\n[[routes]]\npath = \"/**\"\nmethod = \"jwt_or_session\"\n";
+    let text =
+        "[upstream]\nurl = \"http://127.0.0.1:1\"\n[auth]\nissuer = \"https://x.authgear.cloud/\"\n[[routes]]\npath = \"/**\"\nmethod = \"jwt_or_session\"\n";
     let cfg = Config::from_toml(text, "t.toml").expect("valid");
     let s = &cfg.session;
     assert_eq!(s.resolver_url.as_ref().map(|u| u.to_string()).as_deref(), Some("https://x.authgear.cloud/_resolver/resolve"));

@@ -13,12 +13,20 @@ fn every_known_key_is_documented() {
         for key in known_keys(table).unwrap_or_default() {
             let in_example = example.lines().any(|l| {
                 let l = l.trim_start_matches(['#', ' ']);
-                l.starts_with(&format!("{key} =")) || l.starts_with(&format!("[{key}")) || l.starts_with(&format!("[[{key}")) || l.starts_with(&format!("[{table}.{key}")) || l.starts_with(&format!("[[{table}.{key}"))
+                l.starts_with(&format!("{key} ="))
+                    || l.starts_with(&format!("[{key}"))
+                    || l.starts_with(&format!("[[{key}"))
+                    || l.starts_with(&format!("[{table}.{key}"))
+                    || l.starts_with(&format!("[[{table}.{key}"))
             });
             if !in_example {
                 missing.push(format!("gateway.toml: {prefix}{key}"));
             }
-            let documented = if table.is_empty() { readme.contains(&format!("| `{key}") ) || readme.contains(&format!("`{key}.")) } else { readme.contains(&format!("| `{prefix}{key}`")) };
+            let documented = if table.is_empty() {
+                readme.contains(&format!("| `{key}")) || readme.contains(&format!("`{key}."))
+            } else {
+                readme.contains(&format!("| `{prefix}{key}`"))
+            };
             if !documented {
                 missing.push(format!("README.md: {prefix}{key}"));
             }

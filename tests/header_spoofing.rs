@@ -70,7 +70,8 @@ async fn configured_header_names_are_stripped_in_every_spelling() {
     let up = Upstream::start().await;
     let rest = format!("[headers]\n\"x-user-id\" = \"sub\"\n\"x-user-email\" = \"email\"\n{ROUTES}");
     let gw = start_ready(&config_text(&iss, up.addr, "", &rest)).await;
-    let a = send("GET", &gw.url("/public/p"), &[("X-User-Id", "admin"), ("x_user_id", "admin"), ("X-User_Email", "a@b"), ("x-authgear-user-id", "admin")], b"").await;
+    let a = send("GET", &gw.url("/public/p"), &[("X-User-Id", "admin"), ("x_user_id", "admin"), ("X-User_Email", "a@b"), ("x-authgear-user-id", "admin")], b"")
+        .await;
     assert_eq!(a.status, StatusCode::OK);
     let seen = up.last();
     for n in ["x-user-id", "x_user_id", "x-user_email", "x-authgear-user-id"] {
@@ -90,7 +91,13 @@ async fn connection_header_cannot_remove_identity_headers() {
     let (iss, up, gw) = setup().await;
     let t = iss.mint("u", json!({}));
     let auth = format!("Bearer {t}");
-    let a = send("GET", &gw.url("/api/x"), &[("authorization", &auth), ("connection", "x-authgear-user-id, x-forwarded-for"), ("x-private", "1"), ("te", "trailers")], b"").await;
+    let a = send(
+        "GET",
+        &gw.url("/api/x"),
+        &[("authorization", &auth), ("connection", "x-authgear-user-id, x-forwarded-for"), ("x-private", "1"), ("te", "trailers")],
+        b"",
+    )
+    .await;
     assert_eq!(a.status, StatusCode::OK);
     let seen = up.last();
     assert_eq!(seen.headers["x-authgear-user-id"], "u");
@@ -104,7 +111,13 @@ async fn connection_header_cannot_remove_identity_headers() {
 #[tokio::test]
 async fn forwarding_headers_are_set_and_not_trusted_from_clients() {
     let (_iss, up, gw) = setup().await;
-    let a = send("GET", &gw.url("/public/p"), &[("x-forwarded-for", "6.6.6.6"), ("x-forwarded-host", "evil.example"), ("forwarded", "for=6.6.6.6"), ("x-real-ip", "6.6.6.6")], b"").await;
+    let a = send(
+        "GET",
+        &gw.url("/public/p"),
+        &[("x-forwarded-for", "6.6.6.6"), ("x-forwarded-host", "evil.example"), ("forwarded", "for=6.6.6.6"), ("x-real-ip", "6.6.6.6")],
+        b"",
+    )
+    .await;
     assert_eq!(a.status, StatusCode::OK);
     let seen = up.last();
     assert_eq!(seen.headers["x-forwarded-for"], "127.0.0.1");

@@ -109,7 +109,12 @@ async fn reload_under_load_never_fails_or_mixes_configs() {
     }
     let g = &gw.server.gateway;
     let (ok, bad) = (g.reloads_ok.load(Ordering::Relaxed), g.reloads_failed.load(Ordering::Relaxed));
-    eprintln!("reload under load: {} requests, v1 {v1}, v2 {v2}, b ok {} / 403 {}, reloads ok {ok} failed {bad}", up.count(), ok_b.load(Ordering::Relaxed), forbidden_b.load(Ordering::Relaxed));
+    eprintln!(
+        "reload under load: {} requests, v1 {v1}, v2 {v2}, b ok {} / 403 {}, reloads ok {ok} failed {bad}",
+        up.count(),
+        ok_b.load(Ordering::Relaxed),
+        forbidden_b.load(Ordering::Relaxed)
+    );
     assert!(v1 > 0 && v2 > 0, "both configs must have served");
     assert!(ok_b.load(Ordering::Relaxed) > 0 && forbidden_b.load(Ordering::Relaxed) > 0);
     assert!(ok >= 6 && bad >= 6, "reloads ok {ok}, failed {bad}");

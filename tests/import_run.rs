@@ -263,9 +263,7 @@ fn non_bcrypt_hashes_follow_the_policy_and_resets_are_listed() {
     let dir = scratch("nonbcrypt");
     std::fs::write(
         dir.join("users.csv"),
-        format!(
-            "Email,Password Hash,Password Type\nok@example.com,{HASH},bcrypt\nmd5@example.com,5f4dcc3b5aa765d61d8327deb882cf99,md5\n"
-        ),
+        format!("Email,Password Hash,Password Type\nok@example.com,{HASH},bcrypt\nmd5@example.com,5f4dcc3b5aa765d61d8327deb882cf99,md5\n"),
     )
     .expect("write");
     let base = run_args(&server, "users.csv");

@@ -16,14 +16,14 @@ fn validate_reports_each_bad_row_and_run_sends_nothing() {
     let low_cost = HASH.replacen("$10$", "$03$", 1);
     let rows = [
         "Email,Phone,Password Hash,Password Type".to_string(),
-        format!("user1@example.com,+85298765432,{HASH},bcrypt"), // 2 ok
-        format!("not-an-email,,{HASH},bcrypt"),                  // 3 bad email
-        format!(" USER1@Example.com ,,{HASH},bcrypt"),           // 4 duplicate of 2
-        format!("cost@example.com,,{low_cost},bcrypt"),          // 5 cost 3
-        format!("phone@example.com,98765432,{HASH},bcrypt"),     // 6 not E.164
+        format!("user1@example.com,+85298765432,{HASH},bcrypt"),             // 2 ok
+        format!("not-an-email,,{HASH},bcrypt"),                              // 3 bad email
+        format!(" USER1@Example.com ,,{HASH},bcrypt"),                       // 4 duplicate of 2
+        format!("cost@example.com,,{low_cost},bcrypt"),                      // 5 cost 3
+        format!("phone@example.com,98765432,{HASH},bcrypt"),                 // 6 not E.164
         "md5@example.com,,5f4dcc3b5aa765d61d8327deb882cf99,md5".to_string(), // 7 non-bcrypt
-        "short@example.com,,$2a$10$tooshort,bcrypt".to_string(), // 8 malformed bcrypt
-        "user9@example.com,,,".to_string(),                      // 9 ok, no password
+        "short@example.com,,$2a$10$tooshort,bcrypt".to_string(),             // 8 malformed bcrypt
+        "user9@example.com,,,".to_string(),                                  // 9 ok, no password
     ];
     std::fs::write(dir.join("users.csv"), rows.join("\n") + "\n").expect("write");
     let out = cli(&dir, &["validate", "--input", "users.csv", "--report", "problems.jsonl"]);
@@ -33,11 +33,8 @@ fn validate_reports_each_bad_row_and_run_sends_nothing() {
     assert!(err.contains("invalid:              6 (1 duplicate"), "{err}");
     assert!(!err.contains("$2a$"), "hashes must not be printed");
 
-    let report: Vec<Value> = std::fs::read_to_string(dir.join("problems.jsonl"))
-        .expect("report")
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("json line"))
-        .collect();
+    let report: Vec<Value> =
+        std::fs::read_to_string(dir.join("problems.jsonl")).expect("report").lines().map(|l| serde_json::from_str(l).expect("json line")).collect();
     let errors_of = |line: u64| -> String {
         let r = report.iter().find(|r| r["line"] == line).unwrap_or_else(|| panic!("line {line} missing"));
         assert_eq!(r["outcome"], "invalid");
@@ -140,7 +137,9 @@ fn mapping_drafts_recognise_common_names_and_exports() {
     assert!(draft.contains("\"Shoe Size\" = \"-\"  # TODO"), "{draft}");
     assert!(draft.contains("custom_attributes.shoe_size"));
 
-    let auth0 = format!("{{\"user_id\":\"auth0|1\",\"email\":\"a@example.com\",\"email_verified\":true,\"username\":\"ann\",\"blocked\":false,\"passwordHash\":\"{HASH}\"}}\n");
+    let auth0 = format!(
+        "{{\"user_id\":\"auth0|1\",\"email\":\"a@example.com\",\"email_verified\":true,\"username\":\"ann\",\"blocked\":false,\"passwordHash\":\"{HASH}\"}}\n"
+    );
     std::fs::write(dir.join("auth0.ndjson"), auth0).expect("write");
     let draft = String::from_utf8_lossy(&cli(&dir, &["mapping", "--input", "auth0.ndjson"]).stdout).into_owned();
     assert!(draft.contains("Auth0"), "{draft}");
@@ -172,11 +171,7 @@ fn mapping_drafts_recognise_common_names_and_exports() {
 #[test]
 fn mapping_files_rename_convert_and_are_checked() {
     let dir = scratch("convert");
-    std::fs::write(
-        dir.join("users.csv"),
-        "Login,Verified,Tags,Age,Legacy\n Ann ,Y,\"a; b\",42,x\nbob,0,,,y\n",
-    )
-    .expect("write");
+    std::fs::write(dir.join("users.csv"), "Login,Verified,Tags,Age,Legacy\n Ann ,Y,\"a; b\",42,x\nbob,0,,,y\n").expect("write");
     let mapping = "identifier = \"preferred_username\"\nlist_separator = \";\"\n[columns]\n\"Login\" = \"preferred_username\"\n\"Verified\" = \"email_verified\"\n\"Tags\" = \"roles\"\n\"Age\" = \"custom_attributes.age:integer\"\n\"Legacy\" = \"-\"\n";
     std::fs::write(dir.join("m.toml"), mapping).expect("write");
     let out = cli(&dir, &["validate", "--input", "users.csv", "--mapping", "m.toml", "--write-batches", "b"]);

@@ -98,7 +98,11 @@ async fn an_outage_is_logged_once_per_state_change_not_per_retry() {
     let metrics = format!("{}/metrics", bin.admin);
     let failures = || async {
         let (_, a) = get(&metrics, &[]).await;
-        a.body.lines().filter(|l| l.starts_with("authgear_gateway_jwks_fetches_total") && l.contains("result=\"status\"")).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum::<f64>()
+        a.body
+            .lines()
+            .filter(|l| l.starts_with("authgear_gateway_jwks_fetches_total") && l.contains("result=\"status\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
     };
     assert!(eventually(|| async { failures().await >= 4.0 }).await, "the outage never produced 4 failed fetches");
     iss.set_mode(Mode::Up);

@@ -76,7 +76,9 @@ async fn browsers_are_redirected_and_api_clients_get_401() {
     let a = send("GET", &gw.url("/orders/7"), &[("accept", BROWSER), ("cookie", "session=revoked")], b"").await;
     assert_eq!(a.status, StatusCode::FOUND);
     // API clients, non-GET requests and routes without login_redirect: 401.
-    for (method, path, accept) in [("GET", "/orders/7", "application/json"), ("GET", "/orders/7", "*/*"), ("POST", "/orders/7", BROWSER), ("GET", "/plain/7", BROWSER)] {
+    for (method, path, accept) in
+        [("GET", "/orders/7", "application/json"), ("GET", "/orders/7", "*/*"), ("POST", "/orders/7", BROWSER), ("GET", "/plain/7", BROWSER)]
+    {
         let a = send(method, &gw.url(path), &[("accept", accept)], b"").await;
         assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{method} {path} {accept}");
         assert!(a.header("location").is_none());

@@ -70,7 +70,9 @@ path = "/api/**"
     assert_eq!(get(&gw.url("/nowhere"), &[]).await.0, StatusCode::NOT_FOUND);
 
     let after = scrape(&gw).await;
-    let req = |route: &str, method: &str, outcome: &str| value(&after, "authgear_gateway_requests_total", &[("route", &format!("{tag}-{route}")), ("method", method), ("outcome", outcome)]);
+    let req = |route: &str, method: &str, outcome: &str| {
+        value(&after, "authgear_gateway_requests_total", &[("route", &format!("{tag}-{route}")), ("method", method), ("outcome", outcome)])
+    };
     assert_eq!(req("public", "GET", "forwarded"), 3.0);
     assert_eq!(req("public", "POST", "forwarded"), 1.0);
     assert_eq!(req("api", "GET", "forwarded"), 2.0);
@@ -93,7 +95,13 @@ path = "/api/**"
 #[tokio::test]
 async fn request_ids_are_generated_kept_or_replaced_and_trace_context_passes() {
     let (_iss, up, gw) = setup().await;
-    let a = send("GET", &gw.url("/public/x"), &[("x-request-id", "req-42.abc"), ("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"), ("tracestate", "vendor=x")], b"").await;
+    let a = send(
+        "GET",
+        &gw.url("/public/x"),
+        &[("x-request-id", "req-42.abc"), ("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"), ("tracestate", "vendor=x")],
+        b"",
+    )
+    .await;
     assert_eq!(a.header("x-request-id"), Some("req-42.abc"));
     let seen = up.last();
     assert_eq!(seen.headers["x-request-id"], "req-42.abc");
@@ -128,7 +136,8 @@ async fn json_access_log_has_the_fields_and_no_secrets() {
     let token = iss.mint("log-user", json!({}));
     let auth = format!("Bearer {token}");
     let cookie = "session=s3cr3t-cookie-value";
-    let a = send("POST", &format!("{base}/api/items?q=1"), &[("authorization", &auth), ("cookie", cookie), ("x-request-id", "log-test-1")], b"hello body").await;
+    let a =
+        send("POST", &format!("{base}/api/items?q=1"), &[("authorization", &auth), ("cookie", cookie), ("x-request-id", "log-test-1")], b"hello body").await;
     assert_eq!(a.status, StatusCode::OK);
     let a = send("GET", &format!("{base}/admin/x"), &[("authorization", &auth), ("cookie", cookie)], b"").await;
     assert_eq!(a.status, StatusCode::FORBIDDEN);

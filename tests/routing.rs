@@ -83,7 +83,9 @@ async fn method_body_query_and_headers_pass_through() {
     let t = iss.mint("u", json!({}));
     let auth = format!("Bearer {t}");
     let body = vec![b'x'; 300_000];
-    let a = send("POST", &gw.url("/api/upload?a=1&b=%20"), &[("authorization", &auth), ("content-type", "application/octet-stream"), ("x-custom", "kept")], &body).await;
+    let a =
+        send("POST", &gw.url("/api/upload?a=1&b=%20"), &[("authorization", &auth), ("content-type", "application/octet-stream"), ("x-custom", "kept")], &body)
+            .await;
     assert_eq!(a.status, StatusCode::OK);
     let seen = up.last();
     assert_eq!(seen.method, "POST");

@@ -86,7 +86,11 @@ async fn a_refused_connection_gives_503() {
     assert_eq!(ready.json()["session_resolver"]["reachable"], false);
     assert_eq!(ready.json()["session_resolver"]["failures"], 1);
     let (_, metrics) = get(&format!("{}/metrics", gw.admin), &[]).await;
-    let failed = metrics.body.lines().find_map(|l| l.strip_prefix("authgear_gateway_session_resolver_calls_total{result=\"failed\"} ")).and_then(|v| v.trim().parse::<u64>().ok());
+    let failed = metrics
+        .body
+        .lines()
+        .find_map(|l| l.strip_prefix("authgear_gateway_session_resolver_calls_total{result=\"failed\"} "))
+        .and_then(|v| v.trim().parse::<u64>().ok());
     assert!(failed.is_some_and(|n| n >= 1), "no failed resolver calls in /metrics:\n{}", metrics.body);
     // Without any credential the resolver is not needed: plain 401.
     assert_eq!(send("GET", &gw.url("/api/x"), &[], b"").await.status, StatusCode::UNAUTHORIZED);

@@ -7,8 +7,8 @@ mod support;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
-use authgear_gateway::auth::{self, AuthFailure};
 use authgear_gateway::auth::jwt::TokenError;
+use authgear_gateway::auth::{self, AuthFailure};
 use authgear_gateway::devissuer::{DevIssuer, DevKey};
 use http::StatusCode;
 use serde_json::json;

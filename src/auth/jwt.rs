@@ -116,7 +116,8 @@ pub fn parse(token: &str) -> Result<Parsed<'_>, TokenError> {
     if header.crit.is_some() {
         return Err(TokenError::UnsupportedCrit);
     }
-    let claims: Map<String, Value> = serde_json::from_slice(&b64(p, "payload is not base64url")?).map_err(|_| TokenError::Malformed("payload is not a JSON object"))?;
+    let claims: Map<String, Value> =
+        serde_json::from_slice(&b64(p, "payload is not base64url")?).map_err(|_| TokenError::Malformed("payload is not a JSON object"))?;
     let signature = b64(s, "signature is not base64url")?;
     if signature.is_empty() {
         return Err(TokenError::Malformed("empty signature"));
@@ -194,7 +195,8 @@ impl Parsed<'_> {
 type ClaimCheck = fn(&ClaimsView<'_>, &ClaimRules<'_>, u64) -> Result<(), TokenError>;
 
 /// The claim checks in the order they run, named for `explain`.
-pub const CLAIM_CHECKS: &[(&str, ClaimCheck)] = &[("typ", check_typ), ("iss", check_iss), ("aud", check_aud), ("exp", check_exp), ("nbf", check_nbf), ("iat", check_iat)];
+pub const CLAIM_CHECKS: &[(&str, ClaimCheck)] =
+    &[("typ", check_typ), ("iss", check_iss), ("aud", check_aud), ("exp", check_exp), ("nbf", check_nbf), ("iat", check_iat)];
 
 fn check_typ(p: &ClaimsView<'_>, rules: &ClaimRules<'_>, _now: u64) -> Result<(), TokenError> {
     match p.typ {
@@ -324,7 +326,10 @@ mod tests {
         assert_eq!(check(h.clone(), serde_json::json!({"iss": "https://iss", "aud": ["x"], "exp": 2000})), Err(TokenError::WrongAudience));
         assert_eq!(check(h.clone(), serde_json::json!({"iss": "https://iss", "aud": "api", "exp": 2000, "nbf": 1100})), Err(TokenError::NotYetValid));
         assert_eq!(check(h.clone(), serde_json::json!({"iss": "https://iss", "aud": "api", "exp": 2000, "iat": 1100})), Err(TokenError::IssuedInFuture));
-        assert_eq!(check(h, serde_json::json!({"iss": "https://iss", "aud": "api", "exp": "2000"})), Err(TokenError::Malformed("a time claim is not a number")));
+        assert_eq!(
+            check(h, serde_json::json!({"iss": "https://iss", "aud": "api", "exp": "2000"})),
+            Err(TokenError::Malformed("a time claim is not a number"))
+        );
         let idt = serde_json::json!({"alg": "RS256", "typ": "id+jwt"});
         assert!(matches!(check(idt, ok), Err(TokenError::TypeNotAccepted(_))));
     }

@@ -11,10 +11,7 @@ fn main() {
     // Logs (retries, warnings) go to stderr so stdout stays clean for --json and `mapping`.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("AUTHGEAR_IMPORT_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("AUTHGEAR_IMPORT_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")))
         .with_target(false)
         .init();
     let cli = Cli::parse();

@@ -14,9 +14,11 @@ use toml::Spanned;
 use super::compile_routes::RouteContext;
 use super::diag::{check_unknown_keys, expand_env, Diagnostics, Reporter};
 use super::raw::{RawAdmin, RawIssuer, RawLog, RawServer, RawSession, RawSize, RawUpstream, SESSION_KEYS};
-use super::{parse_duration, parse_size, Config, IssuerSettings, LogFormat, LogSettings, ServerSettings, TlsFiles, TokenCacheSettings, UpstreamProtocol, UpstreamSettings};
+use super::{
+    parse_duration, parse_size, Config, IssuerSettings, LogFormat, LogSettings, ServerSettings, TlsFiles, TokenCacheSettings, UpstreamProtocol,
+    UpstreamSettings,
+};
 use crate::headers::{HeaderMapping, IdentityStrip};
-
 
 struct Sections<'i> {
     server: Option<Spanned<DeValue<'i>>>,
@@ -209,7 +211,8 @@ impl Compiler<'_> {
                 Arc::new(self.mapping(&map, "headers"))
             }
         };
-        let ctx = RouteContext { upstreams: &upstream_names, has_default, default_headers: &default_headers, issuers: &issuers, default_method, session: &session };
+        let ctx =
+            RouteContext { upstreams: &upstream_names, has_default, default_headers: &default_headers, issuers: &issuers, default_method, session: &session };
         let routes = self.routes(s.routes, &ctx);
         // The Authgear names are always stripped too (they start with
         // `x-authgear-`), so listing the configured mappings is enough.
@@ -309,7 +312,12 @@ impl Compiler<'_> {
             }
             Some(("h2c", span)) => {
                 if scheme != http::uri::Scheme::HTTP {
-                    self.rep.error_hint(span, format!("{key}.protocol"), "\"h2c\" is HTTP/2 without TLS and needs an http:// URL", "use \"h2\" for HTTP/2 over TLS");
+                    self.rep.error_hint(
+                        span,
+                        format!("{key}.protocol"),
+                        "\"h2c\" is HTTP/2 without TLS and needs an http:// URL",
+                        "use \"h2\" for HTTP/2 over TLS",
+                    );
                 }
                 UpstreamProtocol::H2c
             }
@@ -483,10 +491,8 @@ impl Compiler<'_> {
             roles_claim: r.roles_claim.as_ref().map_or_else(|| crate::headers::claims::ROLES.to_owned(), |s| s.get_ref().clone()),
         })
     }
-
 }
 
 pub(super) fn is_loopback_host(h: &str) -> bool {
     h == "localhost" || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()) || h == "[::1]"
 }
-

@@ -11,8 +11,8 @@ use toml::de::DeValue;
 use toml::Spanned;
 
 use super::compile::Compiler;
-use super::raw::{RawAuthMode, RawRoute};
 use super::compile_session::route_method;
+use super::raw::{RawAuthMode, RawRoute};
 use super::{IssuerSettings, SessionSettings};
 use crate::authz::Requirements;
 use crate::headers::{ClaimSource, HeaderMapping};
@@ -159,22 +159,42 @@ impl Compiler<'_> {
         }
         if auth != AuthMode::Required && !require.is_empty() {
             let a = r.auth.as_ref().map_or(span.clone(), |a| a.span());
-            self.rep.error_hint(a, format!("{key}.auth"), format!("a `{}` route cannot require roles, scopes or claims", auth.as_str()), "set auth = \"required\"");
+            self.rep.error_hint(
+                a,
+                format!("{key}.auth"),
+                format!("a `{}` route cannot require roles, scopes or claims", auth.as_str()),
+                "set auth = \"required\"",
+            );
         }
         let method = route_method(r.method.as_ref().map(|m| *m.get_ref()), ctx.default_method);
         if auth != AuthMode::Public && method != AuthMethod::Session && issuers.is_empty() {
-            self.rep.error_hint(span.clone(), format!("{key}.auth"), "this route needs tokens but no issuer is configured", "add [auth] issuer = \"https://<your project>.authgear.cloud\"");
+            self.rep.error_hint(
+                span.clone(),
+                format!("{key}.auth"),
+                "this route needs tokens but no issuer is configured",
+                "add [auth] issuer = \"https://<your project>.authgear.cloud\"",
+            );
         }
         if auth != AuthMode::Public && method.uses_resolver() && ctx.session.resolver_url.is_none() {
             let s = r.method.as_ref().map_or(span.clone(), |m| m.span());
-            self.rep.error_hint(s, format!("{key}.method"), format!("method `{}` needs Authgear's resolver", method.as_str()), "set [auth] issuer (the resolver defaults to <issuer>/_resolver/resolve) or [auth] resolver_url");
+            self.rep.error_hint(
+                s,
+                format!("{key}.method"),
+                format!("method `{}` needs Authgear's resolver", method.as_str()),
+                "set [auth] issuer (the resolver defaults to <issuer>/_resolver/resolve) or [auth] resolver_url",
+            );
         }
         let login_redirect = r.login_redirect.as_ref().is_some_and(|b| *b.get_ref());
         if let (true, Some(lr)) = (login_redirect, &r.login_redirect) {
             if auth == AuthMode::Public {
                 self.rep.error(lr.span(), format!("{key}.login_redirect"), "a public route never asks anyone to log in");
             } else if ctx.session.login.is_none() {
-                self.rep.error_hint(lr.span(), format!("{key}.login_redirect"), "no login page to send browsers to", "set [auth] login_url, e.g. \"https://myapp.authgear.cloud/login\"");
+                self.rep.error_hint(
+                    lr.span(),
+                    format!("{key}.login_redirect"),
+                    "no login page to send browsers to",
+                    "set [auth] login_url, e.g. \"https://myapp.authgear.cloud/login\"",
+                );
             }
         }
         let upstream = match &r.upstream {
@@ -187,7 +207,8 @@ impl Compiler<'_> {
                 Some(i) => i,
                 None => {
                     let known: Vec<&str> = upstreams.iter().map(String::as_str).collect();
-                    let hint = super::diag::suggest(name.get_ref(), &known).map_or_else(|| format!("defined upstreams: {}", known.join(", ")), |s| format!("did you mean `{s}`?"));
+                    let hint = super::diag::suggest(name.get_ref(), &known)
+                        .map_or_else(|| format!("defined upstreams: {}", known.join(", ")), |s| format!("did you mean `{s}`?"));
                     self.rep.error_hint(name.span(), format!("{key}.upstream"), format!("unknown upstream `{}`", name.get_ref()), hint);
                     return None;
                 }

@@ -85,7 +85,12 @@ impl Compiler<'_> {
         let return_origin = r.login_return_origin.as_ref().and_then(|o| {
             let origin = origin_of(o.get_ref());
             if origin.is_none() {
-                self.rep.error_hint(o.span(), "auth.login_return_origin", "must be an origin", "like \"https://app.example.com\": scheme and host (and port), no path");
+                self.rep.error_hint(
+                    o.span(),
+                    "auth.login_return_origin",
+                    "must be an origin",
+                    "like \"https://app.example.com\": scheme and host (and port), no path",
+                );
             }
             origin
         });
@@ -94,11 +99,20 @@ impl Compiler<'_> {
         let absolute = u.parse::<http::Uri>().is_ok_and(|p| matches!(p.scheme_str(), Some("http" | "https")) && p.authority().is_some());
         let local_path = u.starts_with('/') && !u.starts_with("//") && !u.contains('\\');
         if !(absolute || local_path) || u.contains('#') || u.bytes().any(|b| !(0x21..=0x7e).contains(&b)) {
-            self.rep.error_hint(url.span(), "auth.login_url", format!("`{u}` is not a login URL"), "an https URL such as \"https://myapp.authgear.cloud/login\" or a path such as \"/login\"");
+            self.rep.error_hint(
+                url.span(),
+                "auth.login_url",
+                format!("`{u}` is not a login URL"),
+                "an https URL such as \"https://myapp.authgear.cloud/login\" or a path such as \"/login\"",
+            );
             return None;
         }
         if r.login_return_origin.is_none() && absolute {
-            self.rep.warning(url.span(), "auth.login_url", "the login page is on another site but login_return_origin is unset, so it receives a path, not a full URL");
+            self.rep.warning(
+                url.span(),
+                "auth.login_url",
+                "the login page is on another site but login_return_origin is unset, so it receives a path, not a full URL",
+            );
         }
         Some(LoginSettings { url: u.clone(), return_param, return_origin })
     }

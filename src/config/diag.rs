@@ -108,15 +108,7 @@ impl<'a> Reporter<'a> {
 
     /// Records a warning at the start of `line`.
     pub fn warning_at_line(&mut self, line: usize, key: &str, message: String) {
-        self.out.items.push(Diagnostic {
-            severity: Severity::Warning,
-            file: self.file.to_owned(),
-            line,
-            column: 1,
-            key: key.to_owned(),
-            message,
-            hint: None,
-        });
+        self.out.items.push(Diagnostic { severity: Severity::Warning, file: self.file.to_owned(), line, column: 1, key: key.to_owned(), message, hint: None });
     }
 
     fn line_col(&self, offset: usize) -> (usize, usize) {
@@ -195,12 +187,7 @@ fn distance(a: &str, b: &str) -> usize {
 /// The closest known name, if it is close enough to be a likely typo.
 pub fn suggest<'k>(name: &str, known: &[&'k str]) -> Option<&'k str> {
     let lower = name.to_ascii_lowercase().replace('-', "_");
-    known
-        .iter()
-        .map(|k| (distance(&lower, k), *k))
-        .filter(|(d, k)| *d <= 2.max(k.len() / 3))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, k)| k)
+    known.iter().map(|k| (distance(&lower, k), *k)).filter(|(d, k)| *d <= 2.max(k.len() / 3)).min_by_key(|(d, _)| *d).map(|(_, k)| k)
 }
 
 /// Reports every key the schema does not know, with a suggestion where a
@@ -214,11 +201,8 @@ fn walk_table(rep: &mut Reporter<'_>, table: &mut DeTable<'_>, schema: &str, dis
     let Some(known) = known_keys(schema) else { return };
     // Unknown keys are reported here, all at once, then dropped so serde
     // does not report them a second time.
-    let unknown: Vec<(String, std::ops::Range<usize>)> = table
-        .iter()
-        .filter(|(k, _)| !known.contains(&&**k.get_ref()))
-        .map(|(k, _)| (k.get_ref().to_string(), k.span()))
-        .collect();
+    let unknown: Vec<(String, std::ops::Range<usize>)> =
+        table.iter().filter(|(k, _)| !known.contains(&&**k.get_ref())).map(|(k, _)| (k.get_ref().to_string(), k.span())).collect();
     for (name, span) in unknown {
         let path = if display.is_empty() { name.clone() } else { format!("{display}.{name}") };
         let where_ = if schema.is_empty() { "at the top level".to_owned() } else { format!("in [{schema}]") };

@@ -69,11 +69,7 @@ impl Packer {
     /// Callers must check `fits_alone` first.
     pub fn push(&mut self, row: BatchRow, record: &[u8]) -> Option<Batch> {
         let sep = usize::from(!self.rows.is_empty());
-        let flushed = if self.body.len() + sep + record.len() + SUFFIX.len() > self.cap && !self.rows.is_empty() {
-            self.take()
-        } else {
-            None
-        };
+        let flushed = if self.body.len() + sep + record.len() + SUFFIX.len() > self.cap && !self.rows.is_empty() { self.take() } else { None };
         if !self.rows.is_empty() {
             self.body.push(b',');
         }

@@ -249,13 +249,7 @@ pub fn prepare(a: &InputArgs) -> Result<(Format, Mapping, Options), ImportError>
     if let Some(id) = a.identifier {
         mapping.identifier = id;
     }
-    let opts = Options {
-        identifier: mapping.identifier,
-        upsert: a.upsert,
-        max_batch_bytes: a.max_batch_bytes,
-        non_bcrypt: a.non_bcrypt,
-        first_batch: 1,
-    };
+    let opts = Options { identifier: mapping.identifier, upsert: a.upsert, max_batch_bytes: a.max_batch_bytes, non_bcrypt: a.non_bcrypt, first_batch: 1 };
     Ok((format, mapping, opts))
 }
 
@@ -318,8 +312,11 @@ fn validate(a: &ValidateArgs) -> Result<i32, ImportError> {
                 if shown < a.input.show {
                     shown += 1;
                     if a.input.json {
-                        println!("{}", serde_json::json!({"event": "row", "line": row.line, "identifier": row.identifier,
-                            "outcome": row.outcome.as_str(), "errors": row.errors, "warnings": row.warnings}));
+                        println!(
+                            "{}",
+                            serde_json::json!({"event": "row", "line": row.line, "identifier": row.identifier,
+                            "outcome": row.outcome.as_str(), "errors": row.errors, "warnings": row.warnings})
+                        );
                     } else {
                         eprintln!("{}", describe(&row));
                     }

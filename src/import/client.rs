@@ -180,12 +180,7 @@ impl ApiClient {
         // client_tls only fails on a CA file, and none is given here.
         let tls = crate::fetch::client_tls(None)
             .unwrap_or_else(|_| rustls::ClientConfig::builder().with_root_certificates(rustls::RootCertStore::empty()).with_no_client_auth());
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .build();
+        let connector = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().enable_http2().build();
         let http = Client::builder(TokioExecutor::new()).build(connector);
         ApiClient { http, endpoint: endpoint.trim_end_matches('/').to_string(), signer, timing }
     }
@@ -217,9 +212,7 @@ impl ApiClient {
             if body.is_some() {
                 req = req.header(http::header::CONTENT_TYPE, "application/json");
             }
-            let req = req
-                .body(Full::new(body.cloned().unwrap_or_default()))
-                .map_err(|e| ImportError::Usage(format!("bad endpoint URL {url}: {e}")))?;
+            let req = req.body(Full::new(body.cloned().unwrap_or_default())).map_err(|e| ImportError::Usage(format!("bad endpoint URL {url}: {e}")))?;
             let outcome = tokio::time::timeout(self.timing.request_timeout, async {
                 let resp = self.http.request(req).await.map_err(|e| e.to_string())?;
                 let (parts, body) = resp.into_parts();

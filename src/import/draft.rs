@@ -66,15 +66,14 @@ pub fn recognize(column: &str) -> Option<&'static str> {
         "roles" | "role" => "roles",
         "groups" | "group" => "groups",
         "disabled" | "blocked" | "isdisabled" | "suspended" => "disabled",
-        "passwordhash" | "hash" | "hashedpassword" | "passworddigest" | "encryptedpassword" => {
-            "password.password_hash"
-        }
+        "passwordhash" | "hash" | "hashedpassword" | "passworddigest" | "encryptedpassword" => "password.password_hash",
         "passwordtype" | "hashtype" | "passwordalgorithm" | "hashalgorithm" => "password.type",
         // Carried by the exports but meaningless to Authgear (or secret material
         // that only makes sense with a non-bcrypt hash).
-        "id" | "userid" | "uid" | "localid" | "cognitousername" | "sub" | "createdat" | "updatedat" | "lastlogin"
-        | "lastsignedinat" | "lastloginat" | "logincount" | "lastip" | "salt" | "passwordsalt"
-        | "cognitomfaenabled" | "identities" | "provideruserinfo" | "passwordupdatedat" | "validsince" => "-",
+        "id" | "userid" | "uid" | "localid" | "cognitousername" | "sub" | "createdat" | "updatedat" | "lastlogin" | "lastsignedinat" | "lastloginat"
+        | "logincount" | "lastip" | "salt" | "passwordsalt" | "cognitomfaenabled" | "identities" | "provideruserinfo" | "passwordupdatedat" | "validsince" => {
+            "-"
+        }
         _ => return None,
     })
 }
@@ -149,8 +148,7 @@ pub fn draft(columns: &[String]) -> String {
             }
             None => {
                 let suggestion = format!("custom_attributes.{}", snake(c));
-                let _ =
-                    writeln!(out, "{} = \"-\"  # TODO: unrecognised; e.g. {} or a record field", quote(c), quote(&suggestion));
+                let _ = writeln!(out, "{} = \"-\"  # TODO: unrecognised; e.g. {} or a record field", quote(c), quote(&suggestion));
             }
         }
     }

@@ -52,10 +52,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, ImportError> {
 }
 
 fn resume_hint(journal: &Path, key_id: &str) -> String {
-    format!(
-        "resume with: authgear-import resume --journal {} --key-file <admin-key.pem> --key-id {key_id}",
-        journal.display()
-    )
+    format!("resume with: authgear-import resume --journal {} --key-file <admin-key.pem> --key-id {key_id}", journal.display())
 }
 
 fn finish(journal: &Path, report_path: &Path, stop: Stop, json: bool, key_id: &str) -> Result<i32, ImportError> {
@@ -77,10 +74,7 @@ fn finish(journal: &Path, report_path: &Path, stop: Stop, json: bool, key_id: &s
 
 fn print_summary(s: &Summary, report_path: &Path, journal: &Path, json: bool) {
     if json {
-        println!(
-            "{}",
-            serde_json::json!({"event": "summary", "summary": s, "report": report_path, "journal": journal})
-        );
+        println!("{}", serde_json::json!({"event": "summary", "summary": s, "report": report_path, "journal": journal}));
         return;
     }
     eprintln!(
@@ -94,11 +88,7 @@ fn print_summary(s: &Summary, report_path: &Path, journal: &Path, json: bool) {
         if s.pending > 0 { format!(" ({} not sent yet)", s.pending) } else { String::new() }
     );
     if s.password_reset > 0 {
-        eprintln!(
-            "{} user(s) were imported without a password and need a reset: {}",
-            s.password_reset,
-            report::password_reset_path(report_path).display()
-        );
+        eprintln!("{} user(s) were imported without a password and need a reset: {}", s.password_reset, report::password_reset_path(report_path).display());
     }
     eprintln!("report: {}\njournal: {}", report_path.display(), journal.display());
 }

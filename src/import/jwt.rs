@@ -32,9 +32,9 @@ impl KeySource {
     pub fn read(&self) -> Result<Vec<u8>, ImportError> {
         match self {
             KeySource::File(p) => std::fs::read(p).map_err(|e| ImportError::Key(format!("cannot read {}: {e}", p.display()))),
-            KeySource::Env(name) => std::env::var(name)
-                .map(String::into_bytes)
-                .map_err(|_| ImportError::Key(format!("environment variable {name} is not set"))),
+            KeySource::Env(name) => {
+                std::env::var(name).map(String::into_bytes).map_err(|_| ImportError::Key(format!("environment variable {name} is not set")))
+            }
             KeySource::Stdin => {
                 let mut buf = Vec::new();
                 std::io::stdin().read_to_end(&mut buf).map_err(|e| ImportError::Key(format!("cannot read stdin: {e}")))?;

@@ -283,9 +283,7 @@ impl Mapping {
             Kind::Email => Value::String(if self.lowercase_email { text.to_lowercase() } else { text }),
             Kind::Bool => Value::Bool(parse_bool(&text).ok_or_else(|| "not a recognisable true/false value".to_string())?),
             Kind::List => Value::Array(self.split_list(&text)?),
-            Kind::Integer => {
-                Value::from(text.parse::<i64>().map_err(|_| "not a whole number".to_string())?)
-            }
+            Kind::Integer => Value::from(text.parse::<i64>().map_err(|_| "not a whole number".to_string())?),
             Kind::Number => {
                 let n: f64 = text.parse().map_err(|_| "not a number".to_string())?;
                 serde_json::Number::from_f64(n).map(Value::Number).ok_or_else(|| "not a finite number".to_string())?
@@ -300,12 +298,7 @@ impl Mapping {
                 _ => Err("looks like a JSON list but does not parse".into()),
             };
         }
-        Ok(text
-            .split(self.list_separator.as_str())
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|s| Value::String(s.to_string()))
-            .collect())
+        Ok(text.split(self.list_separator.as_str()).map(str::trim).filter(|s| !s.is_empty()).map(|s| Value::String(s.to_string())).collect())
     }
 }
 

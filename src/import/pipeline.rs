@@ -116,17 +116,7 @@ impl Pipeline {
     pub fn open(path: &Path, format: Format, mapping: Mapping, opts: Options) -> Result<Self, ImportError> {
         let rows = reader::open(path, format)?;
         let packer = Packer::new(opts.identifier, opts.upsert, opts.max_batch_bytes, opts.first_batch);
-        Ok(Pipeline {
-            rows,
-            mapping,
-            opts,
-            seen: HashMap::new(),
-            packer,
-            queue: VecDeque::new(),
-            emit: None,
-            finished: false,
-            stats: Stats::default(),
-        })
+        Ok(Pipeline { rows, mapping, opts, seen: HashMap::new(), packer, queue: VecDeque::new(), emit: None, finished: false, stats: Stats::default() })
     }
 
     /// Restricts output to rows for which `filter(line)` is true.
@@ -158,13 +148,8 @@ impl Pipeline {
     fn process(&mut self, src: SourceRow) {
         self.stats.rows += 1;
         let line = src.line;
-        let invalid = |identifier: String, errors: Vec<String>, warnings: Vec<String>| LocalRow {
-            line,
-            identifier,
-            outcome: Outcome::Invalid,
-            errors,
-            warnings,
-        };
+        let invalid =
+            |identifier: String, errors: Vec<String>, warnings: Vec<String>| LocalRow { line, identifier, outcome: Outcome::Invalid, errors, warnings };
         let raw = match src.data {
             Ok(m) => m,
             Err(e) => return self.local(invalid(String::new(), vec![e], vec![])),
@@ -183,27 +168,17 @@ impl Pipeline {
         if let PasswordKind::Other(kind) = pw {
             self.stats.non_bcrypt += 1;
             match self.opts.non_bcrypt {
-                NonBcrypt::Fail => check.errors.push(format!(
-                    "password hash type `{kind}` is not bcrypt (see --non-bcrypt skip|without-password)"
-                )),
+                NonBcrypt::Fail => check.errors.push(format!("password hash type `{kind}` is not bcrypt (see --non-bcrypt skip|without-password)")),
                 NonBcrypt::Skip if check.errors.is_empty() => {
                     let w = format!("not imported: password hash type `{kind}` is not bcrypt");
                     check.warnings.push(w);
-                    return self.local(LocalRow {
-                        line,
-                        identifier,
-                        outcome: Outcome::Skipped,
-                        errors: vec![],
-                        warnings: check.warnings,
-                    });
+                    return self.local(LocalRow { line, identifier, outcome: Outcome::Skipped, errors: vec![], warnings: check.warnings });
                 }
                 NonBcrypt::Skip => {}
                 NonBcrypt::WithoutPassword => {
                     record.remove("password");
                     password_reset = true;
-                    check.warnings.push(format!(
-                        "imported without password (hash type `{kind}` is not bcrypt): needs a password reset"
-                    ));
+                    check.warnings.push(format!("imported without password (hash type `{kind}` is not bcrypt): needs a password reset"));
                 }
             }
         }

@@ -115,10 +115,8 @@ impl ReportWriter {
             ReportFormat::Jsonl => w.out = Some(BufWriter::new(file)),
             ReportFormat::Csv => {
                 let mut c = csv::Writer::from_writer(file);
-                c.write_record([
-                    "line", "identifier", "outcome", "user_id", "batch", "job_id", "password_reset", "errors", "warnings",
-                ])
-                .map_err(|e| w.err(e))?;
+                c.write_record(["line", "identifier", "outcome", "user_id", "batch", "job_id", "password_reset", "errors", "warnings"])
+                    .map_err(|e| w.err(e))?;
                 w.csv = Some(c);
             }
         }
@@ -151,9 +149,9 @@ impl ReportWriter {
                     warnings,
                 };
                 let res = match self.out.as_mut() {
-                    Some(out) => serde_json::to_writer(&mut *out, &row)
-                        .map_err(|e| e.to_string())
-                        .and_then(|()| out.write_all(b"\n").map_err(|e| e.to_string())),
+                    Some(out) => {
+                        serde_json::to_writer(&mut *out, &row).map_err(|e| e.to_string()).and_then(|()| out.write_all(b"\n").map_err(|e| e.to_string()))
+                    }
                     None => Ok(()),
                 };
                 res.map_err(|e| self.err(e))
@@ -236,8 +234,8 @@ pub fn write_from_journal(journal: &Path, report: &Path) -> Result<Summary, Impo
         summary.add(&r);
         if r.password_reset && matches!(r.outcome, Some(Outcome::Inserted | Outcome::Updated)) {
             if reset.is_none() {
-                let mut w = csv::Writer::from_path(&reset_path)
-                    .map_err(|e| ImportError::io(format!("create {}", reset_path.display()), std::io::Error::other(e)))?;
+                let mut w =
+                    csv::Writer::from_path(&reset_path).map_err(|e| ImportError::io(format!("create {}", reset_path.display()), std::io::Error::other(e)))?;
                 let _ = w.write_record(["line", "identifier", "user_id"]);
                 reset = Some(w);
             }

@@ -9,18 +9,35 @@ use super::mapping::Identifier;
 
 /// Top-level record fields the import API accepts.
 pub const RECORD_FIELDS: &[&str] = &[
-    "preferred_username", "email", "phone_number", "email_verified", "phone_number_verified", "name",
-    "given_name", "family_name", "middle_name", "nickname", "profile", "picture", "website", "gender",
-    "birthdate", "zoneinfo", "locale", "address", "custom_attributes", "roles", "groups", "disabled",
-    "password", "mfa",
+    "preferred_username",
+    "email",
+    "phone_number",
+    "email_verified",
+    "phone_number_verified",
+    "name",
+    "given_name",
+    "family_name",
+    "middle_name",
+    "nickname",
+    "profile",
+    "picture",
+    "website",
+    "gender",
+    "birthdate",
+    "zoneinfo",
+    "locale",
+    "address",
+    "custom_attributes",
+    "roles",
+    "groups",
+    "disabled",
+    "password",
+    "mfa",
 ];
 
 const ADDRESS_FIELDS: &[&str] = &["formatted", "street_address", "locality", "region", "postal_code", "country"];
 const PASSWORD_FIELDS: &[&str] = &["type", "password_hash"];
-const STRING_FIELDS: &[&str] = &[
-    "preferred_username", "name", "given_name", "family_name", "middle_name", "nickname", "gender", "zoneinfo",
-    "locale",
-];
+const STRING_FIELDS: &[&str] = &["preferred_username", "name", "given_name", "family_name", "middle_name", "nickname", "gender", "zoneinfo", "locale"];
 const URL_FIELDS: &[&str] = &["profile", "picture", "website"];
 const BOOL_FIELDS: &[&str] = &["email_verified", "phone_number_verified", "disabled"];
 
@@ -68,9 +85,7 @@ pub fn check(record: &mut Map<String, Value>, identifier: Identifier, check: &mu
     }
     match record.get(identifier.key()) {
         None => check.errors.push(format!("missing identifier `{}`", identifier.key())),
-        Some(Value::String(s)) if s.trim().is_empty() => {
-            check.errors.push(format!("identifier `{}` is empty", identifier.key()))
-        }
+        Some(Value::String(s)) if s.trim().is_empty() => check.errors.push(format!("identifier `{}` is empty", identifier.key())),
         _ => {}
     }
     for (key, value) in record.iter() {
@@ -158,13 +173,7 @@ fn check_list(key: &str, value: &Value, check: &mut Check) {
     }
 }
 
-fn check_object(
-    key: &str,
-    value: &Value,
-    allowed: &[&str],
-    check: &mut Check,
-    each: impl Fn(&str, &Value, &mut Check),
-) {
+fn check_object(key: &str, value: &Value, allowed: &[&str], check: &mut Check, each: impl Fn(&str, &Value, &mut Check)) {
     let Value::Object(m) = value else {
         check.errors.push(format!("{key}: must be an object"));
         return;
@@ -292,13 +301,9 @@ pub fn is_email(s: &str) -> bool {
     }
     let labels: Vec<&str> = domain.split('.').collect();
     labels.len() >= 2
-        && labels.iter().all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.chars().all(|c| c.is_alphanumeric() || c == '-')
-        })
+        && labels
+            .iter()
+            .all(|l| !l.is_empty() && l.len() <= 63 && !l.starts_with('-') && !l.ends_with('-') && l.chars().all(|c| c.is_alphanumeric() || c == '-'))
         && labels.last().is_some_and(|t| t.chars().count() >= 2)
 }
 

@@ -34,7 +34,10 @@ pub fn key_of(parts: &[&[u8]]) -> Key {
 }
 
 enum Slot {
-    Ready { verdict: Verdict, expires: Instant },
+    Ready {
+        verdict: Verdict,
+        expires: Instant,
+    },
     /// A lookup is running; its result arrives on this channel.
     Pending(watch::Receiver<Option<Outcome>>),
 }

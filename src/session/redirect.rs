@@ -142,7 +142,20 @@ mod tests {
 
     #[test]
     fn open_redirect_spellings_are_refused() {
-        for bad in ["//evil.com", "/\\evil.com", "https://evil.com", "/%2F%2Fevil.com", "/%2fevil.com", "/%5Cevil.com", "/%5cevil.com", "\\\\evil.com", "/\tevil", "evil.com", "", "/a\r\nLocation: x"] {
+        for bad in [
+            "//evil.com",
+            "/\\evil.com",
+            "https://evil.com",
+            "/%2F%2Fevil.com",
+            "/%2fevil.com",
+            "/%5Cevil.com",
+            "/%5cevil.com",
+            "\\\\evil.com",
+            "/\tevil",
+            "evil.com",
+            "",
+            "/a\r\nLocation: x",
+        ] {
             assert_eq!(return_url(&login(None), bad, None), None, "{bad:?}");
             assert_eq!(return_url(&login(Some("https://app.example.com")), bad, None), None, "{bad:?}");
         }

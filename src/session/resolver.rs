@@ -214,7 +214,10 @@ mod tests {
         assert_eq!(verdict_from_headers(&headers(&[("x-authgear-session-valid", "yes"), ("x-authgear-user-id", "u")]), None), Ok(Verdict::Invalid));
         let twice = headers(&[("x-authgear-session-valid", "true"), ("x-authgear-session-valid", "false"), ("x-authgear-user-id", "u")]);
         assert_eq!(verdict_from_headers(&twice, None), Ok(Verdict::Invalid));
-        assert_eq!(verdict_from_headers(&headers(&[("x-authgear-session-valid", "true")]), None), Err(ResolverError::Malformed("valid session without a user id")));
+        assert_eq!(
+            verdict_from_headers(&headers(&[("x-authgear-session-valid", "true")]), None),
+            Err(ResolverError::Malformed("valid session without a user id"))
+        );
     }
 
     #[test]

@@ -55,8 +55,7 @@ pub fn keys() -> &'static Keys {
 /// A fresh scratch folder under the target's tmp dir, with the key written in it.
 pub fn scratch(name: &str) -> PathBuf {
     static N: AtomicU64 = AtomicU64::new(0);
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("import-{name}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("import-{name}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create scratch dir");
     std::fs::write(dir.join("admin-key.pem"), &keys().pem).expect("write key");
@@ -261,14 +260,39 @@ fn check_jwt(req: &Request<hyper::body::Incoming>) -> Result<(), String> {
 }
 
 const RECORD_KEYS: &[&str] = &[
-    "preferred_username", "email", "phone_number", "email_verified", "phone_number_verified", "name", "given_name",
-    "family_name", "middle_name", "nickname", "profile", "picture", "website", "gender", "birthdate", "zoneinfo",
-    "locale", "address", "custom_attributes", "roles", "groups", "disabled", "password", "mfa",
+    "preferred_username",
+    "email",
+    "phone_number",
+    "email_verified",
+    "phone_number_verified",
+    "name",
+    "given_name",
+    "family_name",
+    "middle_name",
+    "nickname",
+    "profile",
+    "picture",
+    "website",
+    "gender",
+    "birthdate",
+    "zoneinfo",
+    "locale",
+    "address",
+    "custom_attributes",
+    "roles",
+    "groups",
+    "disabled",
+    "password",
+    "mfa",
 ];
 
 fn wrap(n: u64, v: Value) -> Value {
     // Alternate between the wrapped form the server uses and the bare form the docs show.
-    if n % 2 == 0 { json!({"result": v}) } else { v }
+    if n % 2 == 0 {
+        json!({"result": v})
+    } else {
+        v
+    }
 }
 
 async fn handle(req: Request<hyper::body::Incoming>, st: Arc<Mutex<State>>) -> Result<Response<Full<Bytes>>, Infallible> {

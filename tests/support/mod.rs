@@ -315,9 +315,11 @@ impl Binary {
     pub async fn start(text: &str, path: &std::path::Path, stderr: std::process::Stdio) -> Binary {
         let free = || std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port");
         let (port, admin) = (free(), free());
-        let text = text
-            .replacen("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{port}\""), 1)
-            .replacen("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{admin}\""), 1);
+        let text = text.replacen("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{port}\""), 1).replacen(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"127.0.0.1:{admin}\""),
+            1,
+        );
         std::fs::write(path, text).expect("write config");
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_authgear-gateway"))
             .args(["--config", path.to_str().expect("utf-8 path")])
@@ -328,10 +330,8 @@ impl Binary {
             .expect("spawn gateway");
         let b = Binary { child, base: format!("http://127.0.0.1:{port}"), admin: format!("http://127.0.0.1:{admin}") };
         let readyz = format!("{}/readyz", b.admin);
-        let ready = eventually(|| async {
-            tokio::net::TcpStream::connect(("127.0.0.1", admin)).await.is_ok() && get(&readyz, &[]).await.0 == StatusCode::OK
-        })
-        .await;
+        let ready =
+            eventually(|| async { tokio::net::TcpStream::connect(("127.0.0.1", admin)).await.is_ok() && get(&readyz, &[]).await.0 == StatusCode::OK }).await;
         assert!(ready, "the gateway binary never became ready");
         b
     }
