@@ -95,3 +95,30 @@ async fn a_refused_connection_gives_503() {
     // Without any credential the resolver is not needed: plain 401.
     assert_eq!(send("GET", &gw.url("/api/x"), &[], b"").await.status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn a_flood_of_distinct_cookies_is_capped_at_the_concurrency_limit() {
+    authgear_gateway::install_crypto_provider();
+    let res = TestResolver::start().await;
+    res.set_delay(std::time::Duration::from_millis(100));
+    let iss = DevIssuer::start().await.expect("issuer");
+    let up = Upstream::start().await;
+    let auth = format!("resolver_url = \"{}\"\nresolver_timeout = \"5s\"\nresolver_max_concurrent_calls = 3\nlogin_url = \"/login\"", res.url());
+    let gw = std::sync::Arc::new(start_ready(&config_text(&iss, up.addr, &auth, routes())).await);
+    let tasks: Vec<_> = (0..60)
+        .map(|i| {
+            let gw = gw.clone();
+            tokio::spawn(async move {
+                let cookie = format!("session=random-{i}-{}", rand::random::<u64>());
+                send("GET", &gw.url("/api/x"), &[("cookie", &cookie)], b"").await.status
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), StatusCode::UNAUTHORIZED);
+    }
+    eprintln!("flood: 60 distinct cookies, {} resolver calls, at most {} at once", res.calls(), res.max_in_flight());
+    assert_eq!(res.calls(), 60);
+    assert!(res.max_in_flight() <= 3, "{} calls in flight at once", res.max_in_flight());
+    assert_eq!(up.count(), 0);
+}

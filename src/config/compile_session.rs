@@ -49,6 +49,7 @@ impl Compiler<'_> {
             cache_ttl,
             negative_ttl,
             cache_max_entries: self.count(&r.session_cache_max_entries, "auth.session_cache_max_entries", 10_000),
+            max_concurrent_calls: self.count(&r.resolver_max_concurrent_calls, "auth.resolver_max_concurrent_calls", 64),
             ca_file: issuers.first().and_then(|i| i.ca_file.clone()),
             login: self.login(r),
         };

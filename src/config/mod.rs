@@ -130,6 +130,10 @@ pub struct SessionSettings {
     /// How long an invalid or absent verdict is reused.
     pub negative_ttl: Duration,
     pub cache_max_entries: usize,
+    /// Resolver calls in flight at once; beyond it lookups wait (up to the
+    /// resolver timeout, then 503), so a flood of distinct cookies cannot
+    /// turn into a flood of calls to Authgear.
+    pub max_concurrent_calls: usize,
     /// Extra CA for the resolver (the first issuer's `ca_file`).
     pub ca_file: Option<PathBuf>,
     /// Where `login_redirect` routes send browsers; `None` when unset.

@@ -94,6 +94,10 @@ impl SessionResolver {
             });
             // Logged once per change of state, not once per request.
             match &outcome {
+                // Shedding load is the gateway's choice, not the resolver failing.
+                Err(ResolverError::Saturated) => {
+                    stats.resolver_failures.fetch_add(1, Ordering::Relaxed);
+                }
                 Err(e) => {
                     stats.resolver_failures.fetch_add(1, Ordering::Relaxed);
                     if reachable.swap(false, Ordering::Relaxed) {

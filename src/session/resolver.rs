@@ -40,6 +40,9 @@ pub enum ResolverError {
     Malformed(&'static str),
     /// The lookup task ended without an answer (runtime shutting down).
     Abandoned,
+    /// `resolver_max_concurrent_calls` calls were already in flight for
+    /// the whole resolver timeout (a flood of distinct credentials).
+    Saturated,
 }
 
 impl std::fmt::Display for ResolverError {
@@ -50,6 +53,7 @@ impl std::fmt::Display for ResolverError {
             ResolverError::Status(s) => write!(f, "HTTP status {s}"),
             ResolverError::Malformed(why) => write!(f, "malformed answer: {why}"),
             ResolverError::Abandoned => f.write_str("lookup abandoned"),
+            ResolverError::Saturated => f.write_str("too many resolver calls in flight"),
         }
     }
 }
@@ -86,6 +90,8 @@ pub struct ResolverClient {
     /// The issuer's `roles_claim` when it is not Authgear's standard name:
     /// roles are stored under both so `roles` and header mappings agree.
     extra_roles_claim: Option<String>,
+    /// Caps the calls in flight (`resolver_max_concurrent_calls`).
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl ResolverClient {
@@ -105,12 +111,17 @@ impl ResolverClient {
             .timer(TokioTimer::new())
             .build(https);
         let extra_roles_claim = roles_claim.filter(|c| *c != claims::ROLES).map(str::to_owned);
-        Ok(ResolverClient { client, url, timeout: s.timeout, extra_roles_claim })
+        let slots = Arc::new(tokio::sync::Semaphore::new(s.max_concurrent_calls.max(1)));
+        Ok(ResolverClient { client, url, timeout: s.timeout, extra_roles_claim, slots })
     }
 
     /// Asks the resolver about `creds`: a GET carrying only those headers,
     /// never the client's body or any other header.
     pub async fn resolve(&self, creds: &Credentials) -> Result<Verdict, ResolverError> {
+        let _slot = match tokio::time::timeout(self.timeout, self.slots.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => permit,
+            _ => return Err(ResolverError::Saturated),
+        };
         let mut req = Request::get(self.url.clone())
             .header(USER_AGENT, concat!("authgear-gateway/", env!("CARGO_PKG_VERSION")))
             .body(Empty::<Bytes>::new())

@@ -71,6 +71,9 @@ pub struct TestResolver {
     mode: Arc<Mutex<ResolverMode>>,
     /// Delay before answering in `Up` mode.
     delay: Arc<Mutex<Duration>>,
+    /// Calls being answered now, and the most seen at once.
+    in_flight: Arc<AtomicUsize>,
+    max_in_flight: Arc<AtomicUsize>,
 }
 
 impl TestResolver {
@@ -84,8 +87,11 @@ impl TestResolver {
             calls: Arc::default(),
             mode: Arc::new(Mutex::new(ResolverMode::Up)),
             delay: Arc::default(),
+            in_flight: Arc::default(),
+            max_in_flight: Arc::default(),
         };
         let (sessions, seen, calls, mode, delay) = (r.sessions.clone(), r.seen.clone(), r.calls.clone(), r.mode.clone(), r.delay.clone());
+        let (in_flight, max_in_flight) = (r.in_flight.clone(), r.max_in_flight.clone());
         tokio::spawn(async move {
             let builder = auto::Builder::new(TokioExecutor::new());
             loop {
@@ -97,10 +103,21 @@ impl TestResolver {
                     continue;
                 }
                 let (sessions, seen, calls, mode, delay) = (sessions.clone(), seen.clone(), calls.clone(), mode.clone(), delay.clone());
+                let (in_flight, max_in_flight) = (in_flight.clone(), max_in_flight.clone());
                 let svc = service_fn(move |req: Request<Incoming>| {
                     let (sessions, seen, calls, mode, delay) = (sessions.clone(), seen.clone(), calls.clone(), mode.clone(), delay.clone());
+                    let (in_flight, max_in_flight) = (in_flight.clone(), max_in_flight.clone());
                     async move {
                         calls.fetch_add(1, Ordering::SeqCst);
+                        let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                        max_in_flight.fetch_max(now, Ordering::SeqCst);
+                        struct Done(Arc<AtomicUsize>);
+                        impl Drop for Done {
+                            fn drop(&mut self) {
+                                self.0.fetch_sub(1, Ordering::SeqCst);
+                            }
+                        }
+                        let _done = Done(in_flight);
                         let (parts, body) = req.into_parts();
                         let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
                         let target = parts.uri.path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_default();
@@ -153,6 +170,11 @@ impl TestResolver {
     }
 
     /// Calls received so far (refused-by-reset connections included).
+    /// The most calls the resolver was answering at the same time.
+    pub fn max_in_flight(&self) -> usize {
+        self.max_in_flight.load(Ordering::SeqCst)
+    }
+
     pub fn calls(&self) -> usize {
         self.calls.load(Ordering::SeqCst)
     }
