@@ -68,6 +68,9 @@ pub async fn handle_request(gw: &Gateway, mut req: Request<Incoming>, client: Cl
     let m = metrics::metrics();
     m.request(trace.route.unwrap_or("(none)"), &method, outcome);
     m.timing(trace.upstream, to_headers);
+    if !snap.config.log.access {
+        return resp;
+    }
     let record = AccessRecord {
         request_id,
         method,

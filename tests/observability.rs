@@ -176,3 +176,23 @@ async fn json_access_log_has_the_fields_and_no_secrets() {
     assert!(!log.to_ascii_lowercase().contains("bearer "), "an Authorization value leaked into the log");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn the_access_log_can_be_turned_off() {
+    authgear_gateway::install_crypto_provider();
+    let iss = DevIssuer::start().await.unwrap();
+    let up = Upstream::start().await;
+    let dir = std::env::temp_dir().join(format!("agw-nolog-{}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = config_text(&iss, up.addr, "", ROUTES) + "\n[log]\nformat = \"json\"\nlevel = \"info\"\naccess = false\n";
+    let bin = Binary::start(&text, &dir.join("gateway.toml"), std::process::Stdio::piped()).await;
+    assert_eq!(send("GET", &format!("{}/public/x", bin.base), &[], b"").await.status, StatusCode::OK);
+    assert_eq!(get(&format!("{}/api/x", bin.base), &[]).await.0, StatusCode::UNAUTHORIZED);
+    bin.signal(libc::SIGTERM);
+    let out = bin.child.wait_with_output().expect("wait");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("gateway listening"), "{log}");
+    assert!(!log.contains("\"access\""), "access lines were written: {log}");
+    assert_eq!(up.count(), 1);
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -270,7 +270,7 @@ impl Compiler<'_> {
                 self.rep.error_hint(s.span(), "log.level", format!("unknown level `{level}`"), "use trace, debug, info, warn or error");
             }
         }
-        LogSettings { format, level }
+        LogSettings { format, level, access: r.access.unwrap_or(true) }
     }
 
     fn upstream(&mut self, name: &str, r: &RawUpstream, key: &str, span: Range<usize>) -> Option<UpstreamSettings> {

@@ -179,6 +179,8 @@ pub enum LogFormat {
 pub struct LogSettings {
     pub format: LogFormat,
     pub level: String,
+    /// Write one access-log line per request (target `access`).
+    pub access: bool,
 }
 
 /// A whole compiled config: what one snapshot of the gateway runs on.

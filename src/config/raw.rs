@@ -164,6 +164,7 @@ pub struct RawRoute {
 pub struct RawLog {
     pub format: Option<Spanned<String>>,
     pub level: Option<Spanned<String>>,
+    pub access: Option<bool>,
 }
 
 /// Every key the file may hold, as table path -> keys. Used to report all
@@ -275,7 +276,7 @@ pub fn known_keys(table: &str) -> Option<&'static [&'static str]> {
             "audiences",
             "max_body_size",
         ],
-        "log" => &["format", "level"],
+        "log" => &["format", "level", "access"],
         _ => return None,
     })
 }
