@@ -188,40 +188,9 @@ pub fn known_keys(table: &str) -> Option<&'static [&'static str]> {
         "token_types",
         "roles_claim",
     ];
-    const AUTH: &[&str] = &[
-        "issuer",
-        "jwks_uri",
-        "audiences",
-        "leeway",
-        "refresh_interval",
-        "min_refresh_interval",
-        "max_refresh_interval",
-        "unknown_kid_cooldown",
-        "retry_initial",
-        "retry_max",
-        "max_key_age",
-        "fetch_timeout",
-        "connect_timeout",
-        "ca_file",
-        "token_types",
-        "roles_claim",
-        "realm",
-        "token_cache_size",
-        "token_cache_memory_mb",
-        "issuers",
-        "method",
-        "resolver_url",
-        "resolver_timeout",
-        "resolver_connect_timeout",
-        "session_cookies",
-        "session_cache_ttl",
-        "session_negative_cache_ttl",
-        "session_cache_max_entries",
-        "resolver_max_concurrent_calls",
-        "login_url",
-        "login_return_param",
-        "login_return_origin",
-    ];
+    // `[auth]` holds one issuer's keys inline, plus its own and session mode's.
+    const AUTH_ONLY: &[&str] = &["realm", "token_cache_size", "token_cache_memory_mb", "issuers"];
+    static AUTH: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
     const UPSTREAM: &[&str] = &[
         "url",
         "connect_timeout",
@@ -255,7 +224,7 @@ pub fn known_keys(table: &str) -> Option<&'static [&'static str]> {
         ],
         "admin" => &["listen"],
         "upstream" | "upstreams.*" => UPSTREAM,
-        "auth" => AUTH,
+        "auth" => AUTH.get_or_init(|| [ISSUER, AUTH_ONLY, SESSION_KEYS].concat()).as_slice(),
         "auth.issuers" => ISSUER,
         "routes" => &[
             "name",
