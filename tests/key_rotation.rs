@@ -175,10 +175,11 @@ async fn cache_control_max_age_is_honoured_within_bounds() {
 
     let iss = DevIssuer::start().await.unwrap();
     *iss.control.cache_control.lock().unwrap() = Some("max-age=0".into());
-    // max-age=0 is raised to the floor (200 ms): a handful of fetches, not a storm.
+    // max-age=0 is raised to the floor (200 ms): a handful of fetches, not a
+    // storm (at least 2 even on a starved machine, at most 7).
     let extra = "refresh_interval = \"1h\"\nmin_refresh_interval = \"200ms\"";
     let _gw = start_ready(&config_text(&iss, up.addr, extra, ROUTES)).await;
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let n = iss.jwks_fetches();
-    assert!((3..=7).contains(&n), "{n} fetches in 1 s with a 200 ms floor");
+    assert!((2..=7).contains(&n), "{n} fetches in 1 s with a 200 ms floor");
 }
