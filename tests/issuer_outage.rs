@@ -81,7 +81,7 @@ async fn a_hanging_issuer_at_start_does_not_stall_the_gateway() {
     let started = std::time::Instant::now();
     let a = get_with(&gw.url("/api/x"), &t).await;
     assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert!(started.elapsed() < Duration::from_secs(2), "a request waited {:?} on a hanging issuer", started.elapsed());
+    assert!(started.elapsed() < Duration::from_secs(5), "a request waited {:?} on a hanging issuer", started.elapsed());
     assert_eq!(get(&gw.url("/public/x"), &[]).await.0, StatusCode::OK);
 }
 
