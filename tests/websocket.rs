@@ -62,14 +62,21 @@ async fn handshake(addr: std::net::SocketAddr, extra: &str) -> (TcpStream, Strin
     (s, String::from_utf8_lossy(&head).into_owned())
 }
 
-#[tokio::test]
-async fn websocket_echo_through_the_gateway_with_auth() {
+/// A dev issuer, an echoing WebSocket upstream that records handshakes, and
+/// a gateway requiring a token on `/ws/**`.
+async fn ws_gateway() -> (authgear_gateway::devissuer::DevIssuer, Arc<Mutex<Vec<HeaderMap>>>, Gw) {
     authgear_gateway::install_crypto_provider();
     let iss = authgear_gateway::devissuer::DevIssuer::start().await.expect("issuer");
     let seen: Arc<Mutex<Vec<HeaderMap>>> = Arc::default();
     let up = echo_upstream(seen.clone()).await;
     let routes = format!("[auth]\nissuer = \"{}\"\n\n[[routes]]\npath = \"/ws/**\"\nauth = \"required\"\n", iss.issuer);
     let gw = start_ready(&public_config(&format!("http://{up}"), "", "", &routes)).await;
+    (iss, seen, gw)
+}
+
+#[tokio::test]
+async fn websocket_echo_through_the_gateway_with_auth() {
+    let (iss, seen, gw) = ws_gateway().await;
     let token = iss.mint("ws-user", json!({}));
 
     let (mut s, head) = handshake(gw.server.addr, &format!("Authorization: Bearer {token}\r\nX-Authgear-User-Id: admin\r\n")).await;
@@ -98,12 +105,7 @@ async fn websocket_echo_through_the_gateway_with_auth() {
 
 #[tokio::test]
 async fn a_handshake_without_a_valid_token_never_reaches_the_upstream() {
-    authgear_gateway::install_crypto_provider();
-    let iss = authgear_gateway::devissuer::DevIssuer::start().await.expect("issuer");
-    let seen: Arc<Mutex<Vec<HeaderMap>>> = Arc::default();
-    let up = echo_upstream(seen.clone()).await;
-    let routes = format!("[auth]\nissuer = \"{}\"\n\n[[routes]]\npath = \"/ws/**\"\nauth = \"required\"\n", iss.issuer);
-    let gw = start_ready(&public_config(&format!("http://{up}"), "", "", &routes)).await;
+    let (_iss, seen, gw) = ws_gateway().await;
 
     let (_s, head) = handshake(gw.server.addr, "").await;
     assert!(head.starts_with("HTTP/1.1 401"), "{head}");

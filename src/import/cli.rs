@@ -324,14 +324,7 @@ fn validate(a: &ValidateArgs) -> Result<i32, ImportError> {
                     hidden += 1;
                 }
                 if let Some(r) = report.as_mut() {
-                    r.write(&RowEntry {
-                        line: row.line,
-                        identifier: row.identifier,
-                        outcome: Some(row.outcome),
-                        errors: row.errors,
-                        warnings: row.warnings,
-                        ..RowEntry::default()
-                    })?;
+                    r.write(&RowEntry::from(row))?;
                 }
             }
             Item::Batch(b) => write_batch(a.write_batches.as_deref(), &b)?,

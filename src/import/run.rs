@@ -51,14 +51,7 @@ fn safe_name(id: &str) -> String {
 impl Runner {
     /// Writes a row settled locally (invalid / skipped by policy).
     pub fn local(&mut self, row: LocalRow) -> Result<(), ImportError> {
-        let entry = RowEntry {
-            line: row.line,
-            identifier: row.identifier,
-            outcome: Some(row.outcome),
-            errors: row.errors,
-            warnings: row.warnings,
-            ..RowEntry::default()
-        };
+        let entry = RowEntry::from(row);
         self.journal.write(&Entry::Row(entry))
     }
 
