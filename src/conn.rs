@@ -1,19 +1,22 @@
 //! One client connection, from TLS handshake to close: HTTP/1.1 or HTTP/2
 //! (ALPN under TLS, prior-knowledge h2c in plain text), the idle keep-alive
-//! timeout, and graceful close on shutdown. The request path itself is
+//! timeout, parking of idle HTTP/1.1 connections (see `parkio`), and
+//! graceful close on shutdown. The request path itself is
 //! [`crate::server::handle_request`].
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use http::{Request, Response};
 use http_body_util::BodyExt;
-use hyper::body::{Frame, SizeHint};
+use hyper::body::{Frame, Incoming, SizeHint};
+use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -22,6 +25,8 @@ use tokio::sync::{watch, OwnedSemaphorePermit};
 use tracing::debug;
 
 use crate::config::ServerSettings;
+use crate::metrics;
+use crate::parkio::ParkIo;
 use crate::proxy::ClientInfo;
 use crate::server::handle_request;
 use crate::state::Gateway;
@@ -48,32 +53,96 @@ impl ConnTicket {
 /// What every connection task shares.
 pub struct Context {
     pub gw: Arc<Gateway>,
-    pub builder: Arc<auto::Builder<TokioExecutor>>,
-    pub settings: ServerSettings,
+    pub builders: Arc<Builders>,
+    pub settings: Arc<ServerSettings>,
     /// Flips when the gateway stops accepting: close gracefully.
     pub stop: watch::Receiver<bool>,
 }
 
-/// The HTTP/1.1 + HTTP/2 connection builder with the `[server]` limits.
-pub fn builder(s: &ServerSettings) -> auto::Builder<TokioExecutor> {
-    let mut b = auto::Builder::new(TokioExecutor::new());
+/// The connection builders with the `[server]` limits: HTTP/1.1 alone for
+/// plain-text connections that do not open with the HTTP/2 preface, and
+/// the auto-detecting one for TLS (ALPN) and prior-knowledge h2c.
+pub struct Builders {
+    http1: http1::Builder,
+    auto: auto::Builder<TokioExecutor>,
+}
+
+/// How long a plain-text HTTP/1.1 connection stays idle before hyper's
+/// buffers are released (see `parkio`). Short enough that a fleet of quiet
+/// keep-alive clients costs little memory, long enough that a busy
+/// connection (requests milliseconds apart) never pays the small cost of
+/// a fresh hyper connection.
+const PARK_AFTER: Duration = Duration::from_secs(1);
+
+/// The HTTP/2 client preface; a plain-text connection opening with it is h2c.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// The connection builders for the `[server]` limits.
+pub fn builders(s: &ServerSettings) -> Builders {
     // hyper answers 431 itself when an HTTP/1.1 head outgrows its read
     // buffer; leave room for the request line on top of the headers.
     let head = (s.max_header_bytes + s.max_uri_length + 1024).max(8192);
-    b.http1().timer(TokioTimer::new()).header_read_timeout(s.request_header_timeout).max_headers(s.max_header_count).max_buf_size(head).keep_alive(true);
-    b.http2()
+    let mut http1 = http1::Builder::new();
+    http1.timer(TokioTimer::new()).header_read_timeout(s.request_header_timeout).max_headers(s.max_header_count).max_buf_size(head).keep_alive(true);
+    let mut auto = auto::Builder::new(TokioExecutor::new());
+    auto.http1().timer(TokioTimer::new()).header_read_timeout(s.request_header_timeout).max_headers(s.max_header_count).max_buf_size(head).keep_alive(true);
+    auto.http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(s.max_header_bytes).unwrap_or(u32::MAX))
         .keep_alive_interval(Some(Duration::from_secs(30)));
-    b
+    Builders { http1, auto }
 }
 
 /// Serves one accepted TCP connection to its end.
 pub async fn serve(stream: TcpStream, peer: SocketAddr, tls: Option<ListenerTls>, ctx: Context, ticket: ConnTicket) {
-    let Some(tls) = tls else {
-        let client = ClientInfo { addr: peer, proto: "http" };
-        return drive(TokioIo::new(stream), client, ctx, ticket).await;
+    // The TLS and h2c branches are boxed: a connection task is as large as
+    // its largest branch, and most connections are parked HTTP/1.1 ones.
+    if let Some(tls) = tls {
+        return Box::pin(serve_tls(stream, peer, tls, ctx, ticket)).await;
+    }
+    let client = ClientInfo { addr: peer, proto: "http" };
+    match first_bytes(&stream, &ctx, client).await {
+        FirstBytes::Http1 => serve_h1(stream, client, ctx, ticket).await,
+        FirstBytes::MaybeH2 => Box::pin(drive(TokioIo::new(stream), client, ctx, ticket)).await,
+        FirstBytes::None => {}
+    }
+}
+
+/// What a plain-text connection opened with.
+enum FirstBytes {
+    Http1,
+    /// The HTTP/2 preface, or a part of it so far.
+    MaybeH2,
+    /// Nothing within the header timeout, or the client left.
+    None,
+}
+
+/// Waits for a plain-text connection's first bytes (holding no hyper state
+/// meanwhile) and tells HTTP/1.1 from prior-knowledge h2c by peeking.
+async fn first_bytes(stream: &TcpStream, ctx: &Context, client: ClientInfo) -> FirstBytes {
+    let mut stop = ctx.stop.clone();
+    let mut head = [0u8; 24];
+    let n = tokio::select! {
+        r = stream.peek(&mut head) => match r {
+            Ok(n) => n,
+            Err(_) => return FirstBytes::None,
+        },
+        _ = tokio::time::sleep(ctx.settings.request_header_timeout) => {
+            debug!(client = %client.addr.ip(), "no request within the header timeout; closing");
+            return FirstBytes::None;
+        }
+        _ = stop.wait_for(|v| *v) => return FirstBytes::None,
     };
+    // Anything that may still become the preface goes to the auto builder,
+    // which waits for the rest and decides.
+    if n > 0 && H2_PREFACE.starts_with(&head[..n]) {
+        FirstBytes::MaybeH2
+    } else {
+        FirstBytes::Http1
+    }
+}
+
+async fn serve_tls(stream: TcpStream, peer: SocketAddr, tls: ListenerTls, ctx: Context, ticket: ConnTicket) {
     // A client that opens TCP and never finishes the handshake holds a slot
     // like a slowloris does: the header timeout covers the handshake too.
     match tokio::time::timeout(ctx.settings.request_header_timeout, tls.acceptor.accept(stream)).await {
@@ -83,27 +152,121 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, tls: Option<ListenerTls>
     }
 }
 
+/// The boxed future of one request (see [`service`]).
+type ServiceFuture = Pin<Box<dyn std::future::Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+/// The request handler for one connection: every request is counted in
+/// `activity` and carries the connection's ticket.
+fn service(
+    ctx: &Context,
+    activity: &Arc<Activity>,
+    ticket: &ConnTicket,
+    client: ClientInfo,
+) -> impl hyper::service::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible, Future = ServiceFuture> + Clone + Send {
+    let (gw, activity, ticket) = (ctx.gw.clone(), activity.clone(), ticket.clone());
+    service_fn(move |mut req: Request<Incoming>| {
+        let guard = activity.begin();
+        req.extensions_mut().insert(ticket.clone());
+        let gw = gw.clone();
+        // Boxed: hyper keeps the service future inline in each
+        // connection's state, so an unboxed one would make every idle
+        // keep-alive connection as large as the whole request path.
+        let fut: ServiceFuture = Box::pin(async move {
+            let resp = handle_request(&gw, req, client).await;
+            Ok::<_, Infallible>(resp.map(|body| TrackedBody { inner: body, _guard: guard }.boxed()))
+        });
+        fut
+    })
+}
+
+/// HTTP/1.1 with keep-alive, parking the socket (see `parkio`) whenever it
+/// has been idle for [`PARK_AFTER`] and waking hyper again when bytes come.
+async fn serve_h1(stream: TcpStream, client: ClientInfo, ctx: Context, ticket: ConnTicket) {
+    let activity = Arc::new(Activity::new());
+    let svc = service(&ctx, &activity, &ticket, client);
+    let (mut stop, abort) = (ctx.stop.clone(), ticket.abort.clone());
+    drop(ticket);
+    let idle = ctx.settings.idle_timeout;
+    let mut io = ParkIo::new(stream);
+    loop {
+        // Boxed: while parked, the task keeps only what the wait below needs.
+        io = match Box::pin(serve_until_parked(io, &svc, &ctx, &activity, &abort, client)).await {
+            Some(io) => io,
+            None => return,
+        };
+        metrics::metrics().connection_park();
+        if !io.has_replay() {
+            let _parked = metrics::metrics().connection_parked();
+            tokio::select! {
+                r = io.readable() => if r.is_err() { return },
+                _ = tokio::time::sleep_until((activity.last() + idle).into()) => {
+                    debug!(client = %client.addr.ip(), "closing an idle connection");
+                    return;
+                }
+                // (`abort` only ever follows `stop`.)
+                _ = stop.wait_for(|v| *v) => return,
+            }
+        }
+    }
+}
+
+/// Runs hyper on `io` until the connection ends (`None`) or has been idle
+/// for [`PARK_AFTER`] and hyper handed the socket back (`Some`).
+async fn serve_until_parked<S>(io: ParkIo, svc: &S, ctx: &Context, activity: &Activity, abort: &watch::Receiver<bool>, client: ClientInfo) -> Option<ParkIo>
+where
+    S: hyper::service::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible, Future = ServiceFuture> + Clone,
+{
+    let parking = io.parking();
+    let idle = ctx.settings.idle_timeout;
+    // Bytes arrived: that is activity, and the park timer starts over.
+    activity.touch();
+    // Requests begun when the connection was parked; one begun later was
+    // answered with `Connection: close` and the socket must not be reused.
+    let mut parked_at = None;
+    let mut conn = ctx.builders.http1.serve_connection(TokioIo::new(io), svc.clone()).with_upgrades();
+    let (mut stop, mut abort) = (ctx.stop.clone(), abort.clone());
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            r = &mut conn => {
+                if let Err(e) = r {
+                    debug!(client = %client.addr.ip(), error = %e, "connection ended with an error");
+                    return None;
+                }
+                break;
+            }
+            _ = stop.wait_for(|v| *v), if !closing => {
+                Pin::new(&mut conn).graceful_shutdown();
+                closing = true;
+            }
+            _ = activity.idle_for(PARK_AFTER.min(idle)), if !closing => {
+                if PARK_AFTER < idle {
+                    parking.park();
+                    parked_at = Some(activity.begun());
+                } else {
+                    debug!(client = %client.addr.ip(), "closing an idle connection");
+                }
+                Pin::new(&mut conn).graceful_shutdown();
+                closing = true;
+            }
+            _ = abort.wait_for(|v| *v) => return None,
+        }
+    }
+    // Ended: closed for real unless it was parked while idle (and not upgraded).
+    match conn.into_parts() {
+        Some(parts) if parking.is_parking() && parked_at == Some(activity.begun()) => Some(parts.io.into_inner().resume(parts.read_buf)),
+        _ => None,
+    }
+}
+
+/// A connection served by hyper's auto builder (TLS, h2c): no parking.
 async fn drive<I>(io: I, client: ClientInfo, ctx: Context, ticket: ConnTicket)
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let activity = Arc::new(Activity::new());
-    let svc = {
-        let (gw, activity, ticket) = (ctx.gw.clone(), activity.clone(), ticket.clone());
-        service_fn(move |mut req| {
-            let guard = activity.begin();
-            req.extensions_mut().insert(ticket.clone());
-            let gw = gw.clone();
-            // Boxed: hyper keeps the service future inline in each
-            // connection's state, so an unboxed one would make every idle
-            // keep-alive connection as large as the whole request path.
-            Box::pin(async move {
-                let resp = handle_request(&gw, req, client).await;
-                Ok::<_, Infallible>(resp.map(|body| TrackedBody { inner: body, _guard: guard }.boxed()))
-            })
-        })
-    };
-    let conn = ctx.builder.serve_connection_with_upgrades(io, svc);
+    let svc = service(&ctx, &activity, &ticket, client);
+    let conn = ctx.builders.auto.serve_connection_with_upgrades(io, svc);
     tokio::pin!(conn);
     let (mut stop, mut abort) = (ctx.stop.clone(), ticket.abort.clone());
     drop(ticket);
@@ -124,7 +287,7 @@ where
                 }
                 return;
             }
-            _ = stop.changed(), if !closing => {
+            _ = stop.wait_for(|v| *v), if !closing => {
                 conn.as_mut().graceful_shutdown();
                 closing = true;
             }
@@ -141,24 +304,34 @@ where
 /// Requests in progress on one connection and when the last one ended.
 struct Activity {
     active: AtomicUsize,
-    started: AtomicBool,
+    begun: AtomicU64,
     last: Mutex<Instant>,
 }
 
 impl Activity {
     fn new() -> Activity {
-        Activity { active: AtomicUsize::new(0), started: AtomicBool::new(false), last: Mutex::new(Instant::now()) }
+        Activity { active: AtomicUsize::new(0), begun: AtomicU64::new(0), last: Mutex::new(Instant::now()) }
     }
 
     fn begin(self: &Arc<Self>) -> ActiveGuard {
         self.active.fetch_add(1, Ordering::AcqRel);
-        self.started.store(true, Ordering::Release);
+        self.begun.fetch_add(1, Ordering::AcqRel);
         ActiveGuard(self.clone())
     }
 
     /// True once the connection has carried a request.
     fn started(&self) -> bool {
-        self.started.load(Ordering::Acquire)
+        self.begun() > 0
+    }
+
+    /// How many requests the connection has carried so far.
+    fn begun(&self) -> u64 {
+        self.begun.load(Ordering::Acquire)
+    }
+
+    /// Counts as activity now (the idle clocks start over).
+    fn touch(&self) {
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
     }
 
     fn last(&self) -> Instant {

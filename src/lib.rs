@@ -18,6 +18,7 @@ pub mod headers;
 pub mod import;
 pub mod logwriter;
 pub mod metrics;
+pub mod parkio;
 pub mod path;
 pub mod proxy;
 pub mod reload;

@@ -120,12 +120,23 @@ pub struct Metrics {
     resolver_calls: Family<ReasonLabels, Counter>,
     session_lookups: Family<ReasonLabels, Counter>,
     open_connections: Gauge,
+    parked_connections: Gauge,
+    connection_parks: Counter,
     upstream_in_flight: Family<UpstreamLabels, Gauge>,
 }
 
 fn latency_histogram() -> Histogram {
     // 50 µs .. ~1.6 s, doubling.
     Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
+}
+
+/// One parked connection, counted in the gauge until dropped.
+pub struct Parked(Gauge);
+
+impl Drop for Parked {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 /// The process-wide metrics.
@@ -149,6 +160,8 @@ impl Metrics {
             resolver_calls: Family::default(),
             session_lookups: Family::default(),
             open_connections: Gauge::default(),
+            parked_connections: Gauge::default(),
+            connection_parks: Counter::default(),
             upstream_in_flight: Family::default(),
             registry: Registry::default(),
         };
@@ -163,6 +176,8 @@ impl Metrics {
         registry.register("session_resolver_calls", "Calls to Authgear's resolver by result (valid, invalid, absent, failed)", m.resolver_calls.clone());
         registry.register("session_lookups", "Session verdict lookups by source (hit, called, joined)", m.session_lookups.clone());
         registry.register("open_connections", "Client connections currently open", m.open_connections.clone());
+        registry.register("parked_connections", "Idle HTTP/1.1 connections holding no buffers now", m.parked_connections.clone());
+        registry.register("connection_parks", "Times an idle HTTP/1.1 connection released its buffers", m.connection_parks.clone());
         registry.register("upstream_in_flight_requests", "Requests currently waiting on or streaming from each upstream", m.upstream_in_flight.clone());
         Metrics { registry, ..m }
     }
@@ -216,6 +231,22 @@ impl Metrics {
     /// Tracks open client connections.
     pub fn connection_closed(&self) {
         self.open_connections.dec();
+    }
+
+    /// Counts an idle connection whose buffers were released (see `parkio`).
+    pub fn connection_park(&self) {
+        self.connection_parks.inc();
+    }
+
+    /// Parked connections now and parks so far (for tests and `/metrics`).
+    pub fn parking_counts(&self) -> (i64, u64) {
+        (self.parked_connections.get(), self.connection_parks.get())
+    }
+
+    /// Counts a connection as parked and waiting until the guard drops.
+    pub fn connection_parked(&self) -> Parked {
+        self.parked_connections.inc();
+        Parked(self.parked_connections.clone())
     }
 
     /// A guard counting one in-flight upstream request until dropped.

@@ -237,7 +237,8 @@ impl Server {
 /// being accepted, and "every permit is back" is "every connection closed".
 async fn accept_loop(listener: TcpListener, tls: Option<ListenerTls>, gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
     let settings = gw.snapshot().config.server.clone();
-    let builder = Arc::new(conn::builder(&settings));
+    let builders = Arc::new(conn::builders(&settings));
+    let shared_settings = Arc::new(settings.clone());
     // acquire_many takes a u32; nobody runs a gateway with more sockets.
     let max = settings.max_connections.min(u32::MAX as usize >> 1);
     let limit = Arc::new(Semaphore::new(max));
@@ -261,7 +262,7 @@ async fn accept_loop(listener: TcpListener, tls: Option<ListenerTls>, gw: Arc<Ga
         };
         let _ = stream.set_nodelay(true);
         let ticket = ConnTicket::new(permit, abort_rx.clone());
-        let ctx = conn::Context { gw: gw.clone(), builder: builder.clone(), settings: settings.clone(), stop: stop.clone() };
+        let ctx = conn::Context { gw: gw.clone(), builders: builders.clone(), settings: shared_settings.clone(), stop: stop.clone() };
         let tls = tls.clone();
         metrics::metrics().connection_opened();
         tokio::spawn(async move {
