@@ -28,6 +28,7 @@ pub mod session;
 pub mod state;
 pub mod tls;
 pub mod upgrade;
+pub mod workers;
 
 /// The body type of every response the gateway produces.
 pub type Body = http_body_util::combinators::BoxBody<bytes::Bytes, hyper::Error>;

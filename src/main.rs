@@ -109,7 +109,7 @@ fn main() -> ExitCode {
 }
 
 fn run_async<F: std::future::Future<Output = Result<(), String>>>(f: F) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("authgear-gateway: cannot start the runtime: {e}");

@@ -35,12 +35,15 @@ pub type UpstreamBody = BoxBody<Bytes, BoxError>;
 /// A pooled client for one upstream.
 pub struct UpstreamClient {
     pub settings: Arc<UpstreamSettings>,
-    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, UpstreamBody>,
+    /// One pool per connection worker (index 0: any other thread), so a
+    /// request and its upstream connection live on the same thread.
+    clients: Box<[Client<hyper_rustls::HttpsConnector<HttpConnector>, UpstreamBody>]>,
 }
 
 impl UpstreamClient {
-    /// Builds the client (connection pool, timeouts, TLS, HTTP version).
-    pub fn new(settings: Arc<UpstreamSettings>) -> Result<Self, String> {
+    /// Builds the client (connection pools, timeouts, TLS, HTTP version)
+    /// with one pool for each of `workers` plus one for other threads.
+    pub fn new(settings: Arc<UpstreamSettings>, workers: usize) -> Result<Self, String> {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
@@ -62,14 +65,20 @@ impl UpstreamClient {
         if settings.protocol.is_h2() {
             builder.http2_only(true);
         }
-        Ok(UpstreamClient { client: builder.build(https), settings })
+        let clients = (0..=workers).map(|_| builder.build(https.clone())).collect();
+        Ok(UpstreamClient { clients, settings })
+    }
+
+    /// The pool of the worker this runs on.
+    fn client(&self) -> &Client<hyper_rustls::HttpsConnector<HttpConnector>, UpstreamBody> {
+        &self.clients[crate::workers::current() % self.clients.len()]
     }
 
     /// Sends `req` and returns the response as it comes (headers untouched);
     /// 504 when the response headers take longer than the upstream's
     /// `timeout` (or connecting times out), 502 when it cannot be reached.
     pub async fn request(&self, req: Request<UpstreamBody>) -> Result<Response<Incoming>, GatewayError> {
-        match tokio::time::timeout(self.settings.timeout, self.client.request(req)).await {
+        match tokio::time::timeout(self.settings.timeout, self.client().request(req)).await {
             Err(_) => Err(GatewayError::UpstreamTimeout),
             Ok(Err(e)) => {
                 let chain = error_chain(&e);

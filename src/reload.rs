@@ -31,6 +31,9 @@ pub fn reload_from(gw: &Gateway, path: &Path) -> bool {
             if cfg.server.tls != old.config.server.tls {
                 warn!(target: "reload", "server.tls_cert/tls_key paths changed: they take effect only after a restart (the files themselves are reloaded live)");
             }
+            if cfg.server.workers != old.config.server.workers {
+                warn!(target: "reload", old = old.config.server.workers, new = cfg.server.workers, "server.workers changed: it takes effect only after a restart");
+            }
             if cfg.admin_listen != old.config.admin_listen {
                 warn!(target: "reload", "admin.listen changed: it takes effect only after a restart");
             }

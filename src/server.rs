@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use http::{Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
@@ -29,6 +29,7 @@ use crate::routes::{self, Route};
 use crate::state::{Gateway, Snapshot};
 use crate::tls::ListenerTls;
 use crate::upgrade;
+use crate::workers::Workers;
 use crate::Body;
 
 pub use crate::conn::ConnTicket;
@@ -203,8 +204,10 @@ impl Server {
         if let Some(t) = &tls {
             tokio::spawn(t.clone().watch(settings.tls_reload_interval, stop_rx.clone()));
         }
-        let accept_task = tokio::spawn(accept_loop(listener, tls.clone(), gateway.clone(), stop_rx));
-        info!(%addr, tls = tls.is_some(), admin = ?admin.as_ref().map(|a| a.0), "gateway listening");
+        let workers = Workers::start(settings.workers)?;
+        let worker_count = workers.len();
+        let accept_task = tokio::spawn(accept_loop(listener, tls.clone(), gateway.clone(), workers, stop_rx));
+        info!(%addr, tls = tls.is_some(), admin = ?admin.as_ref().map(|a| a.0), workers = worker_count, "gateway listening");
         Ok(Server { addr, admin_addr: admin.as_ref().map(|a| a.0), gateway, tls, stop, accept_task, admin_task: admin.map(|a| a.1) })
     }
 
@@ -231,11 +234,12 @@ impl Server {
 
 /// Accepts connections until `stop` flips, then waits up to
 /// `shutdown_grace` for every connection (upgraded ones included) to end.
+/// Each connection is served on one of `workers`, which end with this.
 ///
 /// Each connection holds one permit of a semaphore sized `max_connections`:
 /// beyond it new connections wait in the kernel's accept backlog instead of
 /// being accepted, and "every permit is back" is "every connection closed".
-async fn accept_loop(listener: TcpListener, tls: Option<ListenerTls>, gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
+async fn accept_loop(listener: TcpListener, tls: Option<ListenerTls>, gw: Arc<Gateway>, workers: Workers, mut stop: watch::Receiver<bool>) {
     let settings = gw.snapshot().config.server.clone();
     let builders = Arc::new(conn::builders(&settings));
     let shared_settings = Arc::new(settings.clone());
@@ -261,12 +265,23 @@ async fn accept_loop(listener: TcpListener, tls: Option<ListenerTls>, gw: Arc<Ga
             _ = stop.changed() => break,
         };
         let _ = stream.set_nodelay(true);
+        // Moved to the worker's own event loop: registered there afresh.
+        let stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(error = %e, "cannot hand a connection to a worker");
+                continue;
+            }
+        };
         let ticket = ConnTicket::new(permit, abort_rx.clone());
         let ctx = conn::Context { gw: gw.clone(), builders: builders.clone(), settings: shared_settings.clone(), stop: stop.clone() };
         let tls = tls.clone();
         metrics::metrics().connection_opened();
-        tokio::spawn(async move {
-            conn::serve(stream, peer, tls, ctx, ticket).await;
+        workers.spawn(async move {
+            match TcpStream::from_std(stream) {
+                Ok(stream) => conn::serve(stream, peer, tls, ctx, ticket).await,
+                Err(e) => warn!(error = %e, "cannot register a connection with its worker"),
+            }
             metrics::metrics().connection_closed();
         });
     }

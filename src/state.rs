@@ -126,7 +126,7 @@ fn build_snapshot(config: Config, old: Option<&Snapshot>, version: u64) -> Resul
         let reused = old.and_then(|o| o.upstreams.iter().find(|c| *c.settings == **u).cloned());
         match reused {
             Some(c) => upstreams.push(c),
-            None => upstreams.push(Arc::new(UpstreamClient::new(u.clone()).map_err(|e| format!("upstream {}: {e}", u.name))?)),
+            None => upstreams.push(Arc::new(UpstreamClient::new(u.clone(), config.server.workers).map_err(|e| format!("upstream {}: {e}", u.name))?)),
         }
     }
     let sessions = build_sessions(&config, old)?;

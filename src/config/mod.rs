@@ -39,6 +39,8 @@ pub struct ServerSettings {
     pub tls: Option<TlsFiles>,
     /// How often the certificate files are checked for a renewal.
     pub tls_reload_interval: Duration,
+    /// Connection worker threads (see `workers`); default: the CPU count.
+    pub workers: usize,
 }
 
 /// The listener's certificate chain and key, PEM files on disk.

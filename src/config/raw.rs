@@ -25,6 +25,7 @@ pub struct RawServer {
     pub tls_cert: Option<Spanned<String>>,
     pub tls_key: Option<Spanned<String>>,
     pub tls_reload_interval: Option<Spanned<String>>,
+    pub workers: Option<Spanned<i64>>,
 }
 
 /// `[admin]`
@@ -221,6 +222,7 @@ pub fn known_keys(table: &str) -> Option<&'static [&'static str]> {
             "tls_cert",
             "tls_key",
             "tls_reload_interval",
+            "workers",
         ],
         "admin" => &["listen"],
         "upstream" | "upstreams.*" => UPSTREAM,
