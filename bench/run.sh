@@ -140,8 +140,16 @@ AFTER_RSS=$(kb "$GW_PID" VmRSS)
 "$REL/examples/bench_conns" "127.0.0.1:$GW_PORT" "$IDLE_CONNS" /public/x >"$RUN/conns.log" 2>&1 &
 CONNS_PID=$!; PIDS+=("$CONNS_PID")
 for _ in $(seq 1 600); do grep -q "connections open" "$RUN/conns.log" 2>/dev/null && break; sleep 0.1; done
-CONN_RSS=$(kb "$GW_PID" VmRSS)
 CONN_OPEN=$(awk '/connections open/ {print $1}' "$RUN/conns.log")
+CONN_AT_OPEN=$(kb "$GW_PID" VmRSS)
+# Idle connections park after 1 s (hyper's buffers freed) and the trimmer
+# returns the freed pages within its 5 s check: wait for both.
+parked() { curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" | awk '$1=="authgear_gateway_parked_connections" {print $2}'; }
+for _ in $(seq 1 100); do [ "$(parked)" = "${CONN_OPEN:-x}" ] && break; sleep 0.1; done
+CONN_PARKED=$(parked)
+sleep 6
+CONN_RSS=$(kb "$GW_PID" VmRSS)
+CONN_PEAK=$(kb "$GW_PID" VmHWM)
 kill "$CONNS_PID"; wait "$CONNS_PID" 2>/dev/null || true
 
 # The access log's cost: case (c) again with the log at warn (no access lines).
@@ -162,7 +170,7 @@ awk -v verify="${VERIFY:-0}" '
 ' "$RESULTS"
 echo
 echo "- idle RSS after start: $(mb "$IDLE_RSS") MB; after the runs: $(mb "$AFTER_RSS") MB"
-echo "- RSS with ${CONN_OPEN:-?} open keep-alive connections: $(mb "$CONN_RSS") MB"
+echo "- RSS with ${CONN_OPEN:-?} open keep-alive connections, each served once: $(mb "$CONN_AT_OPEN") MB when the last opened; $(mb "$CONN_RSS") MB once idle (${CONN_PARKED:-?} parked); peak so far $(mb "$CONN_PEAK") MB"
 echo "- fresh-token requests that reused a token: ${REUSED:-?} (raise FRESH_TOKENS if not 0)"
 if [ -n "${VERIFY:-}" ]; then
   echo "- openssl speed rsa2048 (one core): $VERIFY verify/s; fresh tokens reached $(awk -v v="$VERIFY" '$1=="e_fresh_tokens" {printf "%.2f", $2/v}' "$RESULTS") of it"

@@ -17,6 +17,7 @@ pub mod fetch;
 pub mod headers;
 pub mod import;
 pub mod logwriter;
+pub mod memory;
 pub mod metrics;
 pub mod parkio;
 pub mod path;
@@ -56,6 +57,7 @@ pub async fn run(config: Config, config_path: std::path::PathBuf) -> Result<(), 
     let server = start(config).await?;
     let gw = server.gateway.clone();
     let watcher = reload::spawn_watcher(gw.clone(), config_path.clone());
+    memory::spawn_trimmer();
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
     let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;

@@ -66,7 +66,7 @@ fn init_logging(format: LogFormat, level: &str) -> LogGuard {
 }
 
 fn main() -> ExitCode {
-    release_big_buffers_eagerly();
+    authgear_gateway::memory::tune_allocator();
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run) {
         Command::Check { format } => check(&cli.config, format),
@@ -150,21 +150,5 @@ fn check(path: &std::path::Path, format: Format) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
-    }
-}
-
-/// Makes glibc serve allocations of 8 KiB and more (hyper's per-connection
-/// read and write buffers) with their own mappings, returned to the OS the
-/// moment they are freed. Otherwise the buffers released by parked idle
-/// connections (see `parkio`) stay in the heap between the small objects
-/// that live on, and 10,000 quiet keep-alive clients keep ~150 MB resident
-/// instead of ~50 MB (`bench/run.sh`). Requests/s measured the same with and
-/// without it: busy connections keep their buffers.
-fn release_big_buffers_eagerly() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes a malloc tunable; called once at start,
-    // before any other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 8 * 1024);
     }
 }
