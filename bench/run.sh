@@ -47,6 +47,10 @@ trap cleanup EXIT INT TERM
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_http() { for _ in $(seq 1 300); do curl -fs -o /dev/null "$1" && return 0; sleep 0.1; done; echo "no answer from $1" >&2; return 1; }
 kb() { awk -v k="$2:" '$1==k {print $2}' "/proc/$1/status"; }
+# CPU time (user + system, clock ticks) a process has used so far.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+HZ=$(getconf CLK_TCK)
+SECS=$(awk -v d="$DURATION" 'BEGIN { n = d + 0; if (d ~ /m$/) n *= 60; print n }')
 mb() { awk -v v="$1" 'BEGIN {printf "%.1f", v/1024}'; }
 
 UP_PORT=$(free_port); GW_PORT=$(free_port); ADMIN_PORT=$(free_port)
@@ -106,7 +110,7 @@ curl -fs -o /dev/null -H "Authorization: Bearer $ONE" "$GW/api/check" || { echo 
 IDLE_RSS=$(kb "$GW_PID" VmRSS)
 
 # run_case NAME PID URL [wrk options...] [-- script args...]
-# prints "NAME rps p50 p99 peak_kb"
+# prints "NAME rps p50 p99 peak_kb cores" (cores: CPU the measured process used, in cores)
 run_case() {
   local name=$1 pid=$2 url=$3; shift 3
   local opts=() sargs=()
@@ -114,14 +118,17 @@ run_case() {
   [ $# -gt 0 ] && shift && sargs=("$@")
   [ "$WARMUP" = 0 ] || wrk -t"$THREADS" -c"$CONNS" -d"$WARMUP" "${opts[@]}" "$url" -- "${sargs[@]}" >/dev/null 2>&1 || true
   echo 5 >"/proc/$pid/clear_refs" 2>/dev/null || true
+  local t0 t1
+  t0=$(ticks "$pid")
   wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "${opts[@]}" "$url" -- "${sargs[@]}" >"$RUN/wrk-$name.txt" 2>&1
+  t1=$(ticks "$pid")
   local rps p50 p99 errs
   rps=$(awk '/^Requests\/sec:/ {print $2}' "$RUN/wrk-$name.txt")
   p50=$(awk '$1=="50%" {print $2}' "$RUN/wrk-$name.txt")
   p99=$(awk '$1=="99%" {print $2}' "$RUN/wrk-$name.txt")
   errs=$(awk '/Non-2xx/ {print $5}' "$RUN/wrk-$name.txt")
   [ -z "$errs" ] || echo "warning: $name had $errs non-2xx answers (see $RUN/wrk-$name.txt)" >&2
-  echo "$name $rps $p50 $p99 $(kb "$pid" VmHWM)"
+  echo "$name $rps $p50 $p99 $(kb "$pid" VmHWM) $(awk -v a="$t0" -v b="$t1" -v hz="$HZ" -v s="$SECS" 'BEGIN {printf "%.2f", (b - a) / hz / s}')"
 }
 
 UP_PID=${PIDS[0]}
@@ -136,7 +143,11 @@ WARMUP=0 run_case e_fresh_tokens "$GW_PID" "$GW/api/x" -s bench/fresh.lua -- "$R
 REUSED=$(awk -F= '/^FRESH reused=/ {print $2}' "$RUN/wrk-e_fresh_tokens.txt")
 AFTER_RSS=$(kb "$GW_PID" VmRSS)
 
-# 10,000 open keep-alive connections, each having served one request.
+# A fresh gateway at warn (no access lines) for the last two measurements.
+stop_gateway
+start_gateway warn
+# 10,000 open keep-alive connections, each having served one request, on a
+# fresh gateway (the runs above filled its token cache).
 "$REL/examples/bench_conns" "127.0.0.1:$GW_PORT" "$IDLE_CONNS" /public/x >"$RUN/conns.log" 2>&1 &
 CONNS_PID=$!; PIDS+=("$CONNS_PID")
 for _ in $(seq 1 600); do grep -q "connections open" "$RUN/conns.log" 2>/dev/null && break; sleep 0.1; done
@@ -152,9 +163,7 @@ CONN_RSS=$(kb "$GW_PID" VmRSS)
 CONN_PEAK=$(kb "$GW_PID" VmHWM)
 kill "$CONNS_PID"; wait "$CONNS_PID" 2>/dev/null || true
 
-# The access log's cost: case (c) again with the log at warn (no access lines).
-stop_gateway
-start_gateway warn
+# The access log's cost: case (c) again without access lines.
 run_case c_one_token_no_access_log "$GW_PID" "$GW/api/x" -H "Authorization: Bearer $ONE" >>"$RESULTS"
 stop_gateway
 
@@ -164,16 +173,16 @@ echo
 echo "## authgear-gateway benchmark ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, wrk -t$THREADS -c$CONNS -d$DURATION, RS256)"
 echo
 awk -v verify="${VERIFY:-0}" '
-  BEGIN { print "| case | req/s | ratio to (a) | p50 | p99 | peak RSS |"; print "|---|---:|---:|---:|---:|---:|" }
+  BEGIN { print "| case | req/s | ratio to (a) | p50 | p99 | peak RSS | CPU used | req/s per core used |"; print "|---|---:|---:|---:|---:|---:|---:|---:|" }
   { rps[NR]=$2; if (NR==1) base=$2;
-    printf "| %s | %.0f | %.2f | %s | %s | %.1f MB |\n", $1, $2, $2/base, $3, $4, $5/1024 }
+    printf "| %s | %.0f | %.2f | %s | %s | %.1f MB | %.2f cores | %.0f |\n", $1, $2, $2/base, $3, $4, $5/1024, $6, ($6 > 0 ? $2/$6 : 0) }
 ' "$RESULTS"
 echo
 echo "- idle RSS after start: $(mb "$IDLE_RSS") MB; after the runs: $(mb "$AFTER_RSS") MB"
 echo "- RSS with ${CONN_OPEN:-?} open keep-alive connections, each served once: $(mb "$CONN_AT_OPEN") MB when the last opened; $(mb "$CONN_RSS") MB once idle (${CONN_PARKED:-?} parked); peak so far $(mb "$CONN_PEAK") MB"
 echo "- fresh-token requests that reused a token: ${REUSED:-?} (raise FRESH_TOKENS if not 0)"
 if [ -n "${VERIFY:-}" ]; then
-  echo "- openssl speed rsa2048 (one core): $VERIFY verify/s; fresh tokens reached $(awk -v v="$VERIFY" '$1=="e_fresh_tokens" {printf "%.2f", $2/v}' "$RESULTS") of it"
+  echo "- openssl speed rsa2048 (one core): $VERIFY verify/s; fresh tokens reached $(awk -v v="$VERIFY" '$1=="e_fresh_tokens" {printf "%.2f", $2/v}' "$RESULTS") of it, $(awk -v v="$VERIFY" '$1=="e_fresh_tokens" && $6 > 0 {printf "%.2f", $2/$6/v}' "$RESULTS") per core the gateway used"
 fi
 echo "- access log: $(awk '$1=="c_one_token"{a=$2} $1=="c_one_token_no_access_log"{b=$2} END {if (b>0) printf "%.0f req/s with it, %.0f without (%.1f%%)", a, b, (b-a)*100/b}' "$RESULTS")"
 echo "- raw wrk output and logs: $RUN"

@@ -120,6 +120,10 @@ pub struct Metrics {
     resolver_calls: Family<ReasonLabels, Counter>,
     session_lookups: Family<ReasonLabels, Counter>,
     open_connections: Gauge,
+    /// Request counters of requests that matched no route.
+    unmatched: RouteCounters,
+    /// The `ok` token counter, the one counted on almost every request.
+    token_ok: OnceLock<Counter>,
     parked_connections: Gauge,
     connection_parks: Counter,
     upstream_in_flight: Family<UpstreamLabels, Gauge>,
@@ -128,6 +132,47 @@ pub struct Metrics {
 fn latency_histogram() -> Histogram {
     // 50 µs .. ~1.6 s, doubling.
     Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
+}
+
+const OUTCOMES: usize = 8;
+const METHOD_CLASSES: usize = 8;
+const _: () = assert!(Outcome::other as usize + 1 == OUTCOMES && MethodClass::other as usize + 1 == METHOD_CLASSES);
+
+/// One route's request counters, one per (method class, outcome), fetched
+/// from the family on first use: counting a request then neither builds a
+/// label nor takes the family's lock. Rebuilt with every config snapshot.
+pub struct RouteCounters(Box<[OnceLock<Counter>]>);
+
+impl RouteCounters {
+    /// Empty slots for every method class and outcome.
+    pub fn new() -> RouteCounters {
+        RouteCounters((0..METHOD_CLASSES * OUTCOMES).map(|_| OnceLock::new()).collect())
+    }
+}
+
+impl Default for RouteCounters {
+    fn default() -> Self {
+        RouteCounters::new()
+    }
+}
+
+/// One upstream's in-flight gauge and response-time histogram.
+pub struct UpstreamMetrics {
+    in_flight: Gauge,
+    seconds: Histogram,
+}
+
+impl UpstreamMetrics {
+    /// Counts one request in flight until the guard drops.
+    pub fn in_flight(&self) -> InFlight {
+        self.in_flight.inc();
+        InFlight(self.in_flight.clone())
+    }
+
+    /// Records the time to an upstream's response headers.
+    pub fn observe(&self, d: Duration) {
+        self.seconds.observe(d.as_secs_f64());
+    }
 }
 
 /// One parked connection, counted in the gauge until dropped.
@@ -160,6 +205,8 @@ impl Metrics {
             resolver_calls: Family::default(),
             session_lookups: Family::default(),
             open_connections: Gauge::default(),
+            unmatched: RouteCounters::new(),
+            token_ok: OnceLock::new(),
             parked_connections: Gauge::default(),
             connection_parks: Counter::default(),
             upstream_in_flight: Family::default(),
@@ -182,19 +229,24 @@ impl Metrics {
         Metrics { registry, ..m }
     }
 
-    /// Counts a finished request.
-    pub fn request(&self, route: &str, method: &Method, outcome: Outcome) {
-        let labels = RequestLabels { route: route.to_owned(), method: MethodClass::of(method), outcome };
-        self.requests.get_or_create(&labels).inc();
+    /// Counts a finished request under its route (name and counter cache),
+    /// or under `(none)`.
+    pub fn request(&self, route: Option<(&str, &RouteCounters)>, method: &Method, outcome: Outcome) {
+        let (name, cache) = route.unwrap_or(("(none)", &self.unmatched));
+        let method = MethodClass::of(method);
+        let slot = &cache.0[method as usize * OUTCOMES + outcome as usize];
+        slot.get_or_init(|| self.requests.get_or_create(&RequestLabels { route: name.to_owned(), method, outcome }).clone()).inc();
     }
 
-    /// Records the gateway's own time and, when forwarded, the upstream's.
-    pub fn timing(&self, upstream: Option<(&str, Duration)>, total: Duration) {
-        let up = upstream.map_or(Duration::ZERO, |u| u.1);
-        self.gateway_seconds.observe(total.saturating_sub(up).as_secs_f64());
-        if let Some((name, d)) = upstream {
-            self.upstream_seconds.get_or_create(&UpstreamLabels { upstream: name.to_owned() }).observe(d.as_secs_f64());
-        }
+    /// Records the time the gateway itself added (`total` minus `upstream`).
+    pub fn gateway_time(&self, total: Duration, upstream: Option<Duration>) {
+        self.gateway_seconds.observe(total.saturating_sub(upstream.unwrap_or_default()).as_secs_f64());
+    }
+
+    /// The metric handles of one upstream, fetched once (see `UpstreamClient`).
+    pub fn upstream(&self, name: &str) -> UpstreamMetrics {
+        let labels = UpstreamLabels { upstream: name.to_owned() };
+        UpstreamMetrics { in_flight: self.upstream_in_flight.get_or_create(&labels).clone(), seconds: self.upstream_seconds.get_or_create(&labels).clone() }
     }
 
     /// Counts one resolver call by its result.
@@ -209,6 +261,11 @@ impl Metrics {
 
     /// Counts one token verification (`ok` or the refusal reason).
     pub fn token(&self, result: &str) {
+        if result == "ok" {
+            let ok = self.token_ok.get_or_init(|| self.token_verifications.get_or_create(&ReasonLabels { result: "ok".into() }).clone());
+            ok.inc();
+            return;
+        }
         self.token_verifications.get_or_create(&ReasonLabels { result: result.to_owned() }).inc();
     }
 
@@ -247,13 +304,6 @@ impl Metrics {
     pub fn connection_parked(&self) -> Parked {
         self.parked_connections.inc();
         Parked(self.parked_connections.clone())
-    }
-
-    /// A guard counting one in-flight upstream request until dropped.
-    pub fn upstream_in_flight(&self, upstream: &str) -> InFlight {
-        let g = self.upstream_in_flight.get_or_create(&UpstreamLabels { upstream: upstream.to_owned() }).clone();
-        g.inc();
-        InFlight(g)
     }
 
     /// The text exposition, with per-issuer key gauges refreshed from `gw`.

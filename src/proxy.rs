@@ -23,6 +23,7 @@ use crate::config::{Config, UpstreamProtocol, UpstreamSettings};
 use crate::error::GatewayError;
 use crate::fetch::{client_tls, error_chain};
 use crate::headers;
+use crate::metrics::UpstreamMetrics;
 use crate::routes::Route;
 use crate::Body;
 
@@ -35,6 +36,8 @@ pub type UpstreamBody = BoxBody<Bytes, BoxError>;
 /// A pooled client for one upstream.
 pub struct UpstreamClient {
     pub settings: Arc<UpstreamSettings>,
+    /// In-flight gauge and response-time histogram, labelled with the name.
+    pub metrics: UpstreamMetrics,
     /// One pool per connection worker (index 0: any other thread), so a
     /// request and its upstream connection live on the same thread.
     clients: Box<[Client<hyper_rustls::HttpsConnector<HttpConnector>, UpstreamBody>]>,
@@ -66,7 +69,7 @@ impl UpstreamClient {
             builder.http2_only(true);
         }
         let clients = (0..=workers).map(|_| builder.build(https.clone())).collect();
-        Ok(UpstreamClient { clients, settings })
+        Ok(UpstreamClient { clients, metrics: crate::metrics::metrics().upstream(&settings.name), settings })
     }
 
     /// The pool of the worker this runs on.

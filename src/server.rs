@@ -37,10 +37,11 @@ pub use crate::conn::ConnTicket;
 /// What the request path learned, for the access log and the metrics.
 #[derive(Default)]
 struct Trace<'a> {
-    route: Option<&'a str>,
+    route: Option<&'a Route>,
     path: Option<String>,
     sub: Option<String>,
-    upstream: Option<(&'a str, Duration)>,
+    /// Time to the upstream's response headers, when forwarded.
+    upstream: Option<Duration>,
 }
 
 /// Serves one request and always produces a response.
@@ -56,7 +57,7 @@ pub async fn handle_request(gw: &Gateway, mut req: Request<Incoming>, client: Cl
         Ok(r) => (r, None, Outcome::forwarded),
         Err(e) => {
             if let GatewayError::UpstreamUnavailable(detail) | GatewayError::Internal(detail) = &e {
-                warn!(error = %detail, route = trace.route, request_id = request_id.to_str().unwrap_or("-"), "request failed");
+                warn!(error = %detail, route = trace.route.map(|r| r.name.as_str()), request_id = request_id.to_str().unwrap_or("-"), "request failed");
             }
             let reason = e.reason();
             let resp = e.into_response(&snap.config.realm);
@@ -67,8 +68,8 @@ pub async fn handle_request(gw: &Gateway, mut req: Request<Incoming>, client: Cl
     resp.headers_mut().insert(access::REQUEST_ID, request_id.clone());
     let to_headers = started.elapsed();
     let m = metrics::metrics();
-    m.request(trace.route.unwrap_or("(none)"), &method, outcome);
-    m.timing(trace.upstream, to_headers);
+    m.request(trace.route.and_then(|r| Some((r.name.as_str(), snap.route_counters.get(r.index)?))), &method, outcome);
+    m.gateway_time(to_headers, trace.upstream);
     if !snap.config.log.access {
         return resp;
     }
@@ -76,13 +77,13 @@ pub async fn handle_request(gw: &Gateway, mut req: Request<Incoming>, client: Cl
         request_id,
         method,
         path: trace.path,
-        route: trace.route.map(str::to_owned),
+        route: trace.route.map(|r| r.name.clone()),
         status: resp.status().as_u16(),
         sub: trace.sub,
         reason,
         client: client.addr.ip(),
         started,
-        upstream: trace.upstream.map(|u| u.1),
+        upstream: trace.upstream,
         to_headers,
         bytes_in,
     };
@@ -102,7 +103,7 @@ async fn route_and_forward<'s>(
     out.path = Some(path.clone());
 
     let route = match_route(snap, &req, &path)?;
-    out.route = Some(&route.name);
+    out.route = Some(route);
 
     let info = auth::RequestInfo { method: req.method(), headers: req.headers(), path: &path, query: req.uri().query() };
     let identity = auth::authenticate(snap, route, &info).await?;
@@ -123,12 +124,14 @@ async fn route_and_forward<'s>(
     let up_req = proxy::rewrite_request(cfg, route, &upstream.settings, parts, body, &path, identity.as_ref(), client)?;
 
     let sent = Instant::now();
-    let _in_flight = metrics::metrics().upstream_in_flight(&upstream.settings.name);
+    let _in_flight = upstream.metrics.in_flight();
     let result = match upgrade {
         Some(pending) => upgrade::forward(upstream, up_req, pending).await,
         None => upstream.send(up_req).await,
     };
-    out.upstream = Some((&upstream.settings.name, sent.elapsed()));
+    let elapsed = sent.elapsed();
+    upstream.metrics.observe(elapsed);
+    out.upstream = Some(elapsed);
     // A body cut at max_body_size makes the upstream request fail: that is
     // the client's 413, not the upstream's 502.
     result.map_err(|e| if overflow.load(Ordering::Acquire) { GatewayError::PayloadTooLarge } else { e })
