@@ -17,6 +17,7 @@ use http::HeaderMap;
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use tracing::info;
 
+use crate::logwriter;
 use crate::Body;
 
 /// The request id header, taken from clients when well-formed.
@@ -66,8 +67,15 @@ pub struct AccessRecord {
 
 impl AccessRecord {
     fn emit(&self, bytes_out: u64, complete: bool) {
+        if !tracing::enabled!(target: "access", tracing::Level::INFO) {
+            return;
+        }
         let upstream_us = self.upstream.map(|d| d.as_micros() as u64);
         let gateway_us = self.to_headers.saturating_sub(self.upstream.unwrap_or_default()).as_micros() as u64;
+        let total_us = self.started.elapsed().as_micros() as u64;
+        if logwriter::send_json_access(self.json_line(bytes_out, complete, gateway_us, upstream_us, total_us)) {
+            return;
+        }
         info!(
             target: "access",
             request_id = self.request_id.to_str().unwrap_or("-"),
@@ -81,11 +89,42 @@ impl AccessRecord {
             bytes_out,
             gateway_us,
             upstream_us,
-            total_us = self.started.elapsed().as_micros() as u64,
+            total_us,
             client = %self.client,
             complete,
             "request"
         );
+    }
+
+    /// The line tracing's JSON formatter would write for the event above
+    /// (same keys; absent values left out), built directly.
+    fn json_line(&self, bytes_out: u64, complete: bool, gateway_us: u64, upstream_us: Option<u64>, total_us: u64) -> Vec<u8> {
+        let mut j = JsonLine(Vec::with_capacity(384));
+        j.0.extend_from_slice(b"{\"timestamp\":\"");
+        rfc3339_utc(&mut j.0, std::time::SystemTime::now());
+        j.0.extend_from_slice(b"\",\"level\":\"INFO\",\"message\":\"request\"");
+        j.str("request_id", self.request_id.to_str().unwrap_or("-"));
+        j.str("method", self.method.as_str());
+        j.str("path", self.path.as_deref().unwrap_or("-"));
+        j.str("route", self.route.as_deref().unwrap_or("-"));
+        j.num("status", self.status.into());
+        if let Some(sub) = &self.sub {
+            j.str("sub", sub);
+        }
+        if let Some(reason) = self.reason {
+            j.str("reason", reason);
+        }
+        j.num("bytes_in", self.bytes_in.load(Ordering::Relaxed));
+        j.num("bytes_out", bytes_out);
+        j.num("gateway_us", gateway_us);
+        if let Some(us) = upstream_us {
+            j.num("upstream_us", us);
+        }
+        j.num("total_us", total_us);
+        j.str("client", &self.client.to_string());
+        j.0.extend_from_slice(if complete { b",\"complete\":true" } else { b",\"complete\":false" });
+        j.0.extend_from_slice(b",\"target\":\"access\"}\n");
+        j.0
     }
 }
 
@@ -210,5 +249,111 @@ mod tests {
         assert_eq!(h.get_all(REQUEST_ID).iter().count(), 1);
         let mut h = HeaderMap::new();
         assert_eq!(ensure_request_id(&mut h).len(), 32);
+    }
+}
+
+/// A JSON object being written field by field.
+struct JsonLine(Vec<u8>);
+
+impl JsonLine {
+    fn key(&mut self, k: &str) {
+        self.0.extend_from_slice(b",\"");
+        self.0.extend_from_slice(k.as_bytes());
+        self.0.extend_from_slice(b"\":");
+    }
+
+    fn num(&mut self, k: &str, v: u64) {
+        use std::io::Write;
+        self.key(k);
+        let _ = write!(self.0, "{v}");
+    }
+
+    /// A string value, escaped for JSON (quotes, backslashes, controls).
+    fn str(&mut self, k: &str, v: &str) {
+        self.key(k);
+        self.0.push(b'"');
+        for &b in v.as_bytes() {
+            match b {
+                b'"' => self.0.extend_from_slice(b"\\\""),
+                b'\\' => self.0.extend_from_slice(b"\\\\"),
+                b'\n' => self.0.extend_from_slice(b"\\n"),
+                b'\r' => self.0.extend_from_slice(b"\\r"),
+                b'\t' => self.0.extend_from_slice(b"\\t"),
+                0..=0x1f | 0x7f => {
+                    const HEX: &[u8; 16] = b"0123456789abcdef";
+                    self.0.extend_from_slice(b"\\u00");
+                    self.0.push(HEX[usize::from(b >> 4)]);
+                    self.0.push(HEX[usize::from(b & 15)]);
+                }
+                _ => self.0.push(b),
+            }
+        }
+        self.0.push(b'"');
+    }
+}
+
+/// Appends `t` as RFC 3339 in UTC with microseconds, as tracing's JSON
+/// formatter does: `2026-11-27T01:02:03.456789Z`.
+fn rfc3339_utc(out: &mut Vec<u8>, t: std::time::SystemTime) {
+    use std::io::Write;
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let _ = write!(out, "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z", rem / 3600, rem / 60 % 60, rem % 60, d.subsec_micros());
+}
+
+#[cfg(test)]
+mod json_tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        let mut out = Vec::new();
+        let t = std::time::UNIX_EPOCH + Duration::from_micros(1_795_741_323_456_789);
+        rfc3339_utc(&mut out, t);
+        assert_eq!(String::from_utf8(out).unwrap(), "2026-11-27T01:02:03.456789Z");
+        let mut out = Vec::new();
+        rfc3339_utc(&mut out, std::time::UNIX_EPOCH + Duration::from_secs(951_782_400)); // a leap day
+        assert_eq!(String::from_utf8(out).unwrap(), "2000-02-29T00:00:00.000000Z");
+    }
+
+    #[test]
+    fn lines_are_json_whatever_the_values() {
+        let rec = AccessRecord {
+            request_id: HeaderValue::from_static("id-1"),
+            method: http::Method::GET,
+            path: Some("/a\"b\\c\u{1}d/é".into()),
+            route: None,
+            status: 401,
+            sub: Some("user\n\"x\"".into()),
+            reason: Some("expired"),
+            client: std::net::IpAddr::from([127, 0, 0, 1]),
+            started: Instant::now(),
+            upstream: None,
+            to_headers: Duration::from_micros(12),
+            bytes_in: Arc::new(AtomicU64::new(3)),
+        };
+        let line = rec.json_line(7, false, 12, None, 15);
+        assert_eq!(line.last(), Some(&b'\n'));
+        let v: serde_json::Value = serde_json::from_slice(&line).expect("valid JSON");
+        assert_eq!(v["path"], "/a\"b\\c\u{1}d/é");
+        assert_eq!(v["sub"], "user\n\"x\"");
+        assert_eq!(v["route"], "-");
+        assert_eq!(v["status"], 401);
+        assert_eq!(v["bytes_in"], 3);
+        assert_eq!(v["bytes_out"], 7);
+        assert_eq!(v["complete"], false);
+        assert_eq!(v["target"], "access");
+        assert!(v.get("upstream_us").is_none());
     }
 }

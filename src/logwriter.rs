@@ -65,6 +65,28 @@ fn drain(rx: Receiver<Vec<u8>>, ack: Sender<()>) {
     }
 }
 
+/// Where JSON access-log lines go when [`install_json_access`] was called.
+static JSON_ACCESS: std::sync::OnceLock<BatchedStderr> = std::sync::OnceLock::new();
+
+/// With the JSON log format: `access` formats its lines itself (see
+/// `access::AccessRecord::json_line`) and hands them straight to the writer
+/// thread, skipping tracing's field visitors and JSON serializer, which
+/// cost most of the access log's share of the CPU.
+pub fn install_json_access(w: &BatchedStderr) {
+    let _ = JSON_ACCESS.set(w.clone());
+}
+
+/// Sends one finished JSON access-log line, or `false` when not installed.
+pub fn send_json_access(line: Vec<u8>) -> bool {
+    match JSON_ACCESS.get() {
+        Some(w) => {
+            drop(Line { buf: line, tx: w.tx.clone() });
+            true
+        }
+        None => false,
+    }
+}
+
 /// One event's bytes; sent as a whole when the formatter drops it.
 pub struct Line {
     buf: Vec<u8>,

@@ -57,6 +57,9 @@ enum Command {
 fn init_logging(format: LogFormat, level: &str) -> LogGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let (writer, guard) = logwriter::stderr();
+    if matches!(format, LogFormat::Json) {
+        logwriter::install_json_access(&writer);
+    }
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
