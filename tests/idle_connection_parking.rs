@@ -20,14 +20,18 @@ use tokio::sync::Mutex;
 
 static SERIAL: Mutex<()> = Mutex::const_new(());
 
-const ROUTES: &str = r#"
-[[routes]]
-path = "/**"
-auth = "public"
-"#;
-
 async fn gateway(up: &Upstream, server: &str) -> Gw {
-    start_gateway(&public_config(&format!("http://{}", up.addr), server, "", ROUTES)).await
+    start_gateway(&public_config(&format!("http://{}", up.addr), server, "", PUBLIC_ALL)).await
+}
+
+/// A connection that has served `GET /first` and then been parked.
+async fn parked_connection(gw: &Gw) -> TcpStream {
+    let mut s = TcpStream::connect(gw.server.addr).await.expect("connect");
+    let before = metrics().parking_counts().1;
+    s.write_all(b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("write");
+    assert_eq!(raw_status(&read_response(&mut s).await), 200);
+    parks_reach(before, 1).await;
+    s
 }
 
 /// Reads one HTTP/1.1 response (head + Content-Length body) off `s`.
@@ -141,12 +145,8 @@ async fn a_parked_connection_is_closed_at_the_idle_timeout() {
     let _serial = SERIAL.lock().await;
     let up = Upstream::start().await;
     let gw = gateway(&up, "idle_timeout = \"3s\"\nrequest_header_timeout = \"60s\"").await;
-    let mut s = TcpStream::connect(gw.server.addr).await.expect("connect");
-    let before = metrics().parking_counts().1;
     let started = Instant::now();
-    s.write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("write");
-    assert_eq!(raw_status(&read_response(&mut s).await), 200);
-    parks_reach(before, 1).await;
+    let mut s = parked_connection(&gw).await;
     let mut rest = Vec::new();
     let r = tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut rest)).await;
     assert!(matches!(r, Ok(Ok(_))), "the parked connection was not closed");
@@ -161,11 +161,7 @@ async fn shutdown_closes_parked_connections_at_once() {
     // The grace period (5 s in `public_config`) is for requests in progress;
     // a parked connection has none and is closed at once.
     let gw = gateway(&up, "").await;
-    let mut s = TcpStream::connect(gw.server.addr).await.expect("connect");
-    let before = metrics().parking_counts().1;
-    s.write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("write");
-    assert_eq!(raw_status(&read_response(&mut s).await), 200);
-    parks_reach(before, 1).await;
+    let mut s = parked_connection(&gw).await;
     let started = Instant::now();
     gw.server.shutdown().await;
     assert!(started.elapsed() < Duration::from_secs(4), "shutdown waited {:?} for a parked connection", started.elapsed());
@@ -179,11 +175,7 @@ async fn a_head_still_arriving_when_the_park_timer_fires_ends_with_close() {
     let _serial = SERIAL.lock().await;
     let up = Upstream::start().await;
     let gw = gateway(&up, "").await;
-    let mut s = TcpStream::connect(gw.server.addr).await.expect("connect");
-    let before = metrics().parking_counts().1;
-    s.write_all(b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("write");
-    assert_eq!(raw_status(&read_response(&mut s).await), 200);
-    parks_reach(before, 1).await;
+    let mut s = parked_connection(&gw).await;
 
     // The woken connection gets half a head, then nothing for longer than
     // the park timer (1 s): hyper is mid-request and cannot hand the socket
