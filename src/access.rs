@@ -21,14 +21,14 @@ use crate::logwriter;
 use crate::Body;
 
 /// The request id header, taken from clients when well-formed.
-pub const REQUEST_ID: &str = "x-request-id";
+pub const REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
 /// Keeps a well-formed client `X-Request-Id` (1-128 characters of
 /// `[A-Za-z0-9._:/+=@-]`), otherwise replaces it with a new random id, and
 /// returns the id in force. A malformed id is dropped rather than logged,
 /// so it cannot inject into log lines.
 pub fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
-    let mut values = headers.get_all(REQUEST_ID).iter();
+    let mut values = headers.get_all(&REQUEST_ID).iter();
     let good = match (values.next(), values.next()) {
         (Some(v), None) => {
             let b = v.as_bytes();
@@ -37,12 +37,18 @@ pub fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
         _ => false,
     };
     if good {
-        if let Some(v) = headers.get(REQUEST_ID) {
+        if let Some(v) = headers.get(&REQUEST_ID) {
             return v.clone();
         }
     }
-    let id = format!("{:032x}", rand::random::<u128>());
-    let v = HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("0"));
+    // Hex digits on the stack: one allocation (the header value) per id.
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let n = rand::random::<u128>();
+    let mut id = [0u8; 32];
+    for (i, c) in id.iter_mut().enumerate() {
+        *c = HEX[((n >> (124 - 4 * i)) & 15) as usize];
+    }
+    let v = HeaderValue::from_bytes(&id).unwrap_or_else(|_| HeaderValue::from_static("0"));
     headers.insert(REQUEST_ID, v.clone());
     v
 }
@@ -237,7 +243,7 @@ mod tests {
             h.insert(REQUEST_ID, HeaderValue::from_str(bad).unwrap());
             let id = ensure_request_id(&mut h);
             assert_eq!(id.len(), 32, "{bad:?}");
-            assert_eq!(h[REQUEST_ID], id);
+            assert_eq!(h[&REQUEST_ID], id);
         }
         let mut h = HeaderMap::new();
         h.insert(REQUEST_ID, HeaderValue::from_str(&"a".repeat(129)).unwrap());

@@ -166,7 +166,10 @@ fn service(
     let (gw, activity, ticket) = (ctx.gw.clone(), activity.clone(), ticket.clone());
     service_fn(move |mut req: Request<Incoming>| {
         let guard = activity.begin();
-        req.extensions_mut().insert(ticket.clone());
+        // Only an upgraded connection (spliced out of hyper) needs its ticket.
+        if req.headers().contains_key(http::header::UPGRADE) {
+            req.extensions_mut().insert(ticket.clone());
+        }
         let gw = gw.clone();
         // Boxed: hyper keeps the service future inline in each
         // connection's state, so an unboxed one would make every idle

@@ -203,32 +203,46 @@ pub fn accepts_trailers(headers: &HeaderMap) -> bool {
 }
 
 /// Headers a client could use to lie about where it came from.
-const FORWARDING: &[&str] = &["forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-real-ip"];
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+// Built once: inserting with a `&str` name copies the name every time.
+const FORWARDING: [HeaderName; 5] = [http::header::FORWARDED, X_FORWARDED_FOR, X_FORWARDED_PROTO, X_FORWARDED_HOST, HeaderName::from_static("x-real-ip")];
 
 /// Sets `X-Forwarded-For/-Proto/-Host`. Unless the gateway sits behind a
 /// trusted proxy, the client's own forwarding headers are discarded first.
 pub fn set_forwarded(headers: &mut HeaderMap, client: IpAddr, proto: &'static str, host: Option<&HeaderValue>, trust_incoming: bool) {
     let host = host.cloned();
     if !trust_incoming {
-        for n in FORWARDING {
-            headers.remove(*n);
+        for n in &FORWARDING {
+            headers.remove(n);
         }
     }
-    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {client}"),
-        _ => client.to_string(),
+    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prev) if !prev.trim().is_empty() => HeaderValue::from_str(&format!("{prev}, {client}")).ok(),
+        _ => ip_header_value(client),
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        headers.insert("x-forwarded-for", v);
+    if let Some(v) = xff {
+        headers.insert(X_FORWARDED_FOR, v);
     }
-    if !headers.contains_key("x-forwarded-proto") {
-        headers.insert("x-forwarded-proto", HeaderValue::from_static(proto));
+    if !headers.contains_key(&X_FORWARDED_PROTO) {
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     }
     if let Some(h) = host {
-        if !headers.contains_key("x-forwarded-host") {
-            headers.insert("x-forwarded-host", h);
+        if !headers.contains_key(&X_FORWARDED_HOST) {
+            headers.insert(X_FORWARDED_HOST, h);
         }
     }
+}
+
+/// An IP address as a header value, formatted on the stack.
+fn ip_header_value(ip: IpAddr) -> Option<HeaderValue> {
+    use std::io::Write;
+    let mut buf = [0u8; 48];
+    let mut w = &mut buf[..];
+    write!(w, "{ip}").ok()?;
+    let len = 48 - w.len();
+    HeaderValue::from_bytes(&buf[..len]).ok()
 }
 
 #[cfg(test)]
