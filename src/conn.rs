@@ -35,7 +35,8 @@ use crate::Body;
 
 /// A connection's place in `max_connections`, shared with a WebSocket
 /// spliced out of it, plus the signal that the shutdown grace period is
-/// over. Every request carries a clone in its extensions.
+/// over. An upgrade request carries a clone in its extensions, so the
+/// spliced socket keeps counting after hyper lets go of it.
 #[derive(Clone)]
 pub struct ConnTicket {
     _permit: Arc<OwnedSemaphorePermit>,
