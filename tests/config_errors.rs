@@ -183,3 +183,18 @@ fn session_mode_defaults_and_resolver_without_issuer() {
     let jwt_route = format!("{with_url}[[routes]]\npath = \"/jwt/**\"\nmethod = \"jwt\"\n");
     assert!(Config::from_toml(&jwt_route, "t.toml").is_err());
 }
+
+#[test]
+fn worker_count_defaults_to_the_cpus_and_must_be_positive() {
+    let env = |k: &str| (k == "PROJECT").then(|| "myapp".to_owned());
+    let cfg = Config::from_toml_with_env(MINIMAL, "t.toml", &env).expect("valid");
+    assert_eq!(cfg.server.workers, std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let two = format!("[server]\nworkers = 2\n{MINIMAL}");
+    assert_eq!(Config::from_toml_with_env(&two, "t.toml", &env).expect("valid").server.workers, 2);
+    let zero = format!("[server]\nworkers = 0\n{MINIMAL}");
+    let err = Config::from_toml_with_env(&zero, "t.toml", &env).unwrap_err();
+    assert_eq!(err.items.len(), 1);
+    assert_eq!(err.items[0].key, "server.workers");
+    assert_eq!(err.items[0].line, 2);
+    assert!(err.items[0].message.contains("positive"), "{}", err.items[0]);
+}
