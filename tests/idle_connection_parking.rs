@@ -20,8 +20,13 @@ use tokio::sync::Mutex;
 
 static SERIAL: Mutex<()> = Mutex::const_new(());
 
-async fn gateway(up: &Upstream, server: &str) -> Gw {
-    start_gateway(&public_config(&format!("http://{}", up.addr), server, "", PUBLIC_ALL)).await
+/// This file's turn (see `SERIAL`), a recording upstream, and a gateway
+/// with `server` lines in its `[server]` table.
+async fn setup(server: &str) -> (tokio::sync::MutexGuard<'static, ()>, Upstream, Gw) {
+    let serial = SERIAL.lock().await;
+    let up = Upstream::start().await;
+    let gw = start_gateway(&public_config(&format!("http://{}", up.addr), server, "", PUBLIC_ALL)).await;
+    (serial, up, gw)
 }
 
 /// A connection that has served `GET /first` and then been parked.
@@ -61,9 +66,7 @@ async fn parks_reach(before: u64, n: u64) {
 
 #[tokio::test]
 async fn a_parked_connection_serves_the_next_request_on_the_same_socket() {
-    let _serial = SERIAL.lock().await;
-    let up = Upstream::start().await;
-    let gw = gateway(&up, "").await;
+    let (_serial, up, gw) = setup("").await;
     let mut s = TcpStream::connect(gw.server.addr).await.expect("connect");
     let before = metrics().parking_counts();
 
@@ -83,9 +86,7 @@ async fn a_parked_connection_serves_the_next_request_on_the_same_socket() {
 
 #[tokio::test]
 async fn a_request_split_across_the_park_is_served_whole() {
-    let _serial = SERIAL.lock().await;
-    let up = Upstream::start().await;
-    let gw = gateway(&up, "").await;
+    let (_serial, up, gw) = setup("").await;
     let mut s = TcpStream::connect(gw.server.addr).await.expect("connect");
     s.write_all(b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("write");
     assert_eq!(raw_status(&read_response(&mut s).await), 200);
@@ -105,9 +106,7 @@ async fn a_request_split_across_the_park_is_served_whole() {
 
 #[tokio::test]
 async fn pipelined_requests_are_all_answered_in_order() {
-    let _serial = SERIAL.lock().await;
-    let up = Upstream::start().await;
-    let gw = gateway(&up, "").await;
+    let (_serial, up, gw) = setup("").await;
     let mut s = TcpStream::connect(gw.server.addr).await.expect("connect");
     s.write_all(b"GET /p1 HTTP/1.1\r\nHost: x\r\n\r\nGET /p2 HTTP/1.1\r\nHost: x\r\n\r\nGET /p3 HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("write");
     for _ in 0..3 {
@@ -127,9 +126,7 @@ async fn pipelined_requests_are_all_answered_in_order() {
 
 #[tokio::test]
 async fn a_client_asking_to_close_is_closed_not_parked() {
-    let _serial = SERIAL.lock().await;
-    let up = Upstream::start().await;
-    let gw = gateway(&up, "").await;
+    let (_serial, _up, gw) = setup("").await;
     let mut s = TcpStream::connect(gw.server.addr).await.expect("connect");
     s.write_all(b"GET /bye HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.expect("write");
     let mut got = Vec::new();
@@ -142,9 +139,7 @@ async fn a_client_asking_to_close_is_closed_not_parked() {
 
 #[tokio::test]
 async fn a_parked_connection_is_closed_at_the_idle_timeout() {
-    let _serial = SERIAL.lock().await;
-    let up = Upstream::start().await;
-    let gw = gateway(&up, "idle_timeout = \"3s\"\nrequest_header_timeout = \"60s\"").await;
+    let (_serial, _up, gw) = setup("idle_timeout = \"3s\"\nrequest_header_timeout = \"60s\"").await;
     let started = Instant::now();
     let mut s = parked_connection(&gw).await;
     let mut rest = Vec::new();
@@ -156,11 +151,9 @@ async fn a_parked_connection_is_closed_at_the_idle_timeout() {
 
 #[tokio::test]
 async fn shutdown_closes_parked_connections_at_once() {
-    let _serial = SERIAL.lock().await;
-    let up = Upstream::start().await;
     // The grace period (5 s in `public_config`) is for requests in progress;
     // a parked connection has none and is closed at once.
-    let gw = gateway(&up, "").await;
+    let (_serial, _up, gw) = setup("").await;
     let mut s = parked_connection(&gw).await;
     let started = Instant::now();
     gw.server.shutdown().await;
@@ -172,9 +165,7 @@ async fn shutdown_closes_parked_connections_at_once() {
 
 #[tokio::test]
 async fn a_head_still_arriving_when_the_park_timer_fires_ends_with_close() {
-    let _serial = SERIAL.lock().await;
-    let up = Upstream::start().await;
-    let gw = gateway(&up, "").await;
+    let (_serial, _up, gw) = setup("").await;
     let mut s = parked_connection(&gw).await;
 
     // The woken connection gets half a head, then nothing for longer than
