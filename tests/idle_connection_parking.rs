@@ -173,7 +173,8 @@ async fn a_head_still_arriving_when_the_park_timer_fires_ends_with_close() {
     // back, so it answers with `Connection: close` — and the socket must
     // then really be closed, not parked again.
     s.write_all(b"GET /slow-head HTTP/1.1\r\nHost: x\r\n").await.expect("write");
-    tokio::time::sleep(Duration::from_millis(1600)).await;
+    // 2.5 s: well past the 1 s timer even on a loaded machine.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     s.write_all(b"\r\n").await.expect("write");
     let mut got = Vec::new();
     let r = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut got)).await;
