@@ -140,8 +140,15 @@ const _: () = assert!(Outcome::other as usize + 1 == OUTCOMES && MethodClass::ot
 
 /// One route's request counters, one per (method class, outcome), fetched
 /// from the family on first use: counting a request then neither builds a
-/// label nor takes the family's lock. Rebuilt with every config snapshot.
+/// label nor takes the family's lock. Part of each compiled route, so it
+/// is rebuilt with every config.
 pub struct RouteCounters(Box<[OnceLock<Counter>]>);
+
+impl std::fmt::Debug for RouteCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RouteCounters")
+    }
+}
 
 impl RouteCounters {
     /// Empty slots for every method class and outcome.

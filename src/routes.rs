@@ -262,6 +262,8 @@ pub struct Route {
     pub audiences: Option<Vec<String>>,
     /// Request bodies larger than this get 413; `None` streams any size.
     pub max_body_size: Option<u64>,
+    /// This route's request counters (filled on first use).
+    pub counters: crate::metrics::RouteCounters,
 }
 
 /// Why a route did not match a request (for `explain`).

@@ -68,7 +68,7 @@ pub async fn handle_request(gw: &Gateway, mut req: Request<Incoming>, client: Cl
     resp.headers_mut().insert(access::REQUEST_ID, request_id.clone());
     let to_headers = started.elapsed();
     let m = metrics::metrics();
-    m.request(trace.route.and_then(|r| Some((r.name.as_str(), snap.route_counters.get(r.index)?))), &method, outcome);
+    m.request(trace.route.map(|r| (r.name.as_str(), &r.counters)), &method, outcome);
     m.gateway_time(to_headers, trace.upstream);
     if !snap.config.log.access {
         return resp;
@@ -243,9 +243,8 @@ impl Server {
 /// beyond it new connections wait in the kernel's accept backlog instead of
 /// being accepted, and "every permit is back" is "every connection closed".
 async fn accept_loop(listener: TcpListener, tls: Option<ListenerTls>, gw: Arc<Gateway>, workers: Workers, mut stop: watch::Receiver<bool>) {
-    let settings = gw.snapshot().config.server.clone();
+    let settings = Arc::new(gw.snapshot().config.server.clone());
     let builders = Arc::new(conn::builders(&settings));
-    let shared_settings = Arc::new(settings.clone());
     // acquire_many takes a u32; nobody runs a gateway with more sockets.
     let max = settings.max_connections.min(u32::MAX as usize >> 1);
     let limit = Arc::new(Semaphore::new(max));
@@ -277,7 +276,7 @@ async fn accept_loop(listener: TcpListener, tls: Option<ListenerTls>, gw: Arc<Ga
             }
         };
         let ticket = ConnTicket::new(permit, abort_rx.clone());
-        let ctx = conn::Context { gw: gw.clone(), builders: builders.clone(), settings: shared_settings.clone(), stop: stop.clone() };
+        let ctx = conn::Context { gw: gw.clone(), builders: builders.clone(), settings: settings.clone(), stop: stop.clone() };
         let tls = tls.clone();
         metrics::metrics().connection_opened();
         workers.spawn(async move {

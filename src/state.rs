@@ -12,7 +12,6 @@ use tracing::info;
 use crate::auth::cache::TokenCache;
 use crate::auth::jwks::{KeyState, KeyStore};
 use crate::config::Config;
-use crate::metrics::RouteCounters;
 use crate::proxy::UpstreamClient;
 use crate::routes::AuthMode;
 use crate::session::SessionResolver;
@@ -27,8 +26,6 @@ pub struct Snapshot {
     /// Authgear's resolver and the verdict cache; `None` when no route uses
     /// session mode.
     pub sessions: Option<Arc<SessionResolver>>,
-    /// Request counter handles, aligned with `config.routes.routes`.
-    pub route_counters: Box<[RouteCounters]>,
     /// Verified tokens; `None` when `token_cache_size = 0`. Kept across
     /// reloads (every hit re-checks against the current config and keys).
     pub token_cache: Option<Arc<TokenCache>>,
@@ -139,8 +136,7 @@ fn build_snapshot(config: Config, old: Option<&Snapshot>, version: u64) -> Resul
         _ if tc.entries == 0 => None,
         _ => Some(Arc::new(TokenCache::new(tc.entries, tc.max_bytes))),
     };
-    let route_counters = config.routes.routes.iter().map(|_| RouteCounters::new()).collect();
-    Ok(Snapshot { config, keys, upstreams, sessions, token_cache, route_counters, version })
+    Ok(Snapshot { config, keys, upstreams, sessions, token_cache, version })
 }
 
 /// The session service, reused from the old snapshot when its settings are

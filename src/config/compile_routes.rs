@@ -256,6 +256,7 @@ impl Compiler<'_> {
             pass_authorization: r.pass_authorization.unwrap_or(true),
             audiences,
             max_body_size: self.size(&r.max_body_size, &format!("{key}.max_body_size")),
+            counters: Default::default(),
         })
     }
 

@@ -259,6 +259,8 @@ fn check_jwt(req: &Request<hyper::body::Incoming>) -> Result<(), String> {
     Ok(())
 }
 
+// The keys Authgear's import API accepts, written out here rather than taken
+// from `schema::RECORD_FIELDS`: the test server must not trust the code it tests.
 const RECORD_KEYS: &[&str] = &[
     "preferred_username",
     "email",
