@@ -80,7 +80,7 @@ pub fn install_json_access(w: &BatchedStderr) {
 pub fn send_json_access(line: Vec<u8>) -> bool {
     match JSON_ACCESS.get() {
         Some(w) => {
-            drop(Line { buf: line, tx: w.tx.clone() });
+            deliver(&w.tx, line);
             true
         }
         None => false,
@@ -108,17 +108,21 @@ impl Drop for Line {
         if self.buf.is_empty() {
             return;
         }
-        let buf = std::mem::take(&mut self.buf);
-        match self.tx.try_send(buf) {
-            Ok(()) => {}
-            // Full: wait for room rather than lose a line.
-            Err(TrySendError::Full(buf)) => {
-                let _ = self.tx.send(buf);
-            }
-            // The writer is gone (shutting down): write directly.
-            Err(TrySendError::Disconnected(buf)) => {
-                let _ = std::io::stderr().write_all(&buf);
-            }
+        deliver(&self.tx, std::mem::take(&mut self.buf));
+    }
+}
+
+/// Queues one line for the writer thread.
+fn deliver(tx: &SyncSender<Vec<u8>>, buf: Vec<u8>) {
+    match tx.try_send(buf) {
+        Ok(()) => {}
+        // Full: wait for room rather than lose a line.
+        Err(TrySendError::Full(buf)) => {
+            let _ = tx.send(buf);
+        }
+        // The writer is gone (shutting down): write directly.
+        Err(TrySendError::Disconnected(buf)) => {
+            let _ = std::io::stderr().write_all(&buf);
         }
     }
 }
