@@ -21,6 +21,7 @@ pub mod memory;
 pub mod metrics;
 pub mod parkio;
 pub mod path;
+pub mod pool;
 pub mod proxy;
 pub mod reload;
 pub mod routes;

@@ -13,7 +13,7 @@ use http::request::Parts;
 use http::{Request, Response, Uri, Version};
 use http_body_util::combinators::BoxBody;
 use http_body_util::BodyExt;
-use hyper::body::{Frame, Incoming, SizeHint};
+use hyper::body::{Frame, SizeHint};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -24,6 +24,7 @@ use crate::error::GatewayError;
 use crate::fetch::{client_tls, error_chain};
 use crate::headers;
 use crate::metrics::UpstreamMetrics;
+use crate::pool::{H1Pool, PooledBody};
 use crate::routes::Route;
 use crate::Body;
 
@@ -38,15 +39,28 @@ pub struct UpstreamClient {
     pub settings: Arc<UpstreamSettings>,
     /// In-flight gauge and response-time histogram, labelled with the name.
     pub metrics: UpstreamMetrics,
-    /// One pool per connection worker (index 0: any other thread), so a
-    /// request and its upstream connection live on the same thread.
-    clients: Box<[Client<hyper_rustls::HttpsConnector<HttpConnector>, UpstreamBody>]>,
+    transport: Transport,
+}
+
+/// How requests reach the upstream. Either way there is one pool per
+/// connection worker (index 0: any other thread), so a request and its
+/// upstream connection live on the same thread.
+enum Transport {
+    /// Plain-text HTTP/1.1: our own pool (see [`crate::pool`]).
+    Plain(H1Pool),
+    /// TLS or HTTP/2: hyper-util's pooled client.
+    Pooled(Box<[Client<hyper_rustls::HttpsConnector<HttpConnector>, UpstreamBody>]>),
 }
 
 impl UpstreamClient {
     /// Builds the client (connection pools, timeouts, TLS, HTTP version)
     /// with one pool for each of `workers` plus one for other threads.
     pub fn new(settings: Arc<UpstreamSettings>, workers: usize) -> Result<Self, String> {
+        let metrics = crate::metrics::metrics().upstream(&settings.name);
+        if settings.scheme == http::uri::Scheme::HTTP && settings.protocol == UpstreamProtocol::Http1 {
+            let pool = H1Pool::new(&settings.authority, settings.connect_timeout, settings.pool_idle_timeout, settings.pool_max_idle, workers);
+            return Ok(UpstreamClient { transport: Transport::Plain(pool), metrics, settings });
+        }
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
@@ -69,19 +83,19 @@ impl UpstreamClient {
             builder.http2_only(true);
         }
         let clients = (0..=workers).map(|_| builder.build(https.clone())).collect();
-        Ok(UpstreamClient { clients, metrics: crate::metrics::metrics().upstream(&settings.name), settings })
-    }
-
-    /// The pool of the worker this runs on.
-    fn client(&self) -> &Client<hyper_rustls::HttpsConnector<HttpConnector>, UpstreamBody> {
-        &self.clients[crate::workers::current() % self.clients.len()]
+        Ok(UpstreamClient { transport: Transport::Pooled(clients), metrics, settings })
     }
 
     /// Sends `req` and returns the response as it comes (headers untouched);
     /// 504 when the response headers take longer than the upstream's
     /// `timeout` (or connecting times out), 502 when it cannot be reached.
-    pub async fn request(&self, req: Request<UpstreamBody>) -> Result<Response<Incoming>, GatewayError> {
-        match tokio::time::timeout(self.settings.timeout, self.client().request(req)).await {
+    pub async fn request(&self, req: Request<UpstreamBody>) -> Result<Response<PooledBody>, GatewayError> {
+        let clients = match &self.transport {
+            Transport::Plain(pool) => return tokio::time::timeout(self.settings.timeout, pool.send(req)).await.unwrap_or(Err(GatewayError::UpstreamTimeout)),
+            Transport::Pooled(clients) => clients,
+        };
+        let client = &clients[crate::workers::current() % clients.len()];
+        match tokio::time::timeout(self.settings.timeout, client.request(req)).await {
             Err(_) => Err(GatewayError::UpstreamTimeout),
             Ok(Err(e)) => {
                 let chain = error_chain(&e);
@@ -91,7 +105,7 @@ impl UpstreamClient {
                     GatewayError::UpstreamUnavailable(chain)
                 })
             }
-            Ok(Ok(r)) => Ok(r),
+            Ok(Ok(r)) => Ok(r.map(PooledBody::unpooled)),
         }
     }
 
@@ -104,7 +118,7 @@ impl UpstreamClient {
 }
 
 /// Drops the response's hop-by-hop headers and boxes its streaming body.
-pub fn finish_response(resp: Response<Incoming>) -> Response<Body> {
+pub fn finish_response(resp: Response<PooledBody>) -> Response<Body> {
     let (mut parts, body) = resp.into_parts();
     headers::remove_hop_by_hop(&mut parts.headers);
     Response::from_parts(parts, body.boxed())

@@ -1,0 +1,258 @@
+//! Our own keep-alive pool for plain-HTTP/1.1 upstreams, on hyper's
+//! `client::conn` API, with one idle list per connection worker.
+//!
+//! Why not hyper-util's pooled client, as for TLS and HTTP/2 upstreams:
+//! to learn when an HTTP/1 connection is free again it spawns a task and a
+//! channel for every request, and it keys its pool by scheme and authority
+//! in a hashed map behind one lock. Here the response body hands its
+//! connection back when it ends, and the next request on the same worker
+//! takes the most recently used one (LIFO keeps few connections warm).
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, Uri};
+use hyper::body::{Body as _, Frame, Incoming, SizeHint};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tracing::debug;
+
+use crate::error::GatewayError;
+use crate::fetch::error_chain;
+use crate::proxy::UpstreamBody;
+
+/// Idle connections of one plain-HTTP/1.1 upstream, per worker.
+pub struct H1Pool {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    host: String,
+    port: u16,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+    max_idle: usize,
+    /// Index: `workers::current()` modulo the length (0 = other threads).
+    idle: Box<[Mutex<VecDeque<Idle>>]>,
+    reaper_started: AtomicBool,
+}
+
+struct Idle {
+    tx: SendRequest<UpstreamBody>,
+    since: Instant,
+}
+
+impl H1Pool {
+    /// A pool for `authority` (port 80 when it names none) with one idle
+    /// list for each of `workers` plus one for other threads.
+    pub fn new(authority: &http::uri::Authority, connect_timeout: Duration, idle_timeout: Duration, max_idle: usize, workers: usize) -> H1Pool {
+        // An IPv6 literal comes bracketed in a URL but not to the resolver.
+        let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_owned();
+        let idle = (0..=workers).map(|_| Mutex::new(VecDeque::new())).collect();
+        let shared =
+            Shared { host, port: authority.port_u16().unwrap_or(80), connect_timeout, idle_timeout, max_idle, idle, reaper_started: AtomicBool::new(false) };
+        H1Pool { shared: Arc::new(shared) }
+    }
+
+    /// Sends `req` (absolute URI; sent in origin form) on an idle connection
+    /// of this worker or a new one. A request that a reused connection
+    /// closed before it was written is sent again on another connection;
+    /// anything else that fails is the caller's 502.
+    pub async fn send(&self, mut req: Request<UpstreamBody>) -> Result<Response<PooledBody>, GatewayError> {
+        origin_form(req.uri_mut());
+        let worker = crate::workers::current() % self.shared.idle.len();
+        loop {
+            let (mut tx, reused) = match self.shared.checkout(worker).await {
+                Some(tx) => (tx, true),
+                None => (self.connect().await?, false),
+            };
+            match tx.try_send_request(req).await {
+                Ok(resp) => {
+                    // A switched protocol owns the connection from now on.
+                    let lease = (resp.status() != StatusCode::SWITCHING_PROTOCOLS).then(|| Lease { tx, shared: self.shared.clone(), worker });
+                    return Ok(resp.map(|inner| PooledBody { inner, lease }));
+                }
+                Err(mut e) => match e.take_message() {
+                    Some(back) if reused => {
+                        debug!(upstream = %self.shared.host, "pooled connection closed before the request was sent; retrying on another");
+                        req = back;
+                    }
+                    _ => return Err(GatewayError::UpstreamUnavailable(error_chain(&e.into_error()))),
+                },
+            }
+        }
+    }
+
+    /// Opens a new connection: resolve, then try each address in turn, all
+    /// within `connect_timeout`. Its driver runs as a task on this thread.
+    async fn connect(&self) -> Result<SendRequest<UpstreamBody>, GatewayError> {
+        let s = &self.shared;
+        let open = async {
+            let addrs = tokio::net::lookup_host((s.host.as_str(), s.port)).await.map_err(|e| format!("resolving {}: {e}", s.host))?;
+            let mut last = format!("{} resolved to no address", s.host);
+            for addr in addrs {
+                match TcpStream::connect(addr).await {
+                    Ok(stream) => return Ok(stream),
+                    Err(e) => last = format!("connecting to {addr}: {e}"),
+                }
+            }
+            Err(last)
+        };
+        let stream = match tokio::time::timeout(s.connect_timeout, open).await {
+            Err(_) => return Err(GatewayError::UpstreamTimeout),
+            Ok(Err(e)) => return Err(GatewayError::UpstreamUnavailable(e)),
+            Ok(Ok(stream)) => stream,
+        };
+        let _ = stream.set_nodelay(true);
+        let (tx, conn) = http1::handshake(TokioIo::new(stream)).await.map_err(|e| GatewayError::UpstreamUnavailable(error_chain(&e)))?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                debug!(error = %error_chain(&e), "upstream connection ended with an error");
+            }
+        });
+        self.start_reaper();
+        Ok(tx)
+    }
+
+    /// Closes connections idle past `idle_timeout` even when no request
+    /// comes to notice them. One task per pool; it ends with the pool.
+    fn start_reaper(&self) {
+        if self.shared.reaper_started.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let weak: Weak<Shared> = Arc::downgrade(&self.shared);
+        let every = (self.shared.idle_timeout / 2).max(Duration::from_millis(50));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(shared) = weak.upgrade() else { return };
+                for list in shared.idle.iter() {
+                    shared.drop_expired(&mut lock(list), Instant::now());
+                }
+            }
+        });
+    }
+}
+
+impl Shared {
+    /// The most recently used idle connection of `worker` that is still
+    /// open, if any.
+    async fn checkout(&self, worker: usize) -> Option<SendRequest<UpstreamBody>> {
+        loop {
+            let mut idle = {
+                let mut list = lock(&self.idle[worker]);
+                self.drop_expired(&mut list, Instant::now());
+                list.pop_back()?
+            };
+            if idle.tx.is_closed() {
+                continue;
+            }
+            if idle.tx.is_ready() {
+                return Some(idle.tx);
+            }
+            // Its last response has ended but the driver task has not run
+            // since; it is ready (or closed) as soon as it does.
+            if idle.tx.ready().await.is_ok() {
+                return Some(idle.tx);
+            }
+        }
+    }
+
+    /// Oldest first: the list is in order of return.
+    fn drop_expired(&self, list: &mut VecDeque<Idle>, now: Instant) {
+        while list.front().is_some_and(|i| now.duration_since(i.since) >= self.idle_timeout) {
+            list.pop_front();
+        }
+    }
+
+    fn checkin(&self, worker: usize, tx: SendRequest<UpstreamBody>) {
+        if tx.is_closed() {
+            return;
+        }
+        let mut list = lock(&self.idle[worker]);
+        if list.len() < self.max_idle {
+            list.push_back(Idle { tx, since: Instant::now() });
+        }
+    }
+}
+
+/// A poisoned list only means a panic elsewhere mid-push; the list itself
+/// is still consistent.
+fn lock(m: &Mutex<VecDeque<Idle>>) -> std::sync::MutexGuard<'_, VecDeque<Idle>> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// HTTP/1.1 request lines carry the path and query only.
+fn origin_form(uri: &mut Uri) {
+    let pq = uri.path_and_query().cloned().unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+    *uri = Uri::from(pq);
+}
+
+/// A connection on loan to one response.
+struct Lease {
+    tx: SendRequest<UpstreamBody>,
+    shared: Arc<Shared>,
+    worker: usize,
+}
+
+/// An upstream response body; when it came from [`H1Pool`], reading it to
+/// the end returns its connection to the pool. Dropped before the end, the
+/// connection is closed instead (hyper cannot reuse it).
+pub struct PooledBody {
+    inner: Incoming,
+    lease: Option<Lease>,
+}
+
+impl PooledBody {
+    /// A body with no connection to return (hyper-util's client).
+    pub fn unpooled(inner: Incoming) -> PooledBody {
+        PooledBody { inner, lease: None }
+    }
+
+    fn release(&mut self) {
+        if let Some(l) = self.lease.take() {
+            l.shared.checkin(l.worker, l.tx);
+        }
+    }
+}
+
+impl Drop for PooledBody {
+    fn drop(&mut self) {
+        // Whoever reads the body may stop polling once it reports its end.
+        if self.inner.is_end_stream() {
+            self.release();
+        }
+    }
+}
+
+impl hyper::body::Body for PooledBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => self.release(),
+            Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.release(),
+            Poll::Ready(Some(Err(_))) => self.lease = None,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
