@@ -68,7 +68,7 @@ impl H1Pool {
         origin_form(req.uri_mut());
         let worker = crate::workers::current() % self.shared.idle.len();
         loop {
-            let (mut tx, reused) = match self.shared.checkout(worker).await {
+            let (mut tx, reused) = match self.shared.checkout(worker) {
                 Some(tx) => (tx, true),
                 None => (self.connect().await?, false),
             };
@@ -143,24 +143,19 @@ impl H1Pool {
 }
 
 impl Shared {
-    /// The most recently used idle connection of `worker` that is still
-    /// open, if any.
-    async fn checkout(&self, worker: usize) -> Option<SendRequest<UpstreamBody>> {
+    /// The most recently used idle connection of `worker` that is ready
+    /// for a request, if any; the others it passes are dropped (closed).
+    fn checkout(&self, worker: usize) -> Option<SendRequest<UpstreamBody>> {
         loop {
-            let mut idle = {
+            let idle = {
                 let mut list = lock(&self.idle[worker]);
                 self.drop_expired(&mut list, Instant::now());
                 list.pop_back()?
             };
-            if idle.tx.is_closed() {
-                continue;
-            }
+            // Not ready means closed, or still sending the body of its last
+            // request (an upstream may answer before reading it all), which
+            // can take as long as that client likes: not worth waiting for.
             if idle.tx.is_ready() {
-                return Some(idle.tx);
-            }
-            // Its last response has ended but the driver task has not run
-            // since; it is ready (or closed) as soon as it does.
-            if idle.tx.ready().await.is_ok() {
                 return Some(idle.tx);
             }
         }

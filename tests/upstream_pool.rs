@@ -21,6 +21,8 @@ use tokio::net::{TcpListener, TcpStream};
 /// `/drop/..` closes the socket right after the answer (no header says
 /// so), `/close/..` answers `Connection: close`, `/endless` streams a
 /// chunked body until the reader goes away, `/slow/..` waits 300 ms.
+/// Request bodies are never read: a body's bytes would be taken for the
+/// next request head, so a connection that carried one is not reused.
 struct RawUpstream {
     addr: std::net::SocketAddr,
     accepted: Arc<AtomicUsize>,
@@ -185,4 +187,22 @@ async fn no_more_than_pool_max_idle_connections_are_kept() {
     expect_own_answer(&gw, "/n/1").await;
     expect_own_answer(&gw, "/n/2").await;
     assert_eq!(up.accepted(), 6, "the kept connections are reused");
+}
+
+#[tokio::test]
+async fn a_slow_upload_the_upstream_answered_early_holds_up_no_one() {
+    let up = RawUpstream::start().await;
+    let gw = gateway(&up, "").await;
+    // The upstream answers before the body has arrived; the client keeps
+    // the rest of its body back, so that upstream connection stays busy.
+    let mut s = TcpStream::connect(gw.server.addr).await.expect("connect");
+    s.write_all(b"POST /early HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\npart of it").await.expect("write");
+    let mut first = [0u8; 256];
+    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut first)).await.expect("answer in time").expect("read");
+    assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"));
+    // Another client must not wait for that upload to finish.
+    let other = tokio::time::timeout(Duration::from_secs(5), expect_own_answer(&gw, "/other")).await;
+    assert!(other.is_ok(), "a request waited for another client's upload");
+    assert_eq!(up.accepted(), 2);
+    drop(s);
 }
