@@ -35,6 +35,11 @@ pub mod workers;
 /// The body type of every response the gateway produces.
 pub type Body = http_body_util::combinators::BoxBody<bytes::Bytes, hyper::Error>;
 
+/// Everything built on this crate allocates through it: the system
+/// allocator plus the connection workers' buffer stash (see `memory`).
+#[global_allocator]
+static ALLOCATOR: memory::Allocator = memory::Allocator;
+
 pub use config::Config;
 pub use server::Server;
 pub use state::Gateway;
