@@ -252,8 +252,10 @@ async fn explain_token(o: &mut Out, cfg: &Config, route: &Route, token: &str, ke
     }
     match failure {
         Some(f) => (f, None),
-        None if unchecked => ("forwarded with identity, if the signature is valid (it was not checked)".into(), Some(Identity { claims, issuer: idx })),
-        None => ("forwarded with identity".into(), Some(Identity { claims, issuer: idx })),
+        None if unchecked => {
+            ("forwarded with identity, if the signature is valid (it was not checked)".into(), Some(Identity { claims, issuer: idx, rendered: None }))
+        }
+        None => ("forwarded with identity".into(), Some(Identity { claims, issuer: idx, rendered: None })),
     }
 }
 

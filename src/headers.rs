@@ -3,6 +3,9 @@
 
 use std::collections::HashSet;
 use std::net::IpAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
 
 use http::header::{HeaderName, HeaderValue, CONNECTION};
 use http::HeaderMap;
@@ -65,6 +68,42 @@ impl HeaderMapping {
             }
         }
         out
+    }
+}
+
+/// One token's identity headers, rendered on its first request and kept
+/// with its verified-token cache entry, so a cache hit inserts ready-made
+/// values instead of formatting every claim again. Re-rendered when a route
+/// with another mapping (or a reloaded config) uses the token.
+#[derive(Debug, Default)]
+pub struct RenderedHeaders(ArcSwapOption<Rendered>);
+
+#[derive(Debug)]
+struct Rendered {
+    /// Held, not just compared by address: while this lives, no other
+    /// mapping can be allocated at its address and be taken for it.
+    mapping: Arc<HeaderMapping>,
+    headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl RenderedHeaders {
+    /// Inserts the headers `mapping` gives for `claims` (always the same
+    /// claims: those of the token this belongs to) into `h`.
+    pub fn insert_into(&self, mapping: &Arc<HeaderMapping>, claims: &Map<String, Value>, h: &mut HeaderMap) {
+        {
+            let kept = self.0.load();
+            if let Some(r) = kept.as_ref().filter(|r| Arc::ptr_eq(&r.mapping, mapping)) {
+                for (name, value) in &r.headers {
+                    h.insert(name.clone(), value.clone());
+                }
+                return;
+            }
+        }
+        let headers = mapping.render(claims);
+        for (name, value) in &headers {
+            h.insert(name.clone(), value.clone());
+        }
+        self.0.store(Some(Arc::new(Rendered { mapping: mapping.clone(), headers })));
     }
 }
 

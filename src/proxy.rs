@@ -194,8 +194,13 @@ pub fn rewrite_request<B>(
         }
     }
     if let Some(id) = identity {
-        for (name, value) in route.headers.render(&id.claims) {
-            h.insert(name, value);
+        match &id.rendered {
+            Some(kept) => kept.insert_into(&route.headers, &id.claims, h),
+            None => {
+                for (name, value) in route.headers.render(&id.claims) {
+                    h.insert(name, value);
+                }
+            }
         }
     }
     parts.uri = uri;

@@ -183,3 +183,29 @@ async fn token_cache_size_zero_turns_the_cache_off() {
     }
     assert!(gw.server.gateway.snapshot().token_cache.is_none());
 }
+
+#[tokio::test]
+async fn a_cached_token_gets_each_routes_own_identity_headers_even_after_a_reload() {
+    authgear_gateway::install_crypto_provider();
+    let iss = DevIssuer::start().await.expect("issuer");
+    let up = Upstream::start().await;
+    let routes = "[[routes]]\npath = \"/billing/**\"\nheaders = { \"x-billing-user\" = \"sub\" }\n\n[[routes]]\npath = \"/api/**\"\n";
+    let gw = start_ready(&config_text(&iss, up.addr, "", routes)).await;
+    let t = iss.mint("alice", json!({}));
+    let header = |name: &str| up.last().headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    for round in 0..2 {
+        assert_eq!(get_with(&gw.url("/api/a"), &t).await.status, StatusCode::OK);
+        assert_eq!((header("x-authgear-user-id").as_deref(), header("x-billing-user")), (Some("alice"), None), "round {round}");
+        assert_eq!(get_with(&gw.url("/billing/a"), &t).await.status, StatusCode::OK);
+        assert_eq!((header("x-billing-user").as_deref(), header("x-authgear-user-id")), (Some("alice"), None), "round {round}");
+    }
+    assert_eq!(cache_stats(&gw), (3, 1), "one verification, then hits");
+
+    // A reload that renames the header: the cached token follows the new config.
+    let renamed = routes.replace("x-billing-user", "x-payer");
+    let cfg = authgear_gateway::Config::from_toml(&config_text(&iss, up.addr, "", &renamed), "test.toml").expect("valid config");
+    gw.server.gateway.reload(cfg).expect("reload");
+    assert_eq!(get_with(&gw.url("/billing/a"), &t).await.status, StatusCode::OK);
+    assert_eq!((header("x-payer").as_deref(), header("x-billing-user")), (Some("alice"), None));
+    assert_eq!(cache_stats(&gw).0, 4, "still served from the cache");
+}

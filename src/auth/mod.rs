@@ -16,6 +16,7 @@ use serde_json::{Map, Value};
 
 use crate::config::Config;
 use crate::error::GatewayError;
+use crate::headers::RenderedHeaders;
 use crate::routes::{AuthMethod, AuthMode, Route};
 use crate::session::redirect;
 use crate::session::resolver::Verdict;
@@ -30,6 +31,9 @@ pub struct Identity {
     pub claims: Arc<Map<String, Value>>,
     /// Index of the issuer (in `Config::issuers`) that vouched for it.
     pub issuer: usize,
+    /// The identity headers kept with the token's cache entry, when it has
+    /// one (see `headers::RenderedHeaders`).
+    pub rendered: Option<Arc<RenderedHeaders>>,
 }
 
 impl Identity {
@@ -156,7 +160,7 @@ async fn authenticate_session(snap: &Snapshot, route: &Route, headers: &HeaderMa
     let cookie_only = creds.authorization.is_none();
     match sessions.resolve(creds).await {
         // Resolver identities belong to the first issuer's project.
-        Ok(Verdict::Valid(claims)) => Ok(Some(Identity { claims, issuer: 0 })),
+        Ok(Verdict::Valid(claims)) => Ok(Some(Identity { claims, issuer: 0, rendered: None })),
         // A stale cookie is normal for a logged-out browser; on an optional
         // route it means anonymous. A bad bearer token is still refused.
         Ok(_) if route.auth == AuthMode::Optional && cookie_only => Ok(None),
@@ -217,11 +221,14 @@ pub async fn verify_token(
     };
     jwt::check_claims(&parsed, &rules, now)?;
     let claims = Arc::new(parsed.claims);
+    let mut rendered = None;
     if let (Some(c), Some(exp)) = (cache, jwt::expiry(&claims)) {
         let payload_len = parsed.signing_input.len() * 3 / 4;
-        c.insert(Verified::new(token, claims.clone(), parsed.typ.as_deref(), key, exp, payload_len), now);
+        let entry = Verified::new(token, claims.clone(), parsed.typ.as_deref(), key, exp, payload_len);
+        rendered = Some(entry.rendered.clone());
+        c.insert(entry, now);
     }
-    Ok(Identity { claims, issuer: idx })
+    Ok(Identity { claims, issuer: idx, rendered })
 }
 
 /// The checks a cache hit still needs. `None` sends the token down the full
@@ -250,7 +257,7 @@ fn recheck(cfg: &Config, stores: &[Arc<KeyStore>], v: &Verified, audiences: Opti
     };
     let view = jwt::ClaimsView { typ: v.typ.as_deref(), claims: &v.claims };
     Some(match jwt::check_claims_of(&view, &rules, now) {
-        Ok(()) => Ok(Identity { claims: v.claims.clone(), issuer: idx }),
+        Ok(()) => Ok(Identity { claims: v.claims.clone(), issuer: idx, rendered: Some(v.rendered.clone()) }),
         Err(e) => Err(e.into()),
     })
 }
