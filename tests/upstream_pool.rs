@@ -104,6 +104,17 @@ async fn gateway(up: &RawUpstream, upstream: &str) -> Gw {
     start_gateway(&public_config(&format!("http://{}", up.addr), "workers = 1", upstream, PUBLIC_ALL)).await
 }
 
+/// Sends `request` on a new connection and waits for the first bytes of a
+/// 200 answer; the connection stays open for the caller.
+async fn start_of_answer(gw: &Gw, request: &[u8]) -> TcpStream {
+    let mut s = TcpStream::connect(gw.server.addr).await.expect("connect");
+    s.write_all(request).await.expect("write");
+    let mut first = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut first)).await.expect("answer in time").expect("read");
+    assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"), "{:?}", String::from_utf8_lossy(&first[..n]));
+    s
+}
+
 /// GETs `path` and checks the answer is the one for that path.
 async fn expect_own_answer(gw: &Gw, path: &str) {
     let (status, a) = get(&gw.url(path), &[]).await;
@@ -146,11 +157,7 @@ async fn connection_close_from_the_upstream_is_honoured() {
 async fn a_response_abandoned_midway_closes_its_upstream_connection() {
     let up = RawUpstream::start().await;
     let gw = gateway(&up, "").await;
-    let mut s = TcpStream::connect(gw.server.addr).await.expect("connect");
-    s.write_all(b"GET /endless HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("write");
-    let mut first = [0u8; 64];
-    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut first)).await.expect("answer in time").expect("read");
-    assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"));
+    let s = start_of_answer(&gw, b"GET /endless HTTP/1.1\r\nHost: x\r\n\r\n").await;
     drop(s);
     // The rest of that body must never be read as the next answer.
     assert!(eventually(|| async { up.closed() == 1 }).await, "the abandoned upstream connection stayed open");
@@ -195,11 +202,7 @@ async fn a_slow_upload_the_upstream_answered_early_holds_up_no_one() {
     let gw = gateway(&up, "").await;
     // The upstream answers before the body has arrived; the client keeps
     // the rest of its body back, so that upstream connection stays busy.
-    let mut s = TcpStream::connect(gw.server.addr).await.expect("connect");
-    s.write_all(b"POST /early HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\npart of it").await.expect("write");
-    let mut first = [0u8; 256];
-    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut first)).await.expect("answer in time").expect("read");
-    assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"));
+    let s = start_of_answer(&gw, b"POST /early HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\npart of it").await;
     // Another client must not wait for that upload to finish.
     let other = tokio::time::timeout(Duration::from_secs(5), expect_own_answer(&gw, "/other")).await;
     assert!(other.is_ok(), "a request waited for another client's upload");
