@@ -209,3 +209,29 @@ async fn a_slow_upload_the_upstream_answered_early_holds_up_no_one() {
     assert_eq!(up.accepted(), 2);
     drop(s);
 }
+
+#[tokio::test]
+async fn concurrent_requests_never_get_each_others_answers() {
+    let up = RawUpstream::start().await;
+    let gw = start_gateway(&public_config(&format!("http://{}", up.addr), "workers = 2", "pool_max_idle = 4", PUBLIC_ALL)).await;
+    let base = gw.base.clone();
+    let tasks: Vec<_> = (0..16)
+        .map(|t| {
+            let base = base.clone();
+            tokio::spawn(async move {
+                for i in 0..25 {
+                    // Kept, dropped by the upstream, closed by header, and
+                    // kept again: every way a connection can end, mixed.
+                    let kind = ["n", "drop", "close", "n"][(t + i) % 4];
+                    let path = format!("/{kind}/{t}-{i}");
+                    let (status, a) = get(&format!("{base}{path}"), &[]).await;
+                    assert_eq!((status.as_u16(), a.body.as_str()), (200, path.as_str()), "task {t} request {i}");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("a request got another's answer (see above)");
+    }
+    assert!(up.accepted() < 400, "kept connections should be reused: {} connections for 400 requests", up.accepted());
+}
