@@ -20,7 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 /// each GET with its path as the body; the path picks the behaviour:
 /// `/drop/..` closes the socket right after the answer (no header says
 /// so), `/close/..` answers `Connection: close`, `/endless` streams a
-/// chunked body until the reader goes away, `/slow/..` waits 300 ms.
+/// chunked body until the reader goes away, `/slow/..` waits 800 ms.
 /// Request bodies are never read: a body's bytes would be taken for the
 /// next request head, so a connection that carried one is not reused.
 struct RawUpstream {
@@ -64,7 +64,7 @@ async fn serve(mut s: TcpStream) {
     loop {
         let Some(path) = read_request_path(&mut s, &mut buf).await else { return };
         if path.starts_with("/slow/") {
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            tokio::time::sleep(Duration::from_millis(800)).await;
         }
         if path == "/endless" {
             if s.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n").await.is_err() {
