@@ -90,20 +90,19 @@ impl RenderedHeaders {
     /// Inserts the headers `mapping` gives for `claims` (always the same
     /// claims: those of the token this belongs to) into `h`.
     pub fn insert_into(&self, mapping: &Arc<HeaderMapping>, claims: &Map<String, Value>, h: &mut HeaderMap) {
-        {
-            let kept = self.0.load();
-            if let Some(r) = kept.as_ref().filter(|r| Arc::ptr_eq(&r.mapping, mapping)) {
-                for (name, value) in &r.headers {
-                    h.insert(name.clone(), value.clone());
-                }
-                return;
+        let kept = self.0.load();
+        let fresh;
+        let rendered = match kept.as_deref().filter(|r| Arc::ptr_eq(&r.mapping, mapping)) {
+            Some(r) => r,
+            None => {
+                fresh = Arc::new(Rendered { mapping: mapping.clone(), headers: mapping.render(claims) });
+                self.0.store(Some(fresh.clone()));
+                &fresh
             }
-        }
-        let headers = mapping.render(claims);
-        for (name, value) in &headers {
+        };
+        for (name, value) in &rendered.headers {
             h.insert(name.clone(), value.clone());
         }
-        self.0.store(Some(Arc::new(Rendered { mapping: mapping.clone(), headers })));
     }
 }
 

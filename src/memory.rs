@@ -136,8 +136,9 @@ pub fn drain_stash() {
     });
 }
 
-/// How many blocks this thread holds (for tests).
-pub fn stashed() -> usize {
+/// How many blocks this thread holds.
+#[cfg(test)]
+fn stashed() -> usize {
     STASH.try_with(|s| s.len.get()).unwrap_or(0)
 }
 
