@@ -90,23 +90,22 @@ impl UpstreamClient {
     /// 504 when the response headers take longer than the upstream's
     /// `timeout` (or connecting times out), 502 when it cannot be reached.
     pub async fn request(&self, req: Request<UpstreamBody>) -> Result<Response<PooledBody>, GatewayError> {
-        let clients = match &self.transport {
-            Transport::Plain(pool) => return tokio::time::timeout(self.settings.timeout, pool.send(req)).await.unwrap_or(Err(GatewayError::UpstreamTimeout)),
-            Transport::Pooled(clients) => clients,
-        };
-        let client = &clients[crate::workers::current() % clients.len()];
-        match tokio::time::timeout(self.settings.timeout, client.request(req)).await {
-            Err(_) => Err(GatewayError::UpstreamTimeout),
-            Ok(Err(e)) => {
+        let exchange = async {
+            let clients = match &self.transport {
+                Transport::Plain(pool) => return pool.send(req).await,
+                Transport::Pooled(clients) => clients,
+            };
+            let client = &clients[crate::workers::current() % clients.len()];
+            client.request(req).await.map(|r| r.map(PooledBody::unpooled)).map_err(|e| {
                 let chain = error_chain(&e);
-                Err(if chain.contains("timed out") || chain.contains("timeout") {
+                if chain.contains("timed out") || chain.contains("timeout") {
                     GatewayError::UpstreamTimeout
                 } else {
                     GatewayError::UpstreamUnavailable(chain)
-                })
-            }
-            Ok(Ok(r)) => Ok(r.map(PooledBody::unpooled)),
-        }
+                }
+            })
+        };
+        tokio::time::timeout(self.settings.timeout, exchange).await.unwrap_or(Err(GatewayError::UpstreamTimeout))
     }
 
     /// [`request`](Self::request), then the response made ready for the
