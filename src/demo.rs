@@ -11,7 +11,6 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use serde_json::{json, Map, Value};
-use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::devissuer::DevIssuer;
@@ -21,7 +20,7 @@ use crate::Body;
 /// Starts an upstream on 127.0.0.1 that answers every request with a JSON
 /// echo of the method, path and headers it received.
 pub async fn start_echo_upstream() -> std::io::Result<SocketAddr> {
-    let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+    let listener = crate::net::bind_loopback()?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
         let builder = auto::Builder::new(TokioExecutor::new());

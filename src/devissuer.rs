@@ -176,7 +176,7 @@ impl DevIssuer {
     }
 
     async fn start_inner(key: Arc<DevKey>, tls: Option<tokio_rustls::TlsAcceptor>) -> std::io::Result<DevIssuer> {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        let listener = crate::net::bind_loopback()?;
         let addr = listener.local_addr()?;
         let issuer = match tls {
             Some(_) => format!("https://localhost:{}", addr.port()),

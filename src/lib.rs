@@ -19,6 +19,7 @@ pub mod import;
 pub mod logwriter;
 pub mod memory;
 pub mod metrics;
+pub mod net;
 pub mod parkio;
 pub mod path;
 pub mod pool;

@@ -193,12 +193,12 @@ impl Server {
             Some(files) => Some(ListenerTls::load(files).map_err(|e| std::io::Error::other(format!("listener TLS: {e}")))?),
             None => None,
         };
-        let listener = TcpListener::bind(settings.listen).await?;
+        let listener = crate::net::bind(settings.listen, settings.listen_backlog)?;
         let addr = listener.local_addr()?;
         let (stop, stop_rx) = watch::channel(false);
         let admin = match snap.config.admin_listen {
             Some(a) => {
-                let l = TcpListener::bind(a).await?;
+                let l = crate::net::bind(a, crate::net::DEFAULT_BACKLOG)?;
                 let admin_addr = l.local_addr()?;
                 Some((admin_addr, tokio::spawn(admin::serve(l, gateway.clone(), stop_rx.clone()))))
             }

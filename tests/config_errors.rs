@@ -198,3 +198,20 @@ fn worker_count_defaults_to_the_cpus_and_must_be_positive() {
     assert_eq!(err.items[0].line, 2);
     assert!(err.items[0].message.contains("positive"), "{}", err.items[0]);
 }
+
+#[test]
+fn listen_backlog_defaults_to_1024_and_must_fit_listen() {
+    let env = |k: &str| (k == "PROJECT").then(|| "myapp".to_owned());
+    let cfg = Config::from_toml_with_env(MINIMAL, "t.toml", &env).expect("valid");
+    assert_eq!(cfg.server.listen_backlog, 1024);
+    let set = format!("[server]\nlisten_backlog = 4096\n{MINIMAL}");
+    assert_eq!(Config::from_toml_with_env(&set, "t.toml", &env).expect("valid").server.listen_backlog, 4096);
+    for bad in ["0", "-1", "70000"] {
+        let text = format!("[server]\nlisten_backlog = {bad}\n{MINIMAL}");
+        let err = Config::from_toml_with_env(&text, "t.toml", &env).unwrap_err();
+        assert_eq!(err.items.len(), 1, "{bad}");
+        assert_eq!(err.items[0].key, "server.listen_backlog");
+        assert_eq!(err.items[0].line, 2);
+        assert!(err.items[0].message.contains("between 1 and 65535"), "{}", err.items[0]);
+    }
+}

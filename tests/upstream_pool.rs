@@ -14,7 +14,7 @@ use std::time::Duration;
 use support::front::*;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 /// A hand-written HTTP/1.1 upstream that counts connections. It answers
 /// each GET with its path as the body; the path picks the behaviour:
@@ -31,7 +31,7 @@ struct RawUpstream {
 
 impl RawUpstream {
     async fn start() -> RawUpstream {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
+        let listener = authgear_gateway::net::bind_loopback().expect("bind");
         let addr = listener.local_addr().expect("addr");
         let accepted = Arc::new(AtomicUsize::new(0));
         let closed = Arc::new(AtomicUsize::new(0));

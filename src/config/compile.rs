@@ -114,6 +114,20 @@ impl Compiler<'_> {
         }
     }
 
+    /// `server.listen_backlog`: what `listen(2)` takes, 1 to 65535.
+    fn backlog(&mut self, v: &Option<Spanned<i64>>) -> u32 {
+        match v {
+            None => crate::net::DEFAULT_BACKLOG,
+            Some(n) => match u32::try_from(*n.get_ref()) {
+                Ok(b @ 1..=65535) => b,
+                _ => {
+                    self.rep.error(n.span(), "server.listen_backlog", "must be between 1 and 65535");
+                    crate::net::DEFAULT_BACKLOG
+                }
+            },
+        }
+    }
+
     /// A byte size (number of bytes or "10MB"); `None` when absent or wrong.
     pub(super) fn size(&mut self, v: &Option<Spanned<RawSize>>, key: &str) -> Option<u64> {
         let v = v.as_ref()?;
@@ -244,6 +258,7 @@ impl Compiler<'_> {
             request_header_timeout: self.duration(&r.request_header_timeout, "server.request_header_timeout", Duration::from_secs(10)),
             idle_timeout: self.duration(&r.idle_timeout, "server.idle_timeout", Duration::from_secs(60)),
             max_connections: self.count(&r.max_connections, "server.max_connections", 10_000),
+            listen_backlog: self.backlog(&r.listen_backlog),
             max_header_count: self.count(&r.max_header_count, "server.max_header_count", 100),
             max_uri_length: self.count(&r.max_uri_length, "server.max_uri_length", 8192),
             shutdown_drain: self.duration(&r.shutdown_drain, "server.shutdown_drain", Duration::from_secs(5)),

@@ -27,6 +27,8 @@ pub struct ServerSettings {
     pub request_header_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_connections: usize,
+    /// Connections the kernel queues while none are being accepted.
+    pub listen_backlog: u32,
     pub max_header_count: usize,
     pub max_uri_length: usize,
     pub shutdown_drain: Duration,

@@ -16,7 +16,6 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
 
 /// A session the resolver knows, keyed by cookie value or bearer token.
 #[derive(Debug, Clone, Default)]
@@ -78,7 +77,7 @@ pub struct TestResolver {
 
 impl TestResolver {
     pub async fn start() -> TestResolver {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await.expect("bind resolver");
+        let listener = authgear_gateway::net::bind_loopback().expect("bind resolver");
         let addr = listener.local_addr().expect("addr");
         let r = TestResolver {
             addr,
