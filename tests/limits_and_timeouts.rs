@@ -171,16 +171,24 @@ async fn idle_keep_alive_connections_are_closed_but_busy_ones_are_not() {
     assert_eq!(a.body, "ok");
 }
 
-#[tokio::test]
-async fn connections_beyond_max_connections_wait_and_are_then_served() {
-    let up = Upstream::start().await;
-    let gw = gateway(&up, "max_connections = 1").await;
-
+/// An open keep-alive connection, served once, that holds the permit of a
+/// gateway with `max_connections = 1`.
+async fn take_the_only_connection_slot(gw: &Gw) -> TcpStream {
     let mut first = TcpStream::connect(gw.server.addr).await.expect("connect");
     first.write_all(b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("write");
     let mut buf = [0u8; 1024];
     let n = first.read(&mut buf).await.expect("read");
     assert_eq!(raw_status(&String::from_utf8_lossy(&buf[..n])), 200);
+    first
+}
+
+#[tokio::test]
+async fn connections_beyond_max_connections_wait_and_are_then_served() {
+    let up = Upstream::start().await;
+    let gw = gateway(&up, "max_connections = 1").await;
+
+    let first = take_the_only_connection_slot(&gw).await;
+    let mut buf = [0u8; 1024];
 
     // The second connection is not accepted while the first is open...
     let mut second = TcpStream::connect(gw.server.addr).await.expect("the kernel still accepts into the backlog");
@@ -203,11 +211,7 @@ async fn connections_beyond_max_connections_wait_and_are_then_served() {
 async fn a_burst_held_back_by_max_connections_is_queued_by_the_kernel_not_dropped() {
     let up = Upstream::start().await;
     let gw = gateway(&up, "max_connections = 1").await;
-    let mut first = TcpStream::connect(gw.server.addr).await.expect("connect");
-    first.write_all(b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("write");
-    let mut buf = [0u8; 1024];
-    let n = first.read(&mut buf).await.expect("read");
-    assert_eq!(raw_status(&String::from_utf8_lossy(&buf[..n])), 200);
+    let first = take_the_only_connection_slot(&gw).await;
 
     // Linux caps the backlog at somaxconn; stay under it so the test asks
     // only what any machine's kernel grants (4096 by default).
