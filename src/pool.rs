@@ -16,7 +16,8 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode, Uri};
+use http::{Method, Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt as _, Empty};
 use hyper::body::{Body as _, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
@@ -62,26 +63,37 @@ impl H1Pool {
 
     /// Sends `req` (absolute URI; sent in origin form) on an idle connection
     /// of this worker or a new one. A request that a reused connection
-    /// closed before it was written is sent again on another connection;
-    /// anything else that fails is the caller's 502.
+    /// closed before it was written is sent again on another connection, and
+    /// so, once and on a new connection, is a bodiless idempotent request that
+    /// a connection idle for [`REPLAY_AFTER_IDLE`] lost before any answer
+    /// (the upstream's idle timer closed it just as the request went out).
+    /// Anything else that fails is the caller's 502.
     pub async fn send(&self, mut req: Request<UpstreamBody>) -> Result<Response<PooledBody>, GatewayError> {
         origin_form(req.uri_mut());
         let worker = crate::workers::current() % self.shared.idle.len();
+        let mut replayed = false;
         loop {
-            let (mut tx, reused) = match self.shared.checkout(worker) {
-                Some(tx) => (tx, true),
-                None => (self.connect().await?, false),
+            let checked_out = if replayed { None } else { self.shared.checkout(worker) };
+            let (mut tx, reused, idle_for) = match checked_out {
+                Some((tx, idle_for)) => (tx, true, idle_for),
+                None => (self.connect().await?, false, Duration::ZERO),
             };
+            let replay = if idle_for >= REPLAY_AFTER_IDLE { replay_copy(&req) } else { None };
             match tx.try_send_request(req).await {
                 Ok(resp) => {
                     // A switched protocol owns the connection from now on.
                     let lease = (resp.status() != StatusCode::SWITCHING_PROTOCOLS).then(|| Lease { tx, shared: self.shared.clone(), worker });
                     return Ok(resp.map(|inner| PooledBody { inner, lease }));
                 }
-                Err(mut e) => match e.take_message() {
-                    Some(back) if reused => {
+                Err(mut e) => match (e.take_message(), replay) {
+                    (Some(back), _) if reused => {
                         debug!(upstream = %self.shared.host, "pooled connection closed before the request was sent; retrying on another");
                         req = back;
+                    }
+                    (None, Some(copy)) if lost_before_answer(e.error()) => {
+                        debug!(upstream = %self.shared.host, error = %error_chain(e.error()), "pooled connection lost an idempotent request; sending it again on a new connection");
+                        req = copy;
+                        replayed = true;
                     }
                     _ => return Err(GatewayError::UpstreamUnavailable(error_chain(&e.into_error()))),
                 },
@@ -145,7 +157,7 @@ impl H1Pool {
 impl Shared {
     /// The most recently used idle connection of `worker` that is ready
     /// for a request, if any; the others it passes are dropped (closed).
-    fn checkout(&self, worker: usize) -> Option<SendRequest<UpstreamBody>> {
+    fn checkout(&self, worker: usize) -> Option<(SendRequest<UpstreamBody>, Duration)> {
         loop {
             let idle = {
                 let mut list = lock(&self.idle[worker]);
@@ -156,7 +168,7 @@ impl Shared {
             // request (an upstream may answer before reading it all), which
             // can take as long as that client likes: not worth waiting for.
             if idle.tx.is_ready() {
-                return Some(idle.tx);
+                return Some((idle.tx, idle.since.elapsed()));
             }
         }
     }
@@ -183,6 +195,48 @@ impl Shared {
 /// is still consistent.
 fn lock(m: &Mutex<VecDeque<Idle>>) -> std::sync::MutexGuard<'_, VecDeque<Idle>> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// How long a pooled connection must have been idle before a request sent
+/// on it is copied for a replay. Upstreams close idle connections on a
+/// timer (Node and Apache after 5 s, gunicorn after 2 s), and a request
+/// that meets that close on the wire is lost. A connection busy moments ago
+/// is rarely closed unannounced, and under load the copy (3 allocations per
+/// request, measured) would be paid on every request for nothing.
+pub const REPLAY_AFTER_IDLE: Duration = Duration::from_millis(100);
+
+/// A copy of `req` to send again should a reused connection lose it: only
+/// for methods that RFC 9110 (section 9.2.2) lets a client retry on its own
+/// and with no body (a streamed body cannot be sent twice), and never for an
+/// upgrade. The copy is made before sending because hyper keeps a request
+/// once it has started writing it.
+fn replay_copy(req: &Request<UpstreamBody>) -> Option<Request<UpstreamBody>> {
+    let idempotent = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE);
+    if !idempotent || !req.body().is_end_stream() || req.headers().contains_key(http::header::UPGRADE) {
+        return None;
+    }
+    let mut copy = Request::new(Empty::new().map_err(|never: std::convert::Infallible| match never {}).boxed());
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    Some(copy)
+}
+
+/// The connection ended before any of the answer came: closed (EOF) or
+/// reset by the upstream. A timeout or a malformed answer is not retried.
+fn lost_before_answer(e: &hyper::Error) -> bool {
+    if e.is_incomplete_message() {
+        return true;
+    }
+    let mut cur = std::error::Error::source(e);
+    while let Some(c) = cur {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            return matches!(io.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionAborted);
+        }
+        cur = c.source();
+    }
+    false
 }
 
 /// HTTP/1.1 request lines carry the path and query only.

@@ -8,7 +8,7 @@
 mod support;
 
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use support::front::*;
@@ -21,12 +21,18 @@ use tokio::net::TcpStream;
 /// `/drop/..` closes the socket right after the answer (no header says
 /// so), `/close/..` answers `Connection: close`, `/endless` streams a
 /// chunked body until the reader goes away, `/slow/..` waits 800 ms.
+/// `/vanish/..` and `/reset/..` are answered only as the first request of
+/// a connection; later on one, the upstream reads the head and closes
+/// (`vanish`: a plain close; `reset`: a reset, as a server that closed an
+/// idle connection just as the request arrived sends).
 /// Request bodies are never read: a body's bytes would be taken for the
 /// next request head, so a connection that carried one is not reused.
 struct RawUpstream {
     addr: std::net::SocketAddr,
     accepted: Arc<AtomicUsize>,
     closed: Arc<AtomicUsize>,
+    /// Every request path read, answered or not, in order.
+    heads: Arc<Mutex<Vec<String>>>,
 }
 
 impl RawUpstream {
@@ -35,18 +41,19 @@ impl RawUpstream {
         let addr = listener.local_addr().expect("addr");
         let accepted = Arc::new(AtomicUsize::new(0));
         let closed = Arc::new(AtomicUsize::new(0));
-        let (a, c) = (accepted.clone(), closed.clone());
+        let heads: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (a, c, h) = (accepted.clone(), closed.clone(), heads.clone());
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 a.fetch_add(1, SeqCst);
-                let c = c.clone();
+                let (c, h) = (c.clone(), h.clone());
                 tokio::spawn(async move {
-                    serve(stream).await;
+                    serve(stream, &h).await;
                     c.fetch_add(1, SeqCst);
                 });
             }
         });
-        RawUpstream { addr, accepted, closed }
+        RawUpstream { addr, accepted, closed, heads }
     }
 
     fn accepted(&self) -> usize {
@@ -56,13 +63,26 @@ impl RawUpstream {
     fn closed(&self) -> usize {
         self.closed.load(SeqCst)
     }
+
+    /// How many times a request for `path` reached the upstream.
+    fn times_seen(&self, path: &str) -> usize {
+        self.heads.lock().unwrap().iter().filter(|p| *p == path).count()
+    }
 }
 
 /// Serves one connection until it closes (or the behaviour closes it).
-async fn serve(mut s: TcpStream) {
+async fn serve(mut s: TcpStream, heads: &Mutex<Vec<String>>) {
     let mut buf = Vec::new();
-    loop {
+    for nth in 0.. {
         let Some(path) = read_request_path(&mut s, &mut buf).await else { return };
+        heads.lock().unwrap().push(path.clone());
+        if nth > 0 && path.starts_with("/vanish/") {
+            return;
+        }
+        if nth > 0 && path.starts_with("/reset/") {
+            let _ = s.set_linger(Some(Duration::ZERO));
+            return;
+        }
         if path.starts_with("/slow/") {
             tokio::time::sleep(Duration::from_millis(800)).await;
         }
@@ -234,4 +254,41 @@ async fn concurrent_requests_never_get_each_others_answers() {
         task.await.expect("a request got another's answer (see above)");
     }
     assert!(up.accepted() < 400, "kept connections should be reused: {} connections for 400 requests", up.accepted());
+}
+
+/// Replay copies are made only for connections that have been idle that
+/// long (an upstream's idle timer is what closes them unannounced).
+async fn idle_long_enough_to_replay() {
+    tokio::time::sleep(authgear_gateway::pool::REPLAY_AFTER_IDLE + Duration::from_millis(50)).await;
+}
+
+#[tokio::test]
+async fn an_idempotent_request_a_reused_connection_lost_is_sent_again_on_a_new_one() {
+    for how in ["vanish", "reset"] {
+        let up = RawUpstream::start().await;
+        let gw = gateway(&up, "").await;
+        expect_own_answer(&gw, &format!("/{how}/warm")).await;
+        idle_long_enough_to_replay().await;
+        // The pooled connection is reused, and the upstream closes it with
+        // the request read but not answered.
+        let lost = format!("/{how}/lost");
+        expect_own_answer(&gw, &lost).await;
+        assert_eq!(up.times_seen(&lost), 2, "{how}: sent once on the old connection, once on a new one");
+        assert_eq!(up.accepted(), 2, "{how}");
+    }
+}
+
+#[tokio::test]
+async fn a_request_with_a_body_or_a_post_is_never_sent_twice() {
+    for (method, path, body) in [("POST", "/vanish/post", ""), ("PUT", "/vanish/put-with-body", "data")] {
+        let up = RawUpstream::start().await;
+        let gw = gateway(&up, "").await;
+        expect_own_answer(&gw, "/vanish/warm").await;
+        idle_long_enough_to_replay().await;
+        let a = send(method, &gw.url(path), &[], body.as_bytes()).await;
+        assert_eq!(a.status, 502, "{method} {path}");
+        assert_eq!(up.times_seen(path), 1, "{method} {path} reached the upstream again");
+        // The next request gets a new connection and its own answer.
+        expect_own_answer(&gw, "/vanish/after").await;
+    }
 }
