@@ -80,7 +80,7 @@ async fn serve(mut s: TcpStream, heads: &Mutex<Vec<String>>) {
             return;
         }
         if nth > 0 && path.starts_with("/reset/") {
-            let _ = s.set_linger(Some(Duration::ZERO));
+            let _ = s.set_zero_linger();
             return;
         }
         if path.starts_with("/slow/") {
