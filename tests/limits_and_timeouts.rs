@@ -209,6 +209,7 @@ async fn connections_beyond_max_connections_wait_and_are_then_served() {
 /// burst had their SYNs dropped and waited a full second to retry.
 #[tokio::test]
 async fn a_burst_held_back_by_max_connections_is_queued_by_the_kernel_not_dropped() {
+    raise_fd_limit();
     let up = Upstream::start().await;
     let gw = gateway(&up, "max_connections = 1").await;
     let first = take_the_only_connection_slot(&gw).await;
