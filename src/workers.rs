@@ -79,7 +79,7 @@ impl Workers {
     }
 }
 
-/// The worker count for `[server] workers = 0` (the default): the CPUs this
+/// The worker count when `[server] workers` is not set: the CPUs this
 /// process may use (cgroup limits included).
 pub fn default_count() -> usize {
     thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
