@@ -28,6 +28,9 @@ pub fn reload_from(gw: &Gateway, path: &Path) -> bool {
             if cfg.server.listen != old.config.server.listen {
                 warn!(target: "reload", old = %old.config.server.listen, new = %cfg.server.listen, "server.listen changed: it takes effect only after a restart");
             }
+            if cfg.server.listen_backlog != old.config.server.listen_backlog {
+                warn!(target: "reload", old = old.config.server.listen_backlog, new = cfg.server.listen_backlog, "server.listen_backlog changed: it takes effect only after a restart");
+            }
             if cfg.server.tls != old.config.server.tls {
                 warn!(target: "reload", "server.tls_cert/tls_key paths changed: they take effect only after a restart (the files themselves are reloaded live)");
             }

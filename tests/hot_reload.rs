@@ -203,3 +203,31 @@ async fn sighup_reloads_the_running_binary_and_bad_configs_are_rejected() {
     assert!(exit.success(), "exit status {exit:?}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn a_reload_names_the_changes_that_wait_for_a_restart() {
+    authgear_gateway::install_crypto_provider();
+    let iss = DevIssuer::start().await.unwrap();
+    let up = Upstream::start().await;
+    let dir = temp_dir("restart-only");
+    let path = dir.join("gateway.toml");
+    let bin = Binary::start(&versioned(&iss, up.addr, 1), &path, std::process::Stdio::piped()).await;
+    // Same ports as bound, a new route rule, and two keys a reload cannot apply.
+    let mut next = versioned(&iss, up.addr, 2).replacen("[server]\n", "[server]\nlisten_backlog = 2048\nworkers = 3\n", 1);
+    for line in std::fs::read_to_string(&path).unwrap().lines().filter(|l| l.starts_with("listen = ")) {
+        next = next.replacen("listen = \"127.0.0.1:0\"", line, 1);
+    }
+    write_atomic(&path, &next);
+    let t = iss.mint("u", json!({"https://authgear.com/claims/user/roles": ["r2"]}));
+    let url = format!("{}/x/1", bin.base);
+    let reloaded = eventually(|| async { get_with(&url, &t).await.status == StatusCode::OK }).await;
+    bin.signal(libc::SIGTERM);
+    let out = bin.child.wait_with_output().expect("wait");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(reloaded, "the new config was not loaded: {log}");
+    for key in ["server.listen_backlog", "server.workers"] {
+        assert!(log.contains(&format!("{key} changed: it takes effect only after a restart")), "no warning for {key}: {log}");
+    }
+    assert!(!log.contains("server.listen changed"), "the unchanged listen address was reported: {log}");
+    let _ = std::fs::remove_dir_all(dir);
+}
