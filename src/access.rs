@@ -20,6 +20,9 @@ use tracing::info;
 use crate::logwriter;
 use crate::Body;
 
+/// Lower-case hex digits, for request ids and JSON `\u00XX` escapes.
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
 /// The request id header, taken from clients when well-formed.
 pub const REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
@@ -42,7 +45,6 @@ pub fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
         }
     }
     // Hex digits on the stack: one allocation (the header value) per id.
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let n = rand::random::<u128>();
     let mut id = [0u8; 32];
     for (i, c) in id.iter_mut().enumerate() {
@@ -286,7 +288,6 @@ impl JsonLine {
                 b'\r' => self.0.extend_from_slice(b"\\r"),
                 b'\t' => self.0.extend_from_slice(b"\\t"),
                 0..=0x1f | 0x7f => {
-                    const HEX: &[u8; 16] = b"0123456789abcdef";
                     self.0.extend_from_slice(b"\\u00");
                     self.0.push(HEX[usize::from(b >> 4)]);
                     self.0.push(HEX[usize::from(b & 15)]);
