@@ -154,10 +154,70 @@ fn encode_into(text: &str, in_list: bool, out: &mut String) {
     }
 }
 
-/// Header names that identify a user: every configured identity header and
-/// every `x-authgear-*` name. Compared after lower-casing and mapping `_` to
-/// `-`, because many app servers (CGI, PHP, Rails) read `X-User_Id` as
-/// `X-User-Id`.
+/// What a client-sent header is, when the gateway must not pass it on as
+/// sent. Names are compared folded (see [`fold_byte`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Untrusted {
+    /// A configured identity header or any `x-authgear-*` name.
+    Identity,
+    /// Makes an app serve another path than the one the gateway judged
+    /// (`X-Original-URL`, `X-Rewrite-URL`: IIS URL Rewrite, Laminas, old
+    /// Symfony).
+    Rerouting,
+    /// Makes an app run another method than the one the gateway judged
+    /// (`X-HTTP-Method-Override` and friends: Express, Rack, Symfony,
+    /// Laravel); kept only where a route opts in.
+    MethodOverride,
+    /// Claims where the request came from or how it was addressed
+    /// (`X-Forwarded-*`, `Forwarded`, `X-Real-IP` and the client-address
+    /// headers CDNs set); kept only behind a trusted proxy, and then only
+    /// the ones in [`TRUSTED_FORWARDING`].
+    Forwarding,
+}
+
+impl Untrusted {
+    /// Label for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Untrusted::Identity => "identity",
+            Untrusted::Rerouting => "rerouting",
+            Untrusted::MethodOverride => "method_override",
+            Untrusted::Forwarding => "forwarding",
+        }
+    }
+}
+
+/// Re-routing header names, folded.
+const REROUTING: &[&str] = &["x-original-url", "x-rewrite-url", "x-original-uri"];
+
+/// Method-override header names, folded.
+pub const METHOD_OVERRIDE: &[&str] = &["x-http-method-override", "x-http-method", "x-method-override"];
+
+/// Client-address headers apps and frameworks read (Rails' `remote_ip`
+/// reads `Client-IP`, many apps trust a CDN's header), folded.
+const CLIENT_ADDRESS: &[&str] =
+    &["forwarded", "x-real-ip", "x-client-ip", "client-ip", "true-client-ip", "x-cluster-client-ip", "cf-connecting-ip", "fastly-client-ip", "x-original-forwarded-for"];
+
+/// The forwarding headers kept from a trusted proxy (`trust_forwarded_headers`),
+/// in exactly this spelling: a proxy writes them so, and `_` or `.`
+/// spellings are a client's.
+pub const TRUSTED_FORWARDING: &[&str] =
+    &["forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-port", "x-forwarded-prefix", "x-real-ip"];
+
+/// Folds one byte of a header name: lower case, and `_` and `.` read as
+/// `-`, because PHP, CGI and WSGI build `HTTP_X_USER_ID` from
+/// `X-User-Id`, `X_User_Id` and `X.User.Id` alike.
+pub fn fold_byte(b: u8) -> u8 {
+    match b {
+        b'_' | b'.' => b'-',
+        b => b.to_ascii_lowercase(),
+    }
+}
+
+/// Client headers the gateway never passes on as sent: every configured
+/// identity header and every `x-authgear-*` name, the re-routing and
+/// method-override headers, and the forwarding headers. Names are compared
+/// folded (see [`fold_byte`]).
 #[derive(Debug, Clone, Default)]
 pub struct IdentityStrip {
     names: HashSet<String>,
@@ -177,40 +237,88 @@ impl IdentityStrip {
 
     /// True when a client must not be allowed to send this header.
     pub fn is_identity(&self, name: &str) -> bool {
-        // Fold on the stack: this runs for every header of every request.
-        let mut buf = [0u8; 96];
-        if name.len() > buf.len() || !name.is_ascii() {
-            let f = fold(name);
-            return f.starts_with("x-authgear-") || self.names.contains(&f);
-        }
-        for (d, b) in buf.iter_mut().zip(name.bytes()) {
-            *d = if b == b'_' { b'-' } else { b.to_ascii_lowercase() };
-        }
-        let Ok(f) = std::str::from_utf8(&buf[..name.len()]) else { return true };
-        f.starts_with("x-authgear-") || self.names.contains(f)
+        self.classify(name) == Some(Untrusted::Identity)
     }
 
-    /// Removes every identity header from `headers`.
-    pub fn strip(&self, headers: &mut HeaderMap) {
+    /// What `name` is, if the gateway must not pass it on as sent.
+    pub fn classify(&self, name: &str) -> Option<Untrusted> {
+        // Fold on the stack: this runs for every header of every request.
+        let mut buf = [0u8; 96];
+        let owned;
+        let f: &str = if name.len() <= buf.len() && name.is_ascii() {
+            for (d, b) in buf.iter_mut().zip(name.bytes()) {
+                *d = fold_byte(b);
+            }
+            std::str::from_utf8(&buf[..name.len()]).unwrap_or("x-authgear-")
+        } else {
+            owned = fold(name);
+            &owned
+        };
+        if f.starts_with("x-authgear-") || self.names.contains(f) {
+            Some(Untrusted::Identity)
+        } else if f.starts_with("x-forwarded") || CLIENT_ADDRESS.contains(&f) {
+            Some(Untrusted::Forwarding)
+        } else if REROUTING.contains(&f) {
+            Some(Untrusted::Rerouting)
+        } else if METHOD_OVERRIDE.contains(&f) {
+            Some(Untrusted::MethodOverride)
+        } else {
+            None
+        }
+    }
+
+    /// Removes every identity and re-routing header, and every forwarding
+    /// header except, when `trust_forwarded`, those in
+    /// [`TRUSTED_FORWARDING`]. Each removal is logged at debug and counted.
+    /// Method-override headers are left to route matching, which removes
+    /// them unless the route that judged the overriding method opted in
+    /// (`screen::drop_method_override`).
+    pub fn strip(&self, headers: &mut HeaderMap, trust_forwarded: bool) {
+        let doomed = |n: &HeaderName| match self.classify(n.as_str()) {
+            None | Some(Untrusted::MethodOverride) => None,
+            Some(Untrusted::Forwarding) if trust_forwarded && TRUSTED_FORWARDING.contains(&n.as_str()) => None,
+            Some(kind) => Some(kind),
+        };
         // Nearly every request has none: look before collecting.
-        if !headers.keys().any(|n| self.is_identity(n.as_str())) {
+        if !headers.keys().any(|n| doomed(n).is_some()) {
             return;
         }
-        let doomed: Vec<HeaderName> = headers.keys().filter(|n| self.is_identity(n.as_str())).cloned().collect();
-        for n in doomed {
-            headers.remove(&n);
+        let found: Vec<(HeaderName, Untrusted)> = headers.keys().filter_map(|n| doomed(n).map(|k| (n.clone(), k))).collect();
+        for (n, kind) in found {
+            remove_counted(headers, &n, kind);
         }
+    }
+}
+
+/// Removes a client-sent header the gateway does not pass on, with a debug
+/// line (the name only, never the value) and a count in the metrics.
+pub fn remove_counted(headers: &mut HeaderMap, name: &HeaderName, kind: Untrusted) {
+    if headers.remove(name).is_some() {
+        tracing::debug!(header = name.as_str(), kind = kind.as_str(), "removed a client-sent header");
+        crate::metrics::metrics().stripped_header(kind.as_str());
     }
 }
 
 fn fold(name: &str) -> String {
-    name.bytes().map(|b| if b == b'_' { '-' } else { b.to_ascii_lowercase() as char }).collect()
+    name.bytes().map(|b| fold_byte(b) as char).collect()
 }
 
 /// Hop-by-hop headers (RFC 9110 section 7.6.1) plus the ones proxies
 /// conventionally treat the same way.
-const HOP_BY_HOP: &[&str] =
-    &["connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade"];
+/// `HTTP2-Settings` belongs to the h2c upgrade (RFC 7540 section 3.2.1)
+/// and never travels past the hop it was sent on.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "http2-settings",
+];
 
 /// Removes hop-by-hop headers, including any that `Connection` names.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
@@ -240,22 +348,16 @@ pub fn accepts_trailers(headers: &HeaderMap) -> bool {
         .any(|t| t.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("trailers")))
 }
 
-/// Headers a client could use to lie about where it came from.
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-// Built once: inserting with a `&str` name copies the name every time.
-const FORWARDING: [HeaderName; 5] = [http::header::FORWARDED, X_FORWARDED_FOR, X_FORWARDED_PROTO, X_FORWARDED_HOST, HeaderName::from_static("x-real-ip")];
 
-/// Sets `X-Forwarded-For/-Proto/-Host`. Unless the gateway sits behind a
-/// trusted proxy, the client's own forwarding headers are discarded first.
-pub fn set_forwarded(headers: &mut HeaderMap, client: IpAddr, proto: &'static str, host: Option<&HeaderValue>, trust_incoming: bool) {
+/// Sets `X-Forwarded-For/-Proto/-Host`, after [`IdentityStrip::strip`]
+/// removed the client's own unless they come from a trusted proxy: then
+/// the client address is appended to its `X-Forwarded-For`, and its
+/// `-Proto` and `-Host` are kept.
+pub fn set_forwarded(headers: &mut HeaderMap, client: IpAddr, proto: &'static str, host: Option<&HeaderValue>) {
     let host = host.cloned();
-    if !trust_incoming {
-        for n in &FORWARDING {
-            headers.remove(n);
-        }
-    }
     let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(prev) if !prev.trim().is_empty() => HeaderValue::from_str(&format!("{prev}, {client}")).ok(),
         _ => ip_header_value(client),
@@ -312,6 +414,7 @@ mod tests {
         assert!(s.is_identity("X-User_Id"));
         assert!(s.is_identity("x-authgear-anything"));
         assert!(s.is_identity("x_authgear_session_valid"));
+        assert!(s.is_identity("X.User.Id"));
         assert!(!s.is_identity("x-user-ids"));
     }
 
@@ -339,16 +442,49 @@ mod tests {
 
     #[test]
     fn forwarded_headers_not_trusted_by_default() {
+        let strip = IdentityStrip::default();
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
+        h.insert("x-forwarded-prefix", HeaderValue::from_static("/admin"));
+        h.insert("x_forwarded_host", HeaderValue::from_static("admin.example.test"));
+        h.insert("true-client-ip", HeaderValue::from_static("6.6.6.6"));
+        strip.strip(&mut h, false);
         let host = HeaderValue::from_static("app.example.com");
-        set_forwarded(&mut h, "10.0.0.1".parse().unwrap(), "http", Some(&host), false);
+        set_forwarded(&mut h, "10.0.0.1".parse().unwrap(), "http", Some(&host));
         assert_eq!(h["x-forwarded-for"], "10.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "app.example.com");
+        assert!(h.get("x-forwarded-prefix").is_none() && h.get("x_forwarded_host").is_none() && h.get("true-client-ip").is_none());
+
         let mut h2 = HeaderMap::new();
         h2.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));
-        set_forwarded(&mut h2, "10.0.0.1".parse().unwrap(), "https", None, true);
+        h2.insert("x-forwarded-prefix", HeaderValue::from_static("/app"));
+        h2.insert("x-forwarded-uri", HeaderValue::from_static("/admin"));
+        h2.insert("x.forwarded.prefix", HeaderValue::from_static("/admin"));
+        strip.strip(&mut h2, true);
+        set_forwarded(&mut h2, "10.0.0.1".parse().unwrap(), "https", None);
         assert_eq!(h2["x-forwarded-for"], "1.2.3.4, 10.0.0.1");
+        assert_eq!(h2["x-forwarded-prefix"], "/app");
+        assert!(h2.get("x-forwarded-uri").is_none() && h2.get("x.forwarded.prefix").is_none());
+    }
+
+    #[test]
+    fn names_fold_every_separator_php_folds() {
+        let s = IdentityStrip::default();
+        for n in ["X.Authgear.User.Id", "X.Authgear-User-Id", "x-authgear.user.id", "X_AUTHGEAR_USER_ROLES", "x.authgear.session.valid"] {
+            assert_eq!(s.classify(n), Some(Untrusted::Identity), "{n}");
+        }
+        for n in ["X-Original-URL", "x_original_url", "X.Rewrite.URL"] {
+            assert_eq!(s.classify(n), Some(Untrusted::Rerouting), "{n}");
+        }
+        for n in ["X-HTTP-Method-Override", "x-http-method", "X_Method_Override"] {
+            assert_eq!(s.classify(n), Some(Untrusted::MethodOverride), "{n}");
+        }
+        for n in ["X-Forwarded-Prefix", "x-forwarded-path", "X.Forwarded.Uri", "Forwarded", "X-Real-IP", "CF-Connecting-IP"] {
+            assert_eq!(s.classify(n), Some(Untrusted::Forwarding), "{n}");
+        }
+        for n in ["accept", "x-authgearish", "x-user", "content-type", "x-original", "x-http-methods"] {
+            assert_eq!(s.classify(n), None, "{n}");
+        }
     }
 }

@@ -67,7 +67,7 @@ impl Outcome {
     /// The outcome of a gateway refusal with this status.
     pub fn of_refusal(status: u16) -> Self {
         match status {
-            400 | 413 | 414 | 431 => Outcome::bad_request,
+            400 | 413 | 414 | 421 | 431 => Outcome::bad_request,
             401 => Outcome::unauthorized,
             403 => Outcome::forbidden,
             404 => Outcome::not_found,
@@ -88,6 +88,11 @@ struct RequestLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -127,6 +132,7 @@ pub struct Metrics {
     parked_connections: Gauge,
     connection_parks: Counter,
     upstream_in_flight: Family<UpstreamLabels, Gauge>,
+    stripped_headers: Family<KindLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -217,6 +223,7 @@ impl Metrics {
             parked_connections: Gauge::default(),
             connection_parks: Counter::default(),
             upstream_in_flight: Family::default(),
+            stripped_headers: Family::default(),
             registry: Registry::default(),
         };
         registry.register("requests", "Requests by route, method class and outcome", m.requests.clone());
@@ -233,6 +240,11 @@ impl Metrics {
         registry.register("parked_connections", "Idle HTTP/1.1 connections holding no buffers now", m.parked_connections.clone());
         registry.register("connection_parks", "Times an idle HTTP/1.1 connection released its buffers", m.connection_parks.clone());
         registry.register("upstream_in_flight_requests", "Requests currently waiting on or streaming from each upstream", m.upstream_in_flight.clone());
+        registry.register(
+            "stripped_headers",
+            "Client-sent headers removed before forwarding, by kind (identity, rerouting, method_override, forwarding)",
+            m.stripped_headers.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -264,6 +276,11 @@ impl Metrics {
     /// Counts one session verdict lookup by where its answer came from.
     pub fn session_lookup(&self, source: &'static str) {
         self.session_lookups.get_or_create(&ReasonLabels { result: source.into() }).inc();
+    }
+
+    /// Counts one client-sent header removed before forwarding.
+    pub fn stripped_header(&self, kind: &'static str) {
+        self.stripped_headers.get_or_create(&KindLabels { kind: kind.into() }).inc();
     }
 
     /// Counts one token verification (`ok` or the refusal reason).

@@ -136,3 +136,42 @@ async fn claim_values_cannot_inject_headers() {
     assert_eq!(seen.headers["x-authgear-user-id"], "evil%0D%0Ax-authgear-user-roles: admin");
     assert_eq!(seen.headers["x-authgear-user-roles"], "a%2Cb,c");
 }
+
+/// PHP (and CGI, WSGI) fill `$_SERVER` by folding `-` and `.` to `_`:
+/// `X.Authgear.User.Id` reaches a PHP app as `HTTP_X_AUTHGEAR_USER_ID`.
+const PHP_SPOOFS: &[(&str, &str)] = &[
+    ("X.Authgear.User.Id", "admin"),
+    ("X.Authgear-User-Id", "admin"),
+    ("x-authgear.user.id", "admin"),
+    ("X.Authgear.User.Roles", "admin"),
+    ("X.Authgear.Session.Valid", "true"),
+];
+
+/// True when `name` folds (case, `-`, `_`, `.`) to `x-authgear-...`.
+fn folds_to_authgear(name: &str) -> bool {
+    name.to_ascii_lowercase().replace(['_', '.'], "-").starts_with("x-authgear-")
+}
+
+#[tokio::test]
+async fn dot_spelled_identity_headers_are_stripped_on_public_routes() {
+    let (_iss, up, gw) = setup().await;
+    assert_eq!(send("GET", &gw.url("/public/page"), PHP_SPOOFS, b"").await.status, StatusCode::OK);
+    let seen = up.last();
+    let leaked: Vec<_> = seen.headers.keys().filter(|n| folds_to_authgear(n.as_str())).collect();
+    assert!(leaked.is_empty(), "{leaked:?}");
+}
+
+#[tokio::test]
+async fn dot_spelled_roles_cannot_fill_in_for_an_empty_roles_claim() {
+    let (iss, up, gw) = setup().await;
+    let t = iss.mint("no-roles", json!({"https://authgear.com/claims/user/roles": []}));
+    let auth = format!("Bearer {t}");
+    let mut h: Vec<(&str, &str)> = PHP_SPOOFS.to_vec();
+    h.push(("authorization", &auth));
+    assert_eq!(send("GET", &gw.url("/api/x"), &h, b"").await.status, StatusCode::OK);
+    let seen = up.last();
+    let names: Vec<&str> = seen.headers.keys().map(|n| n.as_str()).filter(|n| folds_to_authgear(n)).collect();
+    assert!(names.iter().all(|n| n.starts_with("x-authgear-")), "only the gateway's own spellings: {names:?}");
+    assert!(seen.headers.get("x-authgear-user-roles").is_none(), "the token has no roles");
+    assert_eq!(seen.headers["x-authgear-user-id"], "no-roles");
+}
