@@ -55,6 +55,7 @@ pub fn demo_config(issuer: &str, upstream: SocketAddr, listen: &str, admin: &str
         r#"[server]
 listen = "{listen}"
 shutdown_drain = "0s"
+allowed_hosts = ["127.0.0.1", "localhost"]
 
 [admin]
 listen = "{admin}"

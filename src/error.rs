@@ -12,10 +12,56 @@ use crate::authz::Denial;
 use crate::path::PathError;
 use crate::Body;
 
+/// A request the gateway refuses to judge because servers would read it in
+/// different ways (400).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadRequest {
+    /// `post` or `Get`: a standard method in another case.
+    MethodCase,
+    MissingHost,
+    DuplicateHost,
+    /// Not a plain `host[:port]`.
+    InvalidHost,
+    /// HTTP/2 `:authority` and `Host` name different hosts.
+    AuthorityConflict,
+    /// Method-override headers that disagree or name no method, or an
+    /// override the route's rules do not allow.
+    MethodOverride,
+}
+
+impl BadRequest {
+    /// Stable label for logs and metrics.
+    pub fn reason(self) -> &'static str {
+        match self {
+            BadRequest::MethodCase => "method_case",
+            BadRequest::MissingHost => "missing_host",
+            BadRequest::DuplicateHost => "duplicate_host",
+            BadRequest::InvalidHost => "invalid_host",
+            BadRequest::AuthorityConflict => "authority_conflict",
+            BadRequest::MethodOverride => "bad_method_override",
+        }
+    }
+
+    /// Short, client-safe description for the JSON body.
+    pub fn describe(self) -> &'static str {
+        match self {
+            BadRequest::MethodCase => "the method must be written in upper case",
+            BadRequest::MissingHost => "the request has no Host header",
+            BadRequest::DuplicateHost => "more than one Host header",
+            BadRequest::InvalidHost => "the Host header is not a plain host[:port]",
+            BadRequest::AuthorityConflict => ":authority and Host name different hosts",
+            BadRequest::MethodOverride => "the method override is ambiguous or not allowed here",
+        }
+    }
+}
+
 /// Everything that can stop a request inside the gateway.
 #[derive(Debug)]
 pub enum GatewayError {
     BadPath(PathError),
+    BadRequest(BadRequest),
+    /// The request is for a host outside `server.allowed_hosts` (421).
+    MisdirectedHost,
     UriTooLong,
     HeadersTooLarge,
     PayloadTooLarge,
@@ -44,7 +90,8 @@ impl GatewayError {
     /// The status code.
     pub fn status(&self) -> StatusCode {
         match self {
-            GatewayError::BadPath(_) | GatewayError::MultipleAuthorization => StatusCode::BAD_REQUEST,
+            GatewayError::BadPath(_) | GatewayError::BadRequest(_) | GatewayError::MultipleAuthorization => StatusCode::BAD_REQUEST,
+            GatewayError::MisdirectedHost => StatusCode::MISDIRECTED_REQUEST,
             GatewayError::UriTooLong => StatusCode::URI_TOO_LONG,
             GatewayError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             GatewayError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -71,6 +118,8 @@ impl GatewayError {
     pub fn reason(&self) -> &'static str {
         match self {
             GatewayError::BadPath(_) => "bad_path",
+            GatewayError::BadRequest(b) => b.reason(),
+            GatewayError::MisdirectedHost => "misdirected_host",
             GatewayError::UriTooLong => "uri_too_long",
             GatewayError::HeadersTooLarge => "headers_too_large",
             GatewayError::PayloadTooLarge => "payload_too_large",
@@ -94,6 +143,8 @@ impl GatewayError {
     fn body_fields(&self) -> (&'static str, String) {
         match self {
             GatewayError::BadPath(p) => ("invalid_request", p.describe().to_owned()),
+            GatewayError::BadRequest(b) => ("invalid_request", b.describe().to_owned()),
+            GatewayError::MisdirectedHost => ("misdirected_request", "this gateway does not serve that host".into()),
             GatewayError::UriTooLong => ("invalid_request", "request URI is too long".into()),
             GatewayError::HeadersTooLarge => ("invalid_request", "too many or too large request headers".into()),
             GatewayError::PayloadTooLarge => ("invalid_request", "request body is larger than this route allows".into()),

@@ -50,7 +50,7 @@ pub async fn explain(cfg: &Config, method: &str, url: &str, token: Option<&str>,
     if let Some(t) = token {
         req = req.header(AUTHORIZATION, format!("Bearer {t}"));
     }
-    let req = req.body(crate::error::full("")).map_err(|e| e.to_string())?;
+    let mut req = req.body(crate::error::full("")).map_err(|e| e.to_string())?;
     let mut o = Out(String::new());
     o.line("request", format!("{method} {url}"));
     let normalized = match path::normalize(uri.path()) {
@@ -62,7 +62,13 @@ pub async fn explain(cfg: &Config, method: &str, url: &str, token: Option<&str>,
         }
     };
     o.line("normalized", &normalized);
-    let host = routes::request_host(req.uri(), req.headers());
+    let host = match crate::screen::check_method(&method).and_then(|()| crate::screen::request_host(&cfg.server, &mut req)) {
+        Ok(h) => h,
+        Err(e) => {
+            o.line("verdict", format!("{} {}: nothing reaches the upstream", e.status().as_u16(), e.reason()));
+            return Ok(o.0);
+        }
+    };
     o.line("host", host.as_deref().unwrap_or("(none)"));
     o.raw("");
     o.raw("routes (first match wins)");

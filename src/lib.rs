@@ -26,6 +26,7 @@ pub mod pool;
 pub mod proxy;
 pub mod reload;
 pub mod routes;
+pub mod screen;
 pub mod server;
 pub mod session;
 pub mod state;

@@ -111,8 +111,15 @@ impl UpstreamClient {
     /// [`request`](Self::request), then the response made ready for the
     /// client. Only the headers wait for `timeout`: the body streams for as
     /// long as the upstream sends it (server-sent events, long polls).
+    /// A `101` is refused (502): this request asked for no upgrade, so
+    /// the upstream switching protocols would hand it a connection the
+    /// gateway could no longer judge.
     pub async fn send(&self, req: Request<UpstreamBody>) -> Result<Response<Body>, GatewayError> {
-        self.request(req).await.map(finish_response)
+        let resp = self.request(req).await?;
+        if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+            return Err(GatewayError::UpstreamUnavailable(format!("upstream `{}` switched protocols on a request that asked for no upgrade", self.settings.name)));
+        }
+        Ok(finish_response(resp))
     }
 }
 
@@ -161,14 +168,11 @@ pub fn rewrite_request<B>(
         .build()
         .map_err(|e| GatewayError::Internal(format!("building the upstream URI: {e}")))?;
 
-    // The same host the route was matched on (`routes::request_host`): the
-    // URI's authority wins over a Host header (absolute-form requests, h2's
-    // `:authority`), so a client cannot be judged as one site and served
-    // as another by a Host-routing upstream.
-    let original_host = match parts.uri.authority() {
-        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
-        None => parts.headers.get(HOST).cloned(),
-    };
+    // The host the route was matched on: `screen::request_host` made the
+    // Host header its one canonical spelling (an absolute-form target's or
+    // h2's `:authority` included), so a client cannot be judged as one site
+    // and served as another by a Host-routing upstream.
+    let original_host = parts.headers.get(HOST).cloned();
     let h = &mut parts.headers;
     let te_trailers = upstream.protocol.is_h2() && headers::accepts_trailers(h);
     headers::remove_hop_by_hop(h);
@@ -177,11 +181,11 @@ pub fn rewrite_request<B>(
         // HTTP/2 allows. HTTP/1.1 upstreams get no TE (it is hop-by-hop).
         h.insert(TE, HeaderValue::from_static("trailers"));
     }
-    cfg.strip.strip(h);
+    cfg.strip.strip(h, cfg.server.trust_forwarded_headers);
     if !route.pass_authorization {
         h.remove(http::header::AUTHORIZATION);
     }
-    headers::set_forwarded(h, client.addr.ip(), client.proto, original_host.as_ref(), cfg.server.trust_forwarded_headers);
+    headers::set_forwarded(h, client.addr.ip(), client.proto, original_host.as_ref());
     match (upstream.preserve_host, original_host) {
         (true, Some(host)) => {
             h.insert(HOST, host);

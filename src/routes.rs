@@ -262,6 +262,12 @@ pub struct Route {
     pub audiences: Option<Vec<String>>,
     /// Request bodies larger than this get 413; `None` streams any size.
     pub max_body_size: Option<u64>,
+    /// `Upgrade` protocols passed to the upstream, lower-case (default
+    /// `websocket`); any other is removed and the request goes as plain
+    /// HTTP/1.1.
+    pub upgrades: Vec<String>,
+    /// Method-override headers are honoured (and judged) here.
+    pub method_override: bool,
     /// This route's request counters (filled on first use).
     pub counters: crate::metrics::RouteCounters,
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::{Request, Response};
+use http::{Method, Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::net::{TcpListener, TcpStream};
@@ -21,11 +21,12 @@ use crate::auth::{self, Identity};
 use crate::authz;
 use crate::config::ServerSettings;
 use crate::conn;
-use crate::error::GatewayError;
+use crate::error::{BadRequest, GatewayError};
 use crate::metrics::{self, Outcome};
 use crate::path;
 use crate::proxy::{self, ClientInfo};
-use crate::routes::{self, Route};
+use crate::routes::Route;
+use crate::screen;
 use crate::state::{Gateway, Snapshot};
 use crate::tls::ListenerTls;
 use crate::upgrade;
@@ -99,10 +100,12 @@ async fn route_and_forward<'s>(
 ) -> Result<Response<Body>, GatewayError> {
     let cfg = &snap.config;
     check_request_limits(&cfg.server, &req)?;
+    screen::check_method(req.method())?;
+    let host = screen::request_host(&cfg.server, &mut req)?;
     let path = path::normalize(req.uri().path()).map_err(GatewayError::BadPath)?;
     out.path = Some(path.clone());
 
-    let route = match_route(snap, &req, &path)?;
+    let route = match_route(snap, &mut req, host.as_deref(), &path)?;
     out.route = Some(route);
 
     let info = auth::RequestInfo { method: req.method(), headers: req.headers(), path: &path, query: req.uri().query() };
@@ -116,7 +119,7 @@ async fn route_and_forward<'s>(
             return Err(GatewayError::PayloadTooLarge);
         }
     }
-    let upgrade = upgrade::take(&mut req);
+    let upgrade = upgrade::take(&mut req, &route.upgrades);
     let upstream = snap.upstreams.get(route.upstream).ok_or_else(|| GatewayError::Internal("route names a missing upstream".into()))?;
     let (parts, body) = req.into_parts();
     let overflow = Arc::new(AtomicBool::new(false));
@@ -157,9 +160,24 @@ fn content_length(req: &Request<Incoming>) -> Option<u64> {
 }
 
 /// Step 1: the first route that matches host, method and normalized path.
-fn match_route<'s>(snap: &'s Snapshot, req: &Request<Incoming>, path: &str) -> Result<&'s Route, GatewayError> {
-    let host = routes::request_host(req.uri(), req.headers());
-    snap.config.routes.find(req.method(), host.as_deref(), path).ok_or(GatewayError::NoRoute)
+///
+/// With a method-override header, the route is looked up with the method
+/// the app will run; if that route opts in (`method_override`), it judges
+/// the request (a POST, as override middlewares require) and the header
+/// goes upstream. Otherwise the header is removed and the request is
+/// judged by its own method, which is then the one the app runs.
+fn match_route<'s, B>(snap: &'s Snapshot, req: &mut Request<B>, host: Option<&str>, path: &str) -> Result<&'s Route, GatewayError> {
+    let routes = &snap.config.routes;
+    if let Some(wanted) = screen::method_override(req.headers())? {
+        if let Some(r) = routes.find(&wanted, host, path).filter(|r| r.method_override) {
+            if req.method() != Method::POST {
+                return Err(GatewayError::BadRequest(BadRequest::MethodOverride));
+            }
+            return Ok(r);
+        }
+        screen::drop_method_override(req.headers_mut());
+    }
+    routes.find(req.method(), host, path).ok_or(GatewayError::NoRoute)
 }
 
 /// Step 3: the route's roles, scopes and claims, checked on every request.

@@ -7,6 +7,12 @@ use std::process::Command;
 
 use authgear_gateway::config::{Config, Severity};
 
+/// Only the errors of a failed load (warnings, such as the missing
+/// `allowed_hosts` one, come along in the same list).
+fn errors(d: authgear_gateway::config::Diagnostics) -> Vec<authgear_gateway::config::Diagnostic> {
+    d.items.into_iter().filter(|i| i.severity == Severity::Error).collect()
+}
+
 fn gateway_bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_authgear-gateway"))
 }
@@ -88,10 +94,10 @@ fn env_vars_expand_with_defaults_and_missing_ones_are_named() {
     assert_eq!(cfg.issuers[0].audiences, vec!["https://myapp.authgear.cloud".to_owned()]);
     assert_eq!(cfg.upstreams[0].authority.as_str(), "127.0.0.1:3000");
     let none = |_: &str| None;
-    let err = Config::from_toml_with_env(MINIMAL, "t.toml", &none).unwrap_err();
-    assert_eq!(err.items.len(), 1);
-    assert!(err.items[0].message.contains("`PROJECT`"), "{}", err.items[0]);
-    assert_eq!(err.items[0].line, 5);
+    let err = errors(Config::from_toml_with_env(MINIMAL, "t.toml", &none).unwrap_err());
+    assert_eq!(err.len(), 1);
+    assert!(err[0].message.contains("`PROJECT`"), "{}", err[0]);
+    assert_eq!(err[0].line, 5);
 }
 
 #[test]
@@ -108,7 +114,7 @@ path = "/api/admin/**"
 roles = ["admin"]
 "#;
     let cfg = Config::from_toml(text, "t.toml").expect("warnings do not fail the load");
-    let w: Vec<_> = cfg.warnings.items.iter().filter(|d| d.severity == Severity::Warning).collect();
+    let w: Vec<_> = cfg.warnings.items.iter().filter(|d| d.severity == Severity::Warning && d.key.starts_with("routes")).collect();
     assert_eq!(w.len(), 1);
     assert_eq!(w[0].line, 8);
     assert!(w[0].message.contains("can never match"), "{}", w[0]);
@@ -192,11 +198,11 @@ fn worker_count_defaults_to_the_cpus_and_must_be_positive() {
     let two = format!("[server]\nworkers = 2\n{MINIMAL}");
     assert_eq!(Config::from_toml_with_env(&two, "t.toml", &env).expect("valid").server.workers, 2);
     let zero = format!("[server]\nworkers = 0\n{MINIMAL}");
-    let err = Config::from_toml_with_env(&zero, "t.toml", &env).unwrap_err();
-    assert_eq!(err.items.len(), 1);
-    assert_eq!(err.items[0].key, "server.workers");
-    assert_eq!(err.items[0].line, 2);
-    assert!(err.items[0].message.contains("positive"), "{}", err.items[0]);
+    let err = errors(Config::from_toml_with_env(&zero, "t.toml", &env).unwrap_err());
+    assert_eq!(err.len(), 1);
+    assert_eq!(err[0].key, "server.workers");
+    assert_eq!(err[0].line, 2);
+    assert!(err[0].message.contains("positive"), "{}", err[0]);
 }
 
 #[test]
@@ -208,10 +214,10 @@ fn listen_backlog_defaults_to_1024_and_must_fit_listen() {
     assert_eq!(Config::from_toml_with_env(&set, "t.toml", &env).expect("valid").server.listen_backlog, 4096);
     for bad in ["0", "-1", "70000"] {
         let text = format!("[server]\nlisten_backlog = {bad}\n{MINIMAL}");
-        let err = Config::from_toml_with_env(&text, "t.toml", &env).unwrap_err();
-        assert_eq!(err.items.len(), 1, "{bad}");
-        assert_eq!(err.items[0].key, "server.listen_backlog");
-        assert_eq!(err.items[0].line, 2);
-        assert!(err.items[0].message.contains("between 1 and 65535"), "{}", err.items[0]);
+        let err = errors(Config::from_toml_with_env(&text, "t.toml", &env).unwrap_err());
+        assert_eq!(err.len(), 1, "{bad}");
+        assert_eq!(err[0].key, "server.listen_backlog");
+        assert_eq!(err[0].line, 2);
+        assert!(err[0].message.contains("between 1 and 65535"), "{}", err[0]);
     }
 }

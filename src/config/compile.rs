@@ -235,6 +235,13 @@ impl Compiler<'_> {
             all_mappings.push(&r.headers);
         }
         let strip = IdentityStrip::new(all_mappings);
+        if server.allowed_hosts.is_none() && upstreams.iter().any(|u| u.preserve_host) && routes.routes.iter().any(|r| r.host.is_none()) {
+            self.rep.warning(
+                0..0,
+                "server.allowed_hosts",
+                "preserve_host sends the client's Host upstream, and no allowed_hosts (or route host) limits it: a client can ask a virtual-hosting upstream for any of its sites",
+            );
+        }
         Some(Config {
             server,
             admin_listen,
@@ -271,7 +278,24 @@ impl Compiler<'_> {
                 None => crate::workers::default_count(),
                 some => self.count(some, "server.workers", 1),
             },
+            allowed_hosts: self.allowed_hosts(&r.allowed_hosts),
         })
+    }
+
+    fn allowed_hosts(&mut self, v: &Option<Spanned<Vec<Spanned<String>>>>) -> Option<Vec<crate::routes::HostPattern>> {
+        let list = v.as_ref()?;
+        if list.get_ref().is_empty() {
+            self.rep.error_hint(list.span(), "server.allowed_hosts", "an empty list would refuse every request", "list the hosts, or leave the key out");
+            return None;
+        }
+        let mut out = Vec::new();
+        for h in list.get_ref() {
+            match crate::routes::HostPattern::parse(h.get_ref()) {
+                Ok(p) => out.push(p),
+                Err(msg) => self.rep.error(h.span(), "server.allowed_hosts", msg),
+            }
+        }
+        Some(out)
     }
 
     fn log(&mut self, r: &RawLog) -> LogSettings {

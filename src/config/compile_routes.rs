@@ -256,12 +256,39 @@ impl Compiler<'_> {
             pass_authorization: r.pass_authorization.unwrap_or(true),
             audiences,
             max_body_size: self.size(&r.max_body_size, &format!("{key}.max_body_size")),
+            upgrades: self.upgrades(&r.upgrades, key),
+            method_override: r.method_override.as_ref().is_some_and(|b| *b.get_ref()),
             counters: Default::default(),
         })
     }
 
     fn rep_line(&self, offset: usize) -> usize {
         self.rep.line_of(offset)
+    }
+
+    /// `upgrades`: lower-cased protocol tokens. `h2c` (and `h2`) are
+    /// refused: after such an upgrade every HTTP/2 stream would reach the
+    /// upstream without being judged.
+    fn upgrades(&mut self, v: &Option<Spanned<Vec<Spanned<String>>>>, key: &str) -> Vec<String> {
+        let Some(list) = v else { return vec!["websocket".to_owned()] };
+        let mut out = Vec::new();
+        for p in list.get_ref() {
+            let t = p.get_ref().trim().to_ascii_lowercase();
+            let name = t.split('/').next().unwrap_or("");
+            if name == "h2c" || name == "h2" {
+                self.rep.error_hint(
+                    p.span(),
+                    format!("{key}.upgrades"),
+                    format!("`{t}` cannot be allowed: after an HTTP/2 upgrade, every request on the connection would reach the upstream unjudged"),
+                    "clients reach HTTP/2 upstreams through the gateway's own HTTP/2 listener",
+                );
+            } else if t.is_empty() || !t.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~/".contains(&b)) {
+                self.rep.error(p.span(), format!("{key}.upgrades"), format!("`{t}` is not an upgrade protocol token"));
+            } else {
+                out.push(t);
+            }
+        }
+        out
     }
 
     fn shadow_warnings(&mut self, table: &RouteTable) {

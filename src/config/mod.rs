@@ -43,6 +43,8 @@ pub struct ServerSettings {
     pub tls_reload_interval: Duration,
     /// Connection worker threads (see `workers`); default: the CPU count.
     pub workers: usize,
+    /// Hosts this gateway serves; any other gets 421. `None`: any host.
+    pub allowed_hosts: Option<Vec<crate::routes::HostPattern>>,
 }
 
 /// The listener's certificate chain and key, PEM files on disk.

@@ -27,6 +27,7 @@ pub struct RawServer {
     pub tls_key: Option<Spanned<String>>,
     pub tls_reload_interval: Option<Spanned<String>>,
     pub workers: Option<Spanned<i64>>,
+    pub allowed_hosts: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// `[admin]`
@@ -158,6 +159,8 @@ pub struct RawRoute {
     pub pass_authorization: Option<bool>,
     pub audiences: Option<Vec<Spanned<String>>>,
     pub max_body_size: Option<Spanned<RawSize>>,
+    pub upgrades: Option<Spanned<Vec<Spanned<String>>>>,
+    pub method_override: Option<Spanned<bool>>,
 }
 
 /// `[log]`
@@ -225,6 +228,7 @@ pub fn known_keys(table: &str) -> Option<&'static [&'static str]> {
             "tls_key",
             "tls_reload_interval",
             "workers",
+            "allowed_hosts",
         ],
         "admin" => &["listen"],
         "upstream" | "upstreams.*" => UPSTREAM,
@@ -248,6 +252,8 @@ pub fn known_keys(table: &str) -> Option<&'static [&'static str]> {
             "pass_authorization",
             "audiences",
             "max_body_size",
+            "upgrades",
+            "method_override",
         ],
         "log" => &["format", "level", "access"],
         _ => return None,

@@ -1,0 +1,64 @@
+//! Third-party servers (installed by `.ci/run`) run as child processes on a
+//! free loopback port, killed when dropped.
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A port that was free a moment ago (bound to 127.0.0.1:0, then released),
+/// for servers that cannot report the port they bound themselves.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a probe port");
+    l.local_addr().expect("probe addr").port()
+}
+
+/// A running child server.
+pub struct ChildServer {
+    pub name: String,
+    pub addr: SocketAddr,
+    child: Child,
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl ChildServer {
+    /// Starts `cmd` (which must listen on `port`) and polls until it accepts
+    /// connections; panics naming the install step when the program is
+    /// missing, with the server's own output when it never comes up.
+    pub async fn start(name: &str, mut cmd: Command, port: u16) -> ChildServer {
+        let log = std::env::temp_dir().join(format!("agw-{name}-{port}.log"));
+        let out = std::fs::File::create(&log).expect("server log file");
+        let err = out.try_clone().expect("server log file");
+        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+        let child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => panic!("cannot start {name} ({e}); `.ci/run` installs it (see .ci/install-servers.sh)"),
+        };
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let mut server = ChildServer { name: name.to_owned(), addr, child };
+        for _ in 0..300 {
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                return server;
+            }
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("{name} exited ({status}) before listening:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{name} never listened on {addr}:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+    }
+}
+
+/// hypercorn serving `tests/servers/asgi_app.py` (it implements the h2c
+/// upgrade, which is what makes it the upstream for these tests).
+pub async fn hypercorn() -> ChildServer {
+    let port = free_port();
+    let mut cmd = Command::new("hypercorn");
+    cmd.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/servers")).args(["asgi_app:app", "--bind", &format!("127.0.0.1:{port}")]);
+    ChildServer::start("hypercorn", cmd, port).await
+}
