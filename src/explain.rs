@@ -62,8 +62,8 @@ pub async fn explain(cfg: &Config, method: &str, url: &str, token: Option<&str>,
         }
     };
     o.line("normalized", &normalized);
-    let host = match crate::screen::check_method(&method).and_then(|()| crate::screen::request_host(&cfg.server, &mut req)) {
-        Ok(h) => h,
+    let host = match crate::screen::check_method(&method).and_then(|()| crate::screen::canonical_host(&cfg.server, &mut req)) {
+        Ok(()) => crate::screen::judged_host(req.headers()).map(str::to_owned),
         Err(e) => {
             o.line("verdict", format!("{} {}: nothing reaches the upstream", e.status().as_u16(), e.reason()));
             return Ok(o.0);

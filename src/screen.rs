@@ -27,8 +27,8 @@ pub fn check_method(m: &Method) -> Result<(), GatewayError> {
 }
 
 /// Validates the host a request is for and makes its `Host` header the one
-/// spelling the upstream will see; returns that host lower-cased, without
-/// port or trailing dot, for route matching.
+/// spelling the upstream will see (lower-cased, no trailing dot, the port
+/// as sent); [`judged_host`] then reads the host for route matching.
 ///
 /// - more than one `Host`, a `Host` that is not a plain `host[:port]`
 ///   (user info, stray characters), or an HTTP/1.1 request without one: 400
@@ -38,58 +38,71 @@ pub fn check_method(m: &Method) -> Result<(), GatewayError> {
 /// - an absolute-form target's authority wins over `Host` (RFC 9112
 ///   section 3.2.2), and replaces it;
 /// - with `allowed_hosts`, any other host (or none at all): 421.
-pub fn request_host<B>(s: &ServerSettings, req: &mut Request<B>) -> Result<Option<String>, GatewayError> {
+///
+/// Nothing is allocated for an ordinary request (one `Host`, already in
+/// its canonical spelling).
+pub fn canonical_host<B>(s: &ServerSettings, req: &mut Request<B>) -> Result<(), GatewayError> {
+    let bad = || GatewayError::BadRequest(BadRequest::InvalidHost);
     let mut hosts = req.headers().get_all(HOST).iter();
-    let header = hosts.next().cloned();
+    let header = hosts.next();
     if hosts.next().is_some() {
         return Err(GatewayError::BadRequest(BadRequest::DuplicateHost));
     }
-    let authority = req.uri().authority().map(|a| a.as_str().to_owned());
-    let raw = match (&authority, &header) {
-        (Some(a), Some(h)) if req.version() == Version::HTTP_2 && !h.as_bytes().eq_ignore_ascii_case(a.as_bytes()) => {
+    let raw: &str = match (req.uri().authority(), header) {
+        (Some(a), Some(h)) if req.version() == Version::HTTP_2 && !h.as_bytes().eq_ignore_ascii_case(a.as_str().as_bytes()) => {
             return Err(GatewayError::BadRequest(BadRequest::AuthorityConflict));
         }
-        (Some(a), _) => Some(a.clone()),
-        (None, Some(h)) => Some(h.to_str().map_err(|_| GatewayError::BadRequest(BadRequest::InvalidHost))?.to_owned()),
-        (None, None) => None,
+        (Some(a), _) => a.as_str(),
+        (None, Some(h)) => h.to_str().map_err(|_| bad())?,
+        (None, None) if req.version() == Version::HTTP_11 => return Err(GatewayError::BadRequest(BadRequest::MissingHost)),
+        (None, None) => return if s.allowed_hosts.is_some() { Err(GatewayError::MisdirectedHost) } else { Ok(()) },
     };
-    let Some(raw) = raw else {
-        if req.version() == Version::HTTP_11 {
-            return Err(GatewayError::BadRequest(BadRequest::MissingHost));
-        }
-        return match &s.allowed_hosts {
-            Some(_) => Err(GatewayError::MisdirectedHost),
-            None => Ok(None),
-        };
-    };
-    let (name, port) = split_host(&raw).ok_or(GatewayError::BadRequest(BadRequest::InvalidHost))?;
+    let (name, port) = split_host(raw).ok_or_else(bad)?;
     if let Some(allowed) = &s.allowed_hosts {
-        if !allowed.iter().any(|p| p.matches(&name)) {
+        let lower;
+        let name = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            lower = name.to_ascii_lowercase();
+            lower.as_str()
+        } else {
+            name
+        };
+        if !allowed.iter().any(|p| p.matches(name)) {
             return Err(GatewayError::MisdirectedHost);
         }
     }
-    // The header the upstream gets: exactly what was judged. Reused as is
-    // in the common case (already lower-case, no trailing dot).
-    let canonical = match port {
-        Some(p) => format!("{name}:{p}"),
-        None => name.clone(),
-    };
-    if header.as_ref().map(HeaderValue::as_bytes) != Some(canonical.as_bytes()) {
-        let v = HeaderValue::from_str(&canonical).map_err(|_| GatewayError::BadRequest(BadRequest::InvalidHost))?;
+    let already = !name.bytes().any(|b| b.is_ascii_uppercase())
+        && header.and_then(|h| h.as_bytes().strip_prefix(name.as_bytes())).is_some_and(|rest| match port {
+            None => rest.is_empty(),
+            Some(p) => rest.strip_prefix(b":") == Some(p.as_bytes()),
+        });
+    if !already {
+        let mut v = name.to_ascii_lowercase();
+        if let Some(p) = port {
+            v.push(':');
+            v.push_str(p);
+        }
+        let v = HeaderValue::from_str(&v).map_err(|_| bad())?;
         req.headers_mut().insert(HOST, v);
     }
-    Ok(Some(name))
+    Ok(())
 }
 
-/// Splits `host[:port]` into the lower-cased host (trailing dot removed)
-/// and the port; `None` unless it is a plain registered name, IPv4 or
+/// The host a request was judged for, after [`canonical_host`]: the `Host`
+/// header without its port (IPv6 literals keep their brackets).
+pub fn judged_host(h: &HeaderMap) -> Option<&str> {
+    let v = h.get(HOST)?.to_str().ok()?;
+    let end = if v.starts_with('[') { v.find(']').map_or(v.len(), |i| i + 1) } else { v.find(':').unwrap_or(v.len()) };
+    Some(&v[..end])
+}
+
+/// Splits `host[:port]` into the host (trailing dot removed) and the
+/// port's digits; `None` unless it is a plain registered name, IPv4 or
 /// bracketed IPv6 address with an optional numeric port.
-fn split_host(raw: &str) -> Option<(String, Option<u16>)> {
+fn split_host(raw: &str) -> Option<(&str, Option<&str>)> {
     let (host, port) = if let Some(rest) = raw.strip_prefix('[') {
         let end = rest.find(']')?;
-        let (v6, after) = (&rest[..end], &rest[end + 1..]);
-        v6.parse::<std::net::Ipv6Addr>().ok()?;
-        (&raw[..end + 2], after)
+        rest[..end].parse::<std::net::Ipv6Addr>().ok()?;
+        (&raw[..end + 2], &rest[end + 1..])
     } else {
         match raw.find(':') {
             Some(i) => (&raw[..i], &raw[i..]),
@@ -100,25 +113,22 @@ fn split_host(raw: &str) -> Option<(String, Option<u16>)> {
         "" => None,
         p => {
             let digits = p.strip_prefix(':')?;
-            if digits.is_empty() || digits.len() > 5 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            if digits.is_empty() || digits.len() > 5 || !digits.bytes().all(|b| b.is_ascii_digit()) || digits.parse::<u16>().is_err() {
                 return None;
             }
-            Some(digits.parse::<u16>().ok()?)
+            Some(digits)
         }
     };
     let host = host.strip_suffix('.').unwrap_or(host);
     if host.is_empty() {
         return None;
     }
-    if !host.starts_with('[') {
-        // A registered name or IPv4 address: letters, digits, `-`, `.`
-        // and `_` (seen in internal names); no empty label.
-        let ok = host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_')) && !host.split('.').any(str::is_empty);
-        if !ok {
-            return None;
-        }
+    // A registered name or IPv4 address: letters, digits, `-`, `.` and `_`
+    // (seen in internal names); no empty label.
+    if !host.starts_with('[') && !(host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_')) && !host.split('.').any(str::is_empty)) {
+        return None;
     }
-    Some((host.to_ascii_lowercase(), port))
+    Some((host, port))
 }
 
 /// The method a client asks the app to run instead of its own, from the
@@ -128,8 +138,7 @@ fn split_host(raw: &str) -> Option<(String, Option<u16>)> {
 pub fn method_override(h: &HeaderMap) -> Result<Option<Method>, GatewayError> {
     let mut found: Option<Method> = None;
     for (name, value) in h {
-        let folded: String = name.as_str().bytes().map(|b| headers::fold_byte(b) as char).collect();
-        if !headers::METHOD_OVERRIDE.contains(&folded.as_str()) {
+        if !is_override(name.as_str()) {
             continue;
         }
         let text = value.to_str().map_err(|_| GatewayError::BadRequest(BadRequest::MethodOverride))?.trim();
@@ -143,15 +152,18 @@ pub fn method_override(h: &HeaderMap) -> Result<Option<Method>, GatewayError> {
     Ok(found)
 }
 
+/// True for a method-override header name, in any folded spelling
+/// (compared without allocating: this runs for every header).
+fn is_override(name: &str) -> bool {
+    headers::METHOD_OVERRIDE.iter().any(|m| m.len() == name.len() && m.bytes().zip(name.bytes()).all(|(a, b)| a == headers::fold_byte(b)))
+}
+
 /// Removes every method-override header (the route did not opt in, or the
 /// override did not pick the route), logged and counted.
 pub fn drop_method_override(h: &mut HeaderMap) {
     let names: Vec<_> = h
         .keys()
-        .filter(|n| {
-            let folded: String = n.as_str().bytes().map(|b| headers::fold_byte(b) as char).collect();
-            headers::METHOD_OVERRIDE.contains(&folded.as_str())
-        })
+        .filter(|n| is_override(n.as_str()))
         .cloned()
         .collect();
     for n in names {
@@ -175,10 +187,15 @@ mod tests {
 
     #[test]
     fn hosts_split_strictly() {
-        assert_eq!(split_host("App.Example.COM"), Some(("app.example.com".into(), None)));
-        assert_eq!(split_host("app.example.com.:8443"), Some(("app.example.com".into(), Some(8443))));
-        assert_eq!(split_host("[::1]:80"), Some(("[::1]".into(), Some(80))));
-        assert_eq!(split_host("10.0.0.1"), Some(("10.0.0.1".into(), None)));
+        assert_eq!(split_host("App.Example.COM"), Some(("App.Example.COM", None)));
+        assert_eq!(split_host("app.example.com.:8443"), Some(("app.example.com", Some("8443"))));
+        assert_eq!(split_host("[::1]:80"), Some(("[::1]", Some("80"))));
+        assert_eq!(split_host("10.0.0.1"), Some(("10.0.0.1", None)));
+        let mut h = HeaderMap::new();
+        h.insert(HOST, HeaderValue::from_static("[::1]:80"));
+        assert_eq!(judged_host(&h), Some("[::1]"));
+        h.insert(HOST, HeaderValue::from_static("app.test:8080"));
+        assert_eq!(judged_host(&h), Some("app.test"));
         for bad in ["", ":80", "a@b", "admin.example.test:80@evil", "a b", "a:", "a:x", "a:99999", "a..b", "[zz]", "a/b", "a\\b", "ex%61mple"] {
             assert_eq!(split_host(bad), None, "{bad}");
         }

@@ -101,11 +101,14 @@ async fn route_and_forward<'s>(
     let cfg = &snap.config;
     check_request_limits(&cfg.server, &req)?;
     screen::check_method(req.method())?;
-    let host = screen::request_host(&cfg.server, &mut req)?;
+    screen::canonical_host(&cfg.server, &mut req)?;
     let path = path::normalize(req.uri().path()).map_err(GatewayError::BadPath)?;
     out.path = Some(path.clone());
 
-    let route = match_route(snap, &mut req, host.as_deref(), &path)?;
+    let (route, honoured_override) = match_route(snap, &req, &path)?;
+    if !honoured_override {
+        screen::drop_method_override(req.headers_mut());
+    }
     out.route = Some(route);
 
     let info = auth::RequestInfo { method: req.method(), headers: req.headers(), path: &path, query: req.uri().query() };
@@ -164,20 +167,20 @@ fn content_length(req: &Request<Incoming>) -> Option<u64> {
 /// With a method-override header, the route is looked up with the method
 /// the app will run; if that route opts in (`method_override`), it judges
 /// the request (a POST, as override middlewares require) and the header
-/// goes upstream. Otherwise the header is removed and the request is
-/// judged by its own method, which is then the one the app runs.
-fn match_route<'s, B>(snap: &'s Snapshot, req: &mut Request<B>, host: Option<&str>, path: &str) -> Result<&'s Route, GatewayError> {
+/// goes upstream (`true`). Otherwise the caller removes the header and the
+/// request is judged by its own method, which is then the one the app runs.
+fn match_route<'s, B>(snap: &'s Snapshot, req: &Request<B>, path: &str) -> Result<(&'s Route, bool), GatewayError> {
     let routes = &snap.config.routes;
+    let host = screen::judged_host(req.headers());
     if let Some(wanted) = screen::method_override(req.headers())? {
         if let Some(r) = routes.find(&wanted, host, path).filter(|r| r.method_override) {
             if req.method() != Method::POST {
                 return Err(GatewayError::BadRequest(BadRequest::MethodOverride));
             }
-            return Ok(r);
+            return Ok((r, true));
         }
-        screen::drop_method_override(req.headers_mut());
     }
-    routes.find(req.method(), host, path).ok_or(GatewayError::NoRoute)
+    routes.find(req.method(), host, path).map(|r| (r, false)).ok_or(GatewayError::NoRoute)
 }
 
 /// Step 3: the route's roles, scopes and claims, checked on every request.
