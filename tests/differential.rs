@@ -38,7 +38,14 @@ use corpus::{Entry, Fill, Level, Variants};
 use serde_json::json;
 use verdict::{Observed, Origin, Served, Violation, CATEGORIES};
 
-/// The gateway's routes for every server. Writes under /api/ need the admin
+/// The gateway's routes for every server (no other config: the defaults are
+/// what is under test). Once issue 14's fixes add them, two keys belong
+/// here: `allowed_hosts = ["app.example.test"]` under `[server]` (finding
+/// 8: without it any Host reaches a virtual-hosting upstream by design),
+/// and case-insensitive matching in front of Express, which routes that
+/// way (finding 10).
+///
+/// Writes under /api/ need the admin
 /// role; reads there are public, as are /public/; /account/ needs any
 /// signed-in user, /admin/ the admin role; nothing else has a route (404).
 const ROUTES: &str = r#"
@@ -85,9 +92,7 @@ const PER_GROUP: usize = 4;
 
 fn gateway_config(iss: &DevIssuer, upstream: SocketAddr, catch_all: bool) -> String {
     let routes = if catch_all { format!("{ROUTES}{CATCH_ALL}") } else { ROUTES.to_owned() };
-    support::config_text(iss, upstream, "", &routes)
-        .replacen("[server]\n", "[server]\nworkers = 1\n", 1)
-        .replacen("timeout = \"2s\"", "timeout = \"5s\"", 1)
+    support::config_text(iss, upstream, "", &routes).replacen("[server]\n", "[server]\nworkers = 1\n", 1).replacen("timeout = \"2s\"", "timeout = \"5s\"", 1)
 }
 
 /// One server behind its two gateways.
@@ -152,7 +157,12 @@ async fn no_request_judged_public_is_served_as_protected_by_seven_real_servers()
     }
     let report = report(&targets, &entries, &results, &violations);
     println!("{report}");
-    println!("differential: {} entries, servers ready after {:.1}s, all done after {:.1}s", entries.len(), ready.as_secs_f64(), started.elapsed().as_secs_f64());
+    println!(
+        "differential: {} entries, servers ready after {:.1}s, all done after {:.1}s",
+        entries.len(),
+        ready.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
     let dump = dump(&targets, &entries, &results);
     let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("differential-observed.tsv");
     if std::fs::write(&path, dump).is_ok() {
@@ -339,7 +349,11 @@ fn report(targets: &[Target], entries: &[Entry], results: &Results, violations: 
 
     let mut groups: BTreeMap<(String, &str), Vec<&Violation>> = BTreeMap::new();
     for v in violations {
-        let f = if v.findings.is_empty() { "new".to_owned() } else { format!("finding {}", v.findings.iter().map(|f| f.to_string()).collect::<Vec<_>>().join(",")) };
+        let f = if v.findings.is_empty() {
+            "new".to_owned()
+        } else {
+            format!("finding {}", v.findings.iter().map(|f| f.to_string()).collect::<Vec<_>>().join(","))
+        };
         groups.entry((f, v.category)).or_default().push(v);
     }
     let _ = writeln!(s, "\nviolations by cause:");
@@ -362,7 +376,7 @@ fn report(targets: &[Target], entries: &[Entry], results: &Results, violations: 
         }
     }
     if !over.is_empty() {
-        let _ = writeln!(s, "\nrefused with 400 although the server itself serves the same bytes as public:");
+        let _ = writeln!(s, "\nnot violations: refused with 400 although the server alone serves the same bytes as public (the gateway is the stricter):");
         for (id, servers) in over {
             let _ = writeln!(s, "  {id:<24} [{}]", servers.join(" "));
         }
@@ -412,7 +426,12 @@ fn dump(targets: &[Target], entries: &[Entry], results: &Results) -> String {
             Some(other) => format!("{other:?}"),
             None => "-".into(),
         };
-        let more: Vec<String> = obs.served.iter().filter(|x| x.context != "response 1").map(|x| format!("{}: {}", x.context, x.echo.summary())).collect();
+        let more: Vec<String> = obs
+            .served
+            .iter()
+            .filter(|x| x.context != "response 1" && x.context != "h2 stream 1")
+            .map(|x| format!("{}: {}", x.context, x.echo.summary()))
+            .collect();
         let _ = writeln!(
             s,
             "{}\t{}\t{}\t{}\t{}\t{}{}\t{}",

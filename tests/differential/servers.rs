@@ -140,8 +140,26 @@ fn prepare(name: &str, dir: &Path, port: u16) -> Result<Launch, NotRunning> {
         "nginx" => {
             need(Path::new("/usr/sbin/nginx"))?;
             let version = first_line(&output("/usr/sbin/nginx", &["-v"])?);
-            let idents = ["session-valid", "user-id", "user-anonymous", "user-verified", "user-can-reauthenticate", "user-roles", "session-amr", "session-authenticated-at"];
-            let steer = ["x-original-url", "x-rewrite-url", "x-http-method-override", "x-http-method", "x-method-override", "x-forwarded-prefix", "x-forwarded-path", "x-forwarded-uri"];
+            let idents = [
+                "session-valid",
+                "user-id",
+                "user-anonymous",
+                "user-verified",
+                "user-can-reauthenticate",
+                "user-roles",
+                "session-amr",
+                "session-authenticated-at",
+            ];
+            let steer = [
+                "x-original-url",
+                "x-rewrite-url",
+                "x-http-method-override",
+                "x-http-method",
+                "x-method-override",
+                "x-forwarded-prefix",
+                "x-forwarded-path",
+                "x-forwarded-uri",
+            ];
             let mut echo = String::from("path=$uri\\nmethod=$request_method\\nhost=$host\\nrid=$http_x_diff_id\\n");
             for i in idents {
                 echo.push_str(&format!("id.x-authgear-{i}=$http_x_authgear_{}\\n", i.replace('-', "_")));
@@ -319,7 +337,7 @@ pub async fn start(name: &'static str, dir: PathBuf) -> Result<Running, NotRunni
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let mut running = Running { name, addr, version: launch.version, log, child };
     let started = Instant::now();
-    let probe = format!("GET /public/ready HTTP/1.1\r\nHost: app.example.test\r\nConnection: close\r\n\r\n");
+    let probe = "GET /public/ready HTTP/1.1\r\nHost: app.example.test\r\nConnection: close\r\n\r\n";
     loop {
         if let Ok(Some(status)) = running.child.try_wait() {
             return Err(NotRunning::Broken(format!("{name} exited ({status}) before answering:\n{}", running.log_tail())));

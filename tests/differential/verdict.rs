@@ -196,7 +196,7 @@ pub fn judge(server: &str, variant: &'static str, entry: &Entry, obs: &Observed,
         if !e.steer.is_empty() {
             flag("steering-header", what.clone());
         }
-        if !s.rids.iter().any(|r| *r == e.rid) {
+        if !s.rids.contains(&e.rid) {
             flag("desync", format!("{what} rid={:?}", e.rid));
         }
     }

@@ -92,10 +92,8 @@ async fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>, head: bool, deadlin
         buf.drain(..end + 4);
         let mut lines = head_text.split("\r\n");
         let status = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|c| c.parse().ok()).unwrap_or(0);
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-            .collect();
+        let headers: Vec<(String, String)> =
+            lines.filter_map(|l| l.split_once(':')).map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned())).collect();
         let mut r = Resp { status, headers, body: Vec::new() };
         if (100..200).contains(&status) && status != 101 {
             continue; // 100 Continue and friends: the real answer follows.
