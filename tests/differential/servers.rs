@@ -333,6 +333,15 @@ pub async fn start(name: &'static str, dir: PathBuf) -> Result<Running, NotRunni
     for (k, v) in &launch.env {
         cmd.env(k, v);
     }
+    // SAFETY: prctl is async-signal-safe and touches only the new process:
+    // if the test process dies without unwinding (killed by a timeout),
+    // the server dies with it instead of outliving the run.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
     let child = cmd.spawn().map_err(|e| NotRunning::Missing(format!("{}: {e}", launch.program)))?;
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let mut running = Running { name, addr, version: launch.version, log, child };
