@@ -55,10 +55,13 @@ impl ChildServer {
 }
 
 /// hypercorn serving `tests/servers/asgi_app.py` (it implements the h2c
-/// upgrade, which is what makes it the upstream for these tests).
+/// upgrade, which is what makes it the upstream for these tests), from the
+/// virtualenv `.ci/install-servers.sh` made (`AGW_DIFF_PREFIX`).
 pub async fn hypercorn() -> ChildServer {
     let port = free_port();
-    let mut cmd = Command::new("hypercorn");
+    let prefix = std::env::var("AGW_DIFF_PREFIX").unwrap_or_else(|_| "/opt/agw-diff".into());
+    let venv = std::path::Path::new(&prefix).join("venv/bin/hypercorn");
+    let mut cmd = Command::new(if venv.exists() { venv.into_os_string() } else { "hypercorn".into() });
     cmd.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/servers")).args(["asgi_app:app", "--bind", &format!("127.0.0.1:{port}")]);
     ChildServer::start("hypercorn", cmd, port).await
 }
