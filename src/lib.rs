@@ -18,6 +18,7 @@ pub mod headers;
 pub mod import;
 pub mod logwriter;
 pub mod memory;
+pub mod method_param;
 pub mod metrics;
 pub mod net;
 pub mod parkio;

@@ -22,6 +22,7 @@ use crate::authz;
 use crate::config::ServerSettings;
 use crate::conn;
 use crate::error::{BadRequest, GatewayError};
+use crate::method_param;
 use crate::metrics::{self, Outcome};
 use crate::path;
 use crate::proxy::{self, ClientInfo};
@@ -124,9 +125,14 @@ async fn route_and_forward<'s>(
     }
     let upgrade = upgrade::take(&mut req, &route.upgrades);
     let upstream = snap.upstreams.get(route.upstream).ok_or_else(|| GatewayError::Internal("route names a missing upstream".into()))?;
-    let (parts, body) = req.into_parts();
     let overflow = Arc::new(AtomicBool::new(false));
-    let body = proxy::cap_body(CountingBody::new(body, bytes_in), route.max_body_size, overflow.clone());
+    let override_refused = Arc::new(AtomicBool::new(false));
+    let scanner = form_scanner(snap, route, &req, &path);
+    let (parts, body) = req.into_parts();
+    let mut body = proxy::cap_body(CountingBody::new(body, bytes_in), route.max_body_size, overflow.clone());
+    if let Some(s) = scanner {
+        body = method_param::guard(body, s, override_refused.clone());
+    }
     let up_req = proxy::rewrite_request(cfg, route, &upstream.settings, parts, body, &path, identity.as_ref(), client)?;
 
     let sent = Instant::now();
@@ -140,7 +146,15 @@ async fn route_and_forward<'s>(
     out.upstream = Some(elapsed);
     // A body cut at max_body_size makes the upstream request fail: that is
     // the client's 413, not the upstream's 502.
-    result.map_err(|e| if overflow.load(Ordering::Acquire) { GatewayError::PayloadTooLarge } else { e })
+    result.map_err(|e| {
+        if overflow.load(Ordering::Acquire) {
+            GatewayError::PayloadTooLarge
+        } else if override_refused.load(Ordering::Acquire) {
+            GatewayError::BadRequest(BadRequest::MethodOverride)
+        } else {
+            e
+        }
+    })
 }
 
 /// Step 0: URI length (414), header count and size (431). HTTP/1.1 heads
@@ -164,23 +178,57 @@ fn content_length(req: &Request<Incoming>) -> Option<u64> {
 
 /// Step 1: the first route that matches host, method and normalized path.
 ///
-/// With a method-override header, the route is looked up with the method
-/// the app will run; if that route opts in (`method_override`), it judges
-/// the request (a POST, as override middlewares require) and the header
-/// goes upstream (`true`). Otherwise the caller removes the header and the
-/// request is judged by its own method, which is then the one the app runs.
+/// With a method override (a header, or a `_method` query parameter), the
+/// route is looked up with the method the app will run; if that route
+/// opts in (`method_override`), it judges the request (a POST, as override
+/// middlewares require) and the header goes upstream (`true`). Otherwise
+/// the caller removes the header, and a `_method` parameter (which cannot
+/// be removed) must not change which route judges the request.
 fn match_route<'s, B>(snap: &'s Snapshot, req: &Request<B>, path: &str) -> Result<(&'s Route, bool), GatewayError> {
+    let ambiguous = || GatewayError::BadRequest(BadRequest::MethodOverride);
     let routes = &snap.config.routes;
     let host = screen::judged_host(req.headers());
-    if let Some(wanted) = screen::method_override(req.headers())? {
-        if let Some(r) = routes.find(&wanted, host, path).filter(|r| r.method_override) {
+    let header = screen::method_override(req.headers())?;
+    let param = method_param::from_query(req.uri().query()).map_err(|_| ambiguous())?;
+    if let (Some(h), Some(p)) = (&header, &param) {
+        if h != p {
+            return Err(ambiguous());
+        }
+    }
+    if let Some(wanted) = header.as_ref().or(param.as_ref()) {
+        if let Some(r) = routes.find(wanted, host, path).filter(|r| r.method_override) {
             if req.method() != Method::POST {
-                return Err(GatewayError::BadRequest(BadRequest::MethodOverride));
+                return Err(ambiguous());
             }
             return Ok((r, true));
         }
     }
-    routes.find(req.method(), host, path).map(|r| (r, false)).ok_or(GatewayError::NoRoute)
+    let route = routes.find(req.method(), host, path).ok_or(GatewayError::NoRoute)?;
+    if let Some(p) = &param {
+        if !routes.find(p, host, path).is_some_and(|r| std::ptr::eq(r, route)) {
+            return Err(ambiguous());
+        }
+    }
+    Ok((route, false))
+}
+
+/// Step 2b: a POSTed form's `_method` fields, read as the body streams
+/// past (`method_param::guard`): one naming a method that another route
+/// would judge ends the body (the upstream never gets it whole) and the
+/// client gets 400. `None` when no method could change the verdict.
+fn form_scanner<B>(snap: &Snapshot, route: &Route, req: &Request<B>, path: &str) -> Option<method_param::Scanner> {
+    if req.method() != Method::POST {
+        return None;
+    }
+    let kind = method_param::form_kind(req.headers().get(http::header::CONTENT_TYPE))?;
+    let host = screen::judged_host(req.headers());
+    let same: Vec<Method> = method_param::STANDARD
+        .iter()
+        .filter_map(|m| Method::from_bytes(m.as_bytes()).ok())
+        .filter(|m| snap.config.routes.find(m, host, path).is_some_and(|r| std::ptr::eq(r, route)))
+        .collect();
+    // Every method is judged by this route: an override changes nothing.
+    (same.len() < method_param::STANDARD.len()).then(|| method_param::Scanner::new(kind, move |m| same.contains(m)))
 }
 
 /// Step 3: the route's roles, scopes and claims, checked on every request.

@@ -92,7 +92,9 @@ const PER_GROUP: usize = 4;
 
 fn gateway_config(iss: &DevIssuer, upstream: SocketAddr, catch_all: bool) -> String {
     let routes = if catch_all { format!("{ROUTES}{CATCH_ALL}") } else { ROUTES.to_owned() };
-    support::config_text(iss, upstream, "", &routes).replacen("[server]\n", "[server]\nworkers = 1\n", 1).replacen("timeout = \"2s\"", "timeout = \"5s\"", 1)
+    support::config_text(iss, upstream, "", &routes)
+        .replacen("[server]\n", "[server]\nworkers = 1\nallowed_hosts = [\"app.example.test\"]\n", 1)
+        .replacen("timeout = \"2s\"", "timeout = \"5s\"", 1)
 }
 
 /// One server behind its two gateways.

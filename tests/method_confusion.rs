@@ -115,3 +115,39 @@ async fn an_override_that_would_pick_a_route_without_opt_in_is_removed() {
     assert_eq!(seen.method, "POST");
     assert!(seen.headers.get("x-http-method-override").is_none(), "the public POST rule must not pass a DELETE override");
 }
+
+/// `_method` in the query or a POSTed form (Rails, Laravel, Symfony,
+/// Spring's hidden-method filter, Express): there is no header to remove,
+/// so a `_method` that another route would judge is refused, and the app
+/// never gets the whole body.
+#[tokio::test]
+async fn a_method_parameter_that_would_change_the_route_is_refused() {
+    let (iss, up, gw) = setup().await;
+    let auth = format!("Bearer {}", iss.mint("u", json!({})));
+    let a = [("authorization", auth.as_str())];
+    // `/api/**` allows GET and POST; DELETE matches no route.
+    for q in ["_method=DELETE", "_method=delete", "%5Fmethod=DELETE", "x=1&_method=PUT", "_method=DELETE&_method=GET"] {
+        let r = send("POST", &gw.url(&format!("/api/x?{q}")), &a, b"").await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{q}");
+    }
+    assert_eq!(up.count(), 0);
+    let r = send("POST", &gw.url("/api/x?_method=GET"), &a, b"").await;
+    assert_eq!(r.status, StatusCode::OK, "judged by the same route either way");
+
+    let form = [("authorization", auth.as_str()), ("content-type", "application/x-www-form-urlencoded")];
+    let before = up.count();
+    let r = send("POST", &gw.url("/api/x"), &form, b"title=hi&_method=DELETE").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert_eq!(r.json()["error"], "invalid_request");
+    assert_eq!(up.count(), before, "the app never got the whole body");
+    assert_eq!(send("POST", &gw.url("/api/x"), &form, b"title=hi&_method=post").await.status, StatusCode::OK);
+    assert_eq!(send("POST", &gw.url("/api/x"), &form, b"title=_method%3DDELETE").await.status, StatusCode::OK);
+
+    let multipart = [("authorization", auth.as_str()), ("content-type", "multipart/form-data; boundary=b0und")];
+    let body = b"--b0und\r\nContent-Disposition: form-data; name=\"_method\"\r\n\r\nDELETE\r\n--b0und--\r\n";
+    let before = up.count();
+    assert_eq!(send("POST", &gw.url("/api/x"), &multipart, body).await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(up.count(), before);
+    // Public routes that every method reaches the same way are not scanned.
+    assert_eq!(send("POST", &gw.url("/public/x"), &[("content-type", "application/x-www-form-urlencoded")], b"_method=DELETE").await.status, StatusCode::OK);
+}
