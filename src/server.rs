@@ -100,12 +100,16 @@ async fn route_and_forward<'s>(
     let cfg = &snap.config;
     check_request_limits(&cfg.server, &req)?;
     let path = path::normalize(req.uri().path()).map_err(GatewayError::BadPath)?;
-    out.path = Some(path.clone());
+    // The judged form: a `;jsessionid=` parameter is a session id, and
+    // session ids are not logged.
+    out.path = Some(path.judged().to_owned());
 
-    let route = match_route(snap, &req, &path)?;
+    let route = match_route(snap, &req, path.judged())?;
     out.route = Some(route);
 
-    let info = auth::RequestInfo { method: req.method(), headers: req.headers(), path: &path, query: req.uri().query() };
+    // The return URL after a login is the judged path too: the parameter
+    // (a session id, usually) must not travel to the login page.
+    let info = auth::RequestInfo { method: req.method(), headers: req.headers(), path: path.judged(), query: req.uri().query() };
     let identity = auth::authenticate(snap, route, &info).await?;
     out.sub = identity.as_ref().and_then(|i| i.subject().map(str::to_owned));
 
@@ -156,8 +160,9 @@ fn content_length(req: &Request<Incoming>) -> Option<u64> {
     req.headers().get(http::header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
 }
 
-/// Step 1: the first route that matches host, method and normalized path.
+/// Step 1: the first route that matches host, method and judged path.
 fn match_route<'s>(snap: &'s Snapshot, req: &Request<Incoming>, path: &str) -> Result<&'s Route, GatewayError> {
+    snap.config.routes.check_path(path).map_err(GatewayError::BadPath)?;
     let host = routes::request_host(req.uri(), req.headers());
     snap.config.routes.find(req.method(), host.as_deref(), path).ok_or(GatewayError::NoRoute)
 }

@@ -12,11 +12,11 @@ use toml::Spanned;
 
 use super::compile::Compiler;
 use super::compile_session::route_method;
-use super::raw::{RawAuthMode, RawRoute};
+use super::raw::{RawAuthMode, RawPathCase, RawRoute};
 use super::{IssuerSettings, SessionSettings};
 use crate::authz::Requirements;
 use crate::headers::{ClaimSource, HeaderMapping};
-use crate::routes::{AuthMethod, AuthMode, HostPattern, PathPattern, Route, RouteTable};
+use crate::routes::{AuthMethod, AuthMode, HostPattern, PathCase, PathPattern, Route, RouteTable};
 
 /// Headers the gateway manages itself or that carry credentials; never
 /// valid as identity header names.
@@ -51,6 +51,17 @@ pub(super) struct RouteContext<'c> {
     pub(super) issuers: &'c [IssuerSettings],
     pub(super) default_method: AuthMethod,
     pub(super) session: &'c SessionSettings,
+    /// `[server] path_case`: routes without their own follow it.
+    pub(super) default_case: PathCase,
+}
+
+/// A `path_case` value, or `default` when unset.
+pub(super) fn path_case(raw: Option<RawPathCase>, default: PathCase) -> PathCase {
+    match raw {
+        None => default,
+        Some(RawPathCase::Sensitive) => PathCase::Sensitive,
+        Some(RawPathCase::Insensitive) => PathCase::Insensitive,
+    }
 }
 
 impl Compiler<'_> {
@@ -105,6 +116,7 @@ impl Compiler<'_> {
                 table.routes.push(r);
             }
         }
+        table.folds_case = table.routes.iter().any(|r| r.path.case() == PathCase::Insensitive);
         self.shadow_warnings(&table);
         table
     }
@@ -117,7 +129,7 @@ impl Compiler<'_> {
             return None;
         };
         let path = match PathPattern::parse(path_raw.get_ref()) {
-            Ok(p) => p,
+            Ok(p) => p.with_case(path_case(r.path_case, ctx.default_case)),
             Err(msg) => {
                 self.rep.error(path_raw.span(), format!("{key}.path"), msg);
                 return None;
@@ -277,10 +289,25 @@ impl Compiler<'_> {
                     (Some(a), Some(b)) => b.iter().all(|m| a.contains(m)),
                     (Some(_), None) => false,
                 };
+                let by_case = earlier.path.differs_only_by_case(&later.path);
                 if host_covers && methods_cover && earlier.path.covers(&later.path) {
+                    let why = if by_case { " (the patterns differ only by letter case, and it matches case-insensitively)" } else { "" };
                     let msg = format!(
-                        "route `{}` can never match: route #{} (`{}`, line {}) matches every request it would",
+                        "route `{}` can never match: route #{} (`{}`, line {}) matches every request it would{why}",
                         later.name,
+                        earlier.index + 1,
+                        earlier.path.as_str(),
+                        earlier.line
+                    );
+                    self.rep.warning_at_line(later.line, &format!("routes[{}]", later.index), msg);
+                    break;
+                }
+                let folds = earlier.path.case() == PathCase::Insensitive || later.path.case() == PathCase::Insensitive;
+                if by_case && folds {
+                    let msg = format!(
+                        "route `{}` (`{}`) differs from route #{} (`{}`, line {}) only by letter case: matched case-insensitively both name the same paths, and the earlier route wins wherever it matches",
+                        later.name,
+                        later.path.as_str(),
                         earlier.index + 1,
                         earlier.path.as_str(),
                         earlier.line

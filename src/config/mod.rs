@@ -43,6 +43,8 @@ pub struct ServerSettings {
     pub tls_reload_interval: Duration,
     /// Connection worker threads (see `workers`); default: the CPU count.
     pub workers: usize,
+    /// Routes' default for comparing paths with their patterns.
+    pub path_case: crate::routes::PathCase,
 }
 
 /// The listener's certificate chain and key, PEM files on disk.

@@ -27,6 +27,15 @@ pub struct RawServer {
     pub tls_key: Option<Spanned<String>>,
     pub tls_reload_interval: Option<Spanned<String>>,
     pub workers: Option<Spanned<i64>>,
+    pub path_case: Option<RawPathCase>,
+}
+
+/// `path_case = "..."` in `[server]` or on a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawPathCase {
+    Sensitive,
+    Insensitive,
 }
 
 /// `[admin]`
@@ -158,6 +167,7 @@ pub struct RawRoute {
     pub pass_authorization: Option<bool>,
     pub audiences: Option<Vec<Spanned<String>>>,
     pub max_body_size: Option<Spanned<RawSize>>,
+    pub path_case: Option<RawPathCase>,
 }
 
 /// `[log]`
@@ -225,6 +235,7 @@ pub fn known_keys(table: &str) -> Option<&'static [&'static str]> {
             "tls_key",
             "tls_reload_interval",
             "workers",
+            "path_case",
         ],
         "admin" => &["listen"],
         "upstream" | "upstreams.*" => UPSTREAM,
@@ -248,6 +259,7 @@ pub fn known_keys(table: &str) -> Option<&'static [&'static str]> {
             "pass_authorization",
             "audiences",
             "max_body_size",
+            "path_case",
         ],
         "log" => &["format", "level", "access"],
         _ => return None,
