@@ -279,7 +279,7 @@ impl Compiler<'_> {
                 None => crate::workers::default_count(),
                 some => self.count(some, "server.workers", 1),
             },
-            path_case: super::compile_routes::path_case(r.path_case, PathCase::Sensitive),
+            path_case: self.path_case(&r.path_case, "server.path_case", PathCase::Sensitive),
         })
     }
 

@@ -12,7 +12,7 @@ use toml::Spanned;
 
 use super::compile::Compiler;
 use super::compile_session::route_method;
-use super::raw::{RawAuthMode, RawPathCase, RawRoute};
+use super::raw::{RawAuthMode, RawRoute};
 use super::{IssuerSettings, SessionSettings};
 use crate::authz::Requirements;
 use crate::headers::{ClaimSource, HeaderMapping};
@@ -55,16 +55,22 @@ pub(super) struct RouteContext<'c> {
     pub(super) default_case: PathCase,
 }
 
-/// A `path_case` value, or `default` when unset.
-pub(super) fn path_case(raw: Option<RawPathCase>, default: PathCase) -> PathCase {
-    match raw {
-        None => default,
-        Some(RawPathCase::Sensitive) => PathCase::Sensitive,
-        Some(RawPathCase::Insensitive) => PathCase::Insensitive,
-    }
-}
 
 impl Compiler<'_> {
+    /// A `path_case` value, or `default` when unset (or misspelled, which
+    /// is reported).
+    pub(super) fn path_case(&mut self, raw: &Option<Spanned<String>>, key: &str, default: PathCase) -> PathCase {
+        let Some(v) = raw else { return default };
+        match v.get_ref().as_str() {
+            "sensitive" => PathCase::Sensitive,
+            "insensitive" => PathCase::Insensitive,
+            other => {
+                self.rep.error_hint(v.span(), key, format!("unknown path_case `{other}`"), "use \"sensitive\" or \"insensitive\"");
+                default
+            }
+        }
+    }
+
     pub(super) fn mapping(&mut self, map: &BTreeMap<Spanned<String>, Spanned<String>>, key: &str) -> HeaderMapping {
         let mut m = HeaderMapping::default();
         for (name, claim) in map {
@@ -129,7 +135,7 @@ impl Compiler<'_> {
             return None;
         };
         let path = match PathPattern::parse(path_raw.get_ref()) {
-            Ok(p) => p.with_case(path_case(r.path_case, ctx.default_case)),
+            Ok(p) => p.with_case(self.path_case(&r.path_case, &format!("{key}.path_case"), ctx.default_case)),
             Err(msg) => {
                 self.rep.error(path_raw.span(), format!("{key}.path"), msg);
                 return None;

@@ -27,15 +27,7 @@ pub struct RawServer {
     pub tls_key: Option<Spanned<String>>,
     pub tls_reload_interval: Option<Spanned<String>>,
     pub workers: Option<Spanned<i64>>,
-    pub path_case: Option<RawPathCase>,
-}
-
-/// `path_case = "..."` in `[server]` or on a route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RawPathCase {
-    Sensitive,
-    Insensitive,
+    pub path_case: Option<Spanned<String>>,
 }
 
 /// `[admin]`
@@ -167,7 +159,7 @@ pub struct RawRoute {
     pub pass_authorization: Option<bool>,
     pub audiences: Option<Vec<Spanned<String>>>,
     pub max_body_size: Option<Spanned<RawSize>>,
-    pub path_case: Option<RawPathCase>,
+    pub path_case: Option<Spanned<String>>,
 }
 
 /// `[log]`
