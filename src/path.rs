@@ -22,6 +22,9 @@ pub enum PathError {
     /// filter that decodes twice would see a different path than the one
     /// judged.
     DoubleEncoding,
+    /// An overlong UTF-8 encoding (`%C0%AE` for `.`, `%C0%AF` for `/`):
+    /// invalid UTF-8 that some decoders still read as the ASCII character.
+    OverlongUtf8,
     /// `%2F` or `%5C`: an encoded separator means different things to
     /// different servers, so it is never let through.
     EncodedSeparator,
@@ -52,6 +55,7 @@ impl PathError {
             PathError::NotAbsolute => "path must start with /",
             PathError::BadPercentEncoding => "malformed percent-encoding in path",
             PathError::DoubleEncoding => "double percent-encoding in path",
+            PathError::OverlongUtf8 => "overlong UTF-8 encoding in path",
             PathError::EncodedSeparator => "encoded slash or backslash in path",
             PathError::Backslash => "backslash in path",
             PathError::ControlCharacter => "control character in path",
@@ -174,7 +178,24 @@ fn canonical_segment(seg: &str, out: &mut String) -> Result<(), PathError> {
     if out.as_bytes().windows(5).any(|w| w.starts_with(b"%25") && w[3].is_ascii_hexdigit() && w[4].is_ascii_hexdigit()) {
         return Err(PathError::DoubleEncoding);
     }
+    if out.as_bytes().windows(6).any(is_overlong) {
+        return Err(PathError::OverlongUtf8);
+    }
     Ok(())
+}
+
+/// True for the first two octets (`%XX%YY`, upper-case hex) of an overlong
+/// UTF-8 sequence: a lead byte C0 or C1 with a continuation byte, E0 with
+/// 80-9F or F0 with 80-8F. No encoder produces them; Tomcat once decoded
+/// `%C0%AE` as `.`.
+fn is_overlong(w: &[u8]) -> bool {
+    let [b'%', l1, l2, b'%', c1, _] = *w else { return false };
+    match (l1, l2) {
+        (b'C', b'0' | b'1') => matches!(c1, b'8' | b'9' | b'A' | b'B'),
+        (b'E', b'0') => matches!(c1, b'8' | b'9'),
+        (b'F', b'0') => c1 == b'8',
+        _ => false,
+    }
 }
 
 /// Normalizes a request path (no query): percent-decodes unreserved
@@ -397,6 +418,18 @@ mod tests {
     }
 
     #[test]
+    fn overlong_utf8_is_refused() {
+        for p in ["/public/%c0%ae%c0%ae/admin", "/a%C0%AFb", "/a%C1%9C", "/a%E0%80%AE", "/a%E0%9F%BF", "/a%F0%80%80%AF", "/a%F0%8F%BF%BF"] {
+            assert_eq!(judged(p), Err(PathError::OverlongUtf8), "{p}");
+        }
+        // Shortest forms, and bytes that are not UTF-8 lead bytes of an
+        // overlong form (Latin-1 paths), pass.
+        for p in ["/caf%C3%A9", "/%E0%A0%80", "/%F0%90%80%80", "/%C0", "/%C0x", "/%C1%C1", "/%E9t%E9", "/%E0%C0"] {
+            assert!(judged(p).is_ok(), "{p}");
+        }
+    }
+
+    #[test]
     fn last_segment_parameters_are_judged_without_and_forwarded_with() {
         let ok = |p: &str, j: &str, f: &str| assert_eq!(both(p), Ok((j.to_owned(), f.to_owned())), "{p}");
         ok("/public/x;jsessionid=1", "/public/x", "/public/x;jsessionid=1");
@@ -442,10 +475,9 @@ mod tests {
 
     #[test]
     fn the_fast_path_agrees_with_the_full_one() {
-        let paths = [
-            "/", "/a", "/a/", "//", "/a//b", "/.", "/a/.", "/a/..", "/a/./b", "/.a/b.", "/...", "/a%41", "/caf\u{e9}", "/a b", "/a/b/c/", "/a;b", "/a/;b", "/a;b/",
-        ];
-        for p in paths {
+        let plain = ["/", "/a", "/a/", "//", "/a//b", "/.", "/a/.", "/a/..", "/a/./b", "/.a/b.", "/...", "/a b", "/a/b/c/"];
+        let special = ["/a%41", "/caf\u{e9}", "/a;b", "/a/;b", "/a;b/", "/a%2541", "/a\u{131}"];
+        for p in plain.into_iter().chain(special) {
             if is_already_normal(p) {
                 assert_eq!(normalize_segments(p), Ok(NormalPath::plain(p.to_owned())), "{p}");
             }

@@ -55,7 +55,6 @@ pub(super) struct RouteContext<'c> {
     pub(super) default_case: PathCase,
 }
 
-
 impl Compiler<'_> {
     /// A `path_case` value, or `default` when unset (or misspelled, which
     /// is reported).
