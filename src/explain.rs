@@ -143,6 +143,9 @@ fn describe_host(r: &Route) -> String {
 fn describe_route(o: &mut Out, cfg: &Config, route: &Route, uri: &http::Uri, normalized: &path::NormalPath) {
     o.line("matched route", format!("#{} `{}` (line {})", route.index + 1, route.name, route.line));
     o.line("  auth", route.auth.as_str());
+    if route.path.case() == routes::PathCase::Insensitive {
+        o.line("  path_case", "insensitive (ASCII letters match in either case)");
+    }
     if route.method != AuthMethod::Jwt || route.login_redirect {
         o.line("  method", format!("{}{}", route.method.as_str(), if route.login_redirect { ", browsers redirected to log in" } else { "" }));
     }

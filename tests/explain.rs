@@ -138,6 +138,7 @@ async fn shows_the_judged_path_beside_the_forwarded_one_and_case_refusals() {
     let folding = Config::from_toml(&CONFIG.replacen("[upstream]", "[server]\npath_case = \"insensitive\"\n[upstream]", 1), "gateway.toml").unwrap();
     let out = explain(&folding, "GET", "http://h/ADMIN/x", None, Keys::Skip, NOW).await.unwrap();
     assert!(out.contains("`admin`                 /admin/**                   line 12   MATCH"), "{out}");
+    assert!(out.contains("\n  path_case    insensitive"), "{out}");
     let out = explain(&folding, "GET", "http://h/adm%C4%B1n/x", None, Keys::Skip, NOW).await.unwrap();
     assert!(out.ends_with("verdict        400 invalid_request\n") && out.contains("ASCII letter"), "{out}");
 }

@@ -224,3 +224,15 @@ async fn by_default_paths_are_case_sensitive() {
     assert_eq!(up.last().target, "/ADMIN/x");
     assert_eq!(raw_get(&gw, "/adm%C4%B1n/x").await, 200);
 }
+
+#[tokio::test]
+async fn non_ascii_paths_have_one_spelling() {
+    let routes = "[[routes]]\npath = \"/caf\u{e9}/**\"\nroles = [\"admin\"]\n\n[[routes]]\npath = \"/**\"\nauth = \"public\"\nstrip_prefix = \"/men\u{fc}\"\n";
+    let (_iss, up, gw) = start_with("", routes).await;
+    for target in ["/caf\u{e9}/x", "/caf%C3%A9/x", "/caf%c3%a9/x", "/%63af%C3%A9/x"] {
+        assert_eq!(raw_get(&gw, target).await, 401, "{target} must be judged as /café/x");
+    }
+    assert_eq!(up.count(), 0);
+    assert_eq!(raw_get(&gw, "/men\u{fc}/caf\u{e9}").await, 200);
+    assert_eq!(up.last().target, "/caf%C3%A9");
+}

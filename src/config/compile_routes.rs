@@ -238,7 +238,8 @@ impl Compiler<'_> {
                 c.rep.error_hint(s.span(), format!("{key}.{k}"), format!("`{p}` is not a plain path prefix"), "like \"/api\": leading /, no trailing /");
                 return None;
             }
-            Some(p.clone())
+            // Spelled as normalized paths spell non-ASCII, or it never matches.
+            Some(crate::path::encode_non_ascii(p))
         };
         let strip_prefix = prefix(self, &r.strip_prefix, "strip_prefix");
         let add_prefix = prefix(self, &r.add_prefix, "add_prefix");
