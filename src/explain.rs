@@ -61,7 +61,15 @@ pub async fn explain(cfg: &Config, method: &str, url: &str, token: Option<&str>,
             return Ok(o.0);
         }
     };
-    o.line("normalized", &normalized);
+    o.line("normalized", normalized.forwarded());
+    if normalized.params().is_some() {
+        o.line("judged as", format!("{} (routes never see the last segment's ;parameters; the upstream does)", normalized.judged()));
+    }
+    if let Err(e) = cfg.routes.check_path(normalized.judged()) {
+        o.line("refused", e);
+        o.line("verdict", "400 invalid_request");
+        return Ok(o.0);
+    }
     let host = match crate::screen::check_method(&method).and_then(|()| crate::screen::canonical_host(&cfg.server, &mut req)) {
         Ok(()) => crate::screen::judged_host(req.headers()).map(str::to_owned),
         Err(e) => {
@@ -72,7 +80,7 @@ pub async fn explain(cfg: &Config, method: &str, url: &str, token: Option<&str>,
     o.line("host", host.as_deref().unwrap_or("(none)"));
     o.raw("");
     o.raw("routes (first match wins)");
-    let segs = routes::segments(&normalized);
+    let segs = routes::segments(normalized.judged());
     let mut matched: Option<&Route> = None;
     for r in &cfg.routes.routes {
         let verdict = match r.check(&method, host.as_deref(), &segs) {
@@ -138,9 +146,12 @@ fn describe_host(r: &Route) -> String {
     }
 }
 
-fn describe_route(o: &mut Out, cfg: &Config, route: &Route, uri: &http::Uri, normalized: &str) {
+fn describe_route(o: &mut Out, cfg: &Config, route: &Route, uri: &http::Uri, normalized: &path::NormalPath) {
     o.line("matched route", format!("#{} `{}` (line {})", route.index + 1, route.name, route.line));
     o.line("  auth", route.auth.as_str());
+    if route.path.case() == routes::PathCase::Insensitive {
+        o.line("  path_case", "insensitive (ASCII letters match in either case)");
+    }
     if route.method != AuthMethod::Jwt || route.login_redirect {
         o.line("  method", format!("{}{}", route.method.as_str(), if route.login_redirect { ", browsers redirected to log in" } else { "" }));
     }

@@ -24,6 +24,7 @@ use crate::error::GatewayError;
 use crate::fetch::{client_tls, error_chain};
 use crate::headers;
 use crate::metrics::UpstreamMetrics;
+use crate::path::NormalPath;
 use crate::pool::{H1Pool, PooledBody};
 use crate::routes::Route;
 use crate::Body;
@@ -139,9 +140,9 @@ pub struct ClientInfo {
 }
 
 /// Turns the client's request into the upstream's: normalized (and
-/// prefix-rewritten) path, hop-by-hop and identity headers removed,
-/// forwarding headers set, then the verified identity headers added last so
-/// nothing a client sent can replace them.
+/// prefix-rewritten) path with its last-segment parameters, hop-by-hop and
+/// identity headers removed, forwarding headers set, then the verified
+/// identity headers added last so nothing a client sent can replace them.
 #[allow(clippy::too_many_arguments)] // each is one plain input of the step; a struct would only rename them
 pub fn rewrite_request<B>(
     cfg: &Config,
@@ -149,7 +150,7 @@ pub fn rewrite_request<B>(
     upstream: &UpstreamSettings,
     mut parts: Parts,
     body: B,
-    path: &str,
+    path: &NormalPath,
     identity: Option<&Identity>,
     client: ClientInfo,
 ) -> Result<Request<B>, GatewayError> {

@@ -7,6 +7,7 @@ use http::Method;
 
 use crate::authz::Requirements;
 use crate::headers::HeaderMapping;
+use crate::path::{self, NormalPath, PathError};
 
 /// How much authentication a route asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +58,30 @@ impl AuthMethod {
     }
 }
 
+/// How a route compares a request path with its pattern.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PathCase {
+    /// Byte for byte (RFC 3986).
+    #[default]
+    Sensitive,
+    /// ASCII letters match in either case, for apps that route that way
+    /// (Express by default, IIS, ASP.NET). Percent-encoded octets still
+    /// compare exactly (normalization upper-cases their hex), so non-ASCII
+    /// letters are not folded; the ones some servers fold to ASCII are
+    /// refused instead ([`path::check_case_fold`]).
+    Insensitive,
+}
+
+impl PathCase {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PathCase::Sensitive => "sensitive",
+            PathCase::Insensitive => "insensitive",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Seg {
     Lit(Box<str>),
@@ -72,6 +97,7 @@ pub struct PathPattern {
     head: Vec<Seg>,
     /// `Some(tail)` when the pattern has a `**`; `tail` follows it.
     tail: Option<Vec<Seg>>,
+    case: PathCase,
 }
 
 impl PathPattern {
@@ -99,14 +125,30 @@ impl PathPattern {
                 s if s.contains(['%', ';', '\\', '?', '#']) => {
                     return Err(format!("segment `{s}` holds a character that normalized paths never match"));
                 }
-                s => Seg::Lit(s.into()),
+                // Spelled as normalized paths spell it, so `/café` matches.
+                s => Seg::Lit(path::encode_non_ascii(s).into()),
             };
             match tail.as_mut() {
                 Some(t) => t.push(parsed),
                 None => head.push(parsed),
             }
         }
-        Ok(PathPattern { raw: raw.to_owned(), head, tail })
+        Ok(PathPattern { raw: raw.to_owned(), head, tail, case: PathCase::Sensitive })
+    }
+
+    /// The same pattern, compared with paths as `case` says.
+    pub fn with_case(mut self, case: PathCase) -> Self {
+        self.case = case;
+        self
+    }
+
+    /// How this pattern compares paths.
+    pub fn case(&self) -> PathCase {
+        self.case
+    }
+
+    fn folds(&self) -> bool {
+        self.case == PathCase::Insensitive
     }
 
     /// The pattern as written in the config.
@@ -121,10 +163,13 @@ impl PathPattern {
 
     /// Same as [`matches`](Self::matches) on a path already split by [`segments`].
     pub fn matches_segments(&self, segs: &[&str]) -> bool {
+        let fold = self.folds();
         match &self.tail {
-            None => seg_all(&self.head, segs),
+            None => seg_all(&self.head, segs, fold),
             Some(tail) => {
-                segs.len() >= self.head.len() + tail.len() && seg_all(&self.head, &segs[..self.head.len()]) && seg_all(tail, &segs[segs.len() - tail.len()..])
+                segs.len() >= self.head.len() + tail.len()
+                    && seg_all(&self.head, &segs[..self.head.len()], fold)
+                    && seg_all(tail, &segs[segs.len() - tail.len()..], fold)
             }
         }
     }
@@ -144,7 +189,14 @@ impl PathPattern {
     /// being a `prefix/**` pattern (a conservative check: it may miss some
     /// shadowing but never reports a false one).
     pub fn covers(&self, other: &PathPattern) -> bool {
-        if self.raw == other.raw {
+        let fold = self.folds();
+        let same = |a: &str, b: &str| if fold { a.eq_ignore_ascii_case(b) } else { a == b };
+        // A case-insensitive pattern matches spellings that a sensitive one
+        // with letters in its literals never does.
+        if other.folds() && !fold && self.literal_prefix().iter().any(|l| l.bytes().any(|b| b.is_ascii_alphabetic())) {
+            return false;
+        }
+        if same(&self.raw, &other.raw) {
             return true;
         }
         match &self.tail {
@@ -152,10 +204,15 @@ impl PathPattern {
                 let mine = self.literal_prefix();
                 let theirs = other.literal_prefix();
                 let other_min_len = other.head.len();
-                theirs.len() >= mine.len() && theirs[..mine.len()] == mine[..] && other_min_len >= mine.len()
+                theirs.len() >= mine.len() && theirs.iter().zip(&mine).all(|(t, m)| same(t, m)) && other_min_len >= mine.len()
             }
             _ => false,
         }
+    }
+
+    /// True when the two patterns differ only by the case of ASCII letters.
+    pub fn differs_only_by_case(&self, other: &PathPattern) -> bool {
+        self.raw != other.raw && self.raw.eq_ignore_ascii_case(&other.raw)
     }
 }
 
@@ -164,9 +221,10 @@ pub fn segments(path: &str) -> Vec<&str> {
     path.strip_prefix('/').unwrap_or(path).split('/').collect()
 }
 
-fn seg_all(pat: &[Seg], segs: &[&str]) -> bool {
+fn seg_all(pat: &[Seg], segs: &[&str], fold: bool) -> bool {
     pat.len() == segs.len()
         && pat.iter().zip(segs).all(|(p, s)| match p {
+            Seg::Lit(l) if fold => l.eq_ignore_ascii_case(s),
             Seg::Lit(l) => **l == **s,
             Seg::One => !s.is_empty(),
         })
@@ -299,24 +357,34 @@ impl Route {
         Ok(())
     }
 
-    /// The path the upstream receives: `strip_prefix` removed, then
-    /// `add_prefix` prepended.
-    pub fn upstream_path<'a>(&self, path: &'a str) -> std::borrow::Cow<'a, str> {
-        let mut p: std::borrow::Cow<'a, str> = path.into();
-        if let Some(sp) = &self.strip_prefix {
-            if let Some(rest) = path.strip_prefix(sp.as_str()) {
-                if rest.is_empty() {
-                    p = "/".into();
-                } else if rest.starts_with('/') {
-                    p = rest.into();
-                }
+    /// The path the upstream receives: the judged path with `strip_prefix`
+    /// removed (in the route's case mode, as it was matched) and
+    /// `add_prefix` prepended, then the last segment's `;` parameters.
+    pub fn upstream_path<'a>(&self, path: &'a NormalPath) -> std::borrow::Cow<'a, str> {
+        let judged = path.judged();
+        let mut p: Option<std::borrow::Cow<'a, str>> = None;
+        if let Some(rest) = self.strip_prefix.as_deref().and_then(|sp| self.after_prefix(judged, sp)) {
+            if rest.is_empty() {
+                p = Some("/".into());
+            } else if rest.starts_with('/') {
+                p = Some(rest.into());
             }
         }
         if let Some(ap) = &self.add_prefix {
-            let joined = if p == "/" { format!("{ap}/") } else { format!("{ap}{p}") };
-            p = joined.into();
+            let base = p.as_deref().unwrap_or(judged);
+            p = Some(if base == "/" { format!("{ap}/") } else { format!("{ap}{base}") }.into());
         }
-        p
+        match (p, path.params()) {
+            (None, _) => path.forwarded().into(),
+            (Some(p), None) => p,
+            (Some(p), Some(params)) => format!("{p};{params}").into(),
+        }
+    }
+
+    fn after_prefix<'p>(&self, path: &'p str, prefix: &str) -> Option<&'p str> {
+        let head = path.get(..prefix.len())?;
+        let same = if self.path.folds() { head.eq_ignore_ascii_case(prefix) } else { head == prefix };
+        same.then(|| &path[prefix.len()..])
     }
 }
 
@@ -324,9 +392,21 @@ impl Route {
 #[derive(Debug, Default)]
 pub struct RouteTable {
     pub routes: Vec<Route>,
+    /// True when any route matches case-insensitively.
+    pub folds_case: bool,
 }
 
 impl RouteTable {
+    /// Refuses a judged path that a case-insensitive route could misjudge
+    /// (see [`path::check_case_fold`]); any path passes when no route folds
+    /// case.
+    pub fn check_path(&self, judged: &str) -> Result<(), PathError> {
+        if self.folds_case {
+            path::check_case_fold(judged)?;
+        }
+        Ok(())
+    }
+
     /// First route that matches, or `None` (404).
     pub fn find(&self, method: &Method, host: Option<&str>, path: &str) -> Option<&Route> {
         // Split onto the stack for ordinary paths; only very deep ones
@@ -375,6 +455,34 @@ mod tests {
         assert!(m("/api/**/edit", "/api/x/y/edit"));
         assert!(!m("/api/**/edit", "/api/x/y/view"));
         assert!(m("/a/*/c/**", "/a/b/c"));
+    }
+
+    #[test]
+    fn case_insensitive_patterns_fold_ascii_only() {
+        let p = PathPattern::parse("/admin/*/Edit/**").unwrap().with_case(PathCase::Insensitive);
+        assert!(p.matches("/ADMIN/x/edit") && p.matches("/Admin/X/EDIT/more") && p.matches("/admin/x/Edit"));
+        assert!(!p.matches("/ADMINS/x/edit") && !p.matches("/admin/x/edits"));
+        assert!(!PathPattern::parse("/admin/**").unwrap().matches("/ADMIN/x"));
+        // Non-ASCII literals are spelled as normalized paths are, and not folded.
+        let cafe = PathPattern::parse("/caf\u{e9}/**").unwrap().with_case(PathCase::Insensitive);
+        assert!(cafe.matches("/caf%C3%A9/x") && cafe.matches("/CAF%C3%A9/x"));
+        assert!(!cafe.matches("/CAF%C3%89/x"));
+    }
+
+    #[test]
+    fn covers_under_case_folding() {
+        let p = |s, c| PathPattern::parse(s).unwrap().with_case(c);
+        use PathCase::{Insensitive as I, Sensitive as S};
+        assert!(p("/admin/**", I).covers(&p("/ADMIN/x", S)));
+        assert!(p("/Admin/**", I).covers(&p("/admin/**", I)));
+        assert!(!p("/admin/**", S).covers(&p("/ADMIN/x", S)));
+        // A sensitive `/admin/**` misses `/ADMIN/x`, which an insensitive
+        // `/admin/x` matches; `/**` has no letters to miss.
+        assert!(!p("/admin/**", S).covers(&p("/admin/x", I)));
+        assert!(!p("/admin/**", S).covers(&p("/admin/**", I)));
+        assert!(p("/**", S).covers(&p("/admin/**", I)));
+        assert!(p("/Admin/**", S).differs_only_by_case(&p("/admin/**", S)));
+        assert!(!p("/admin/**", S).differs_only_by_case(&p("/admin/**", I)));
     }
 
     #[test]

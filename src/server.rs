@@ -104,15 +104,19 @@ async fn route_and_forward<'s>(
     screen::check_method(req.method())?;
     screen::canonical_host(&cfg.server, &mut req)?;
     let path = path::normalize(req.uri().path()).map_err(GatewayError::BadPath)?;
-    out.path = Some(path.clone());
+    // The judged form: a `;jsessionid=` parameter is a session id, and
+    // session ids are not logged.
+    out.path = Some(path.judged().to_owned());
 
-    let (route, honoured_override) = match_route(snap, &req, &path)?;
+    let (route, honoured_override) = match_route(snap, &req, path.judged())?;
     if !honoured_override {
         screen::drop_method_override(req.headers_mut());
     }
     out.route = Some(route);
 
-    let info = auth::RequestInfo { method: req.method(), headers: req.headers(), path: &path, query: req.uri().query() };
+    // The return URL after a login is the judged path too: the parameter
+    // (a session id, usually) must not travel to the login page.
+    let info = auth::RequestInfo { method: req.method(), headers: req.headers(), path: path.judged(), query: req.uri().query() };
     let identity = auth::authenticate(snap, route, &info).await?;
     out.sub = identity.as_ref().and_then(|i| i.subject().map(str::to_owned));
 
@@ -127,7 +131,7 @@ async fn route_and_forward<'s>(
     let upstream = snap.upstreams.get(route.upstream).ok_or_else(|| GatewayError::Internal("route names a missing upstream".into()))?;
     let overflow = Arc::new(AtomicBool::new(false));
     let override_refused = Arc::new(AtomicBool::new(false));
-    let scanner = form_scanner(snap, route, &req, &path);
+    let scanner = form_scanner(snap, route, &req, path.judged());
     let (parts, body) = req.into_parts();
     let mut body = proxy::cap_body(CountingBody::new(body, bytes_in), route.max_body_size, overflow.clone());
     if let Some(s) = scanner {
@@ -187,6 +191,7 @@ fn content_length(req: &Request<Incoming>) -> Option<u64> {
 fn match_route<'s, B>(snap: &'s Snapshot, req: &Request<B>, path: &str) -> Result<(&'s Route, bool), GatewayError> {
     let ambiguous = || GatewayError::BadRequest(BadRequest::MethodOverride);
     let routes = &snap.config.routes;
+    routes.check_path(path).map_err(GatewayError::BadPath)?;
     let host = screen::judged_host(req.headers());
     let header = screen::method_override(req.headers())?;
     let param = method_param::from_query(req.uri().query()).map_err(|_| ambiguous())?;

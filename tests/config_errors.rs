@@ -122,6 +122,39 @@ roles = ["admin"]
 }
 
 #[test]
+fn routes_that_differ_only_by_case_are_warned_about_when_matched_case_insensitively() {
+    let routes = r#"
+[upstream]
+url = "http://127.0.0.1:3000"
+[auth]
+issuer = "https://x.authgear.cloud"
+[[routes]]
+path = "/Admin/**"
+roles = ["admin"]
+[[routes]]
+path = "/admin/**"
+host = "admin.example.com"
+[[routes]]
+path = "/ADMIN/**"
+"#;
+    let warnings = |text: &str| -> Vec<(usize, String)> {
+        let cfg = Config::from_toml(text, "t.toml").expect("warnings do not fail the load");
+        cfg.warnings.items.iter().filter(|d| d.severity == Severity::Warning).map(|d| (d.line, d.message.clone())).collect()
+    };
+    assert_eq!(warnings(routes), vec![], "case-sensitive routes that differ by case are different routes");
+    let w = warnings(&routes.replacen("[upstream]", "[server]\npath_case = \"insensitive\"\n[upstream]", 1));
+    assert_eq!(w.len(), 2, "{w:?}");
+    // Another host: not shadowed, but the case difference is worth a word.
+    assert_eq!(w[0].0, 11);
+    assert!(w[0].1.contains("only by letter case"), "{}", w[0].1);
+    // Same host and methods: it can never match.
+    assert_eq!(w[1].0, 14);
+    assert!(w[1].1.contains("can never match") && w[1].1.contains("letter case"), "{}", w[1].1);
+    let err = Config::from_toml(&routes.replacen("[upstream]", "[server]\npath_case = \"lower\"\n[upstream]", 1), "t.toml").unwrap_err();
+    assert!(err.items.iter().any(|d| d.key == "server.path_case" && d.line == 3), "{err}");
+}
+
+#[test]
 fn routes_are_required_and_token_routes_need_an_issuer() {
     let err = Config::from_toml("[upstream]\nurl = \"http://127.0.0.1:1\"\n", "t.toml").unwrap_err();
     assert!(err.items.iter().any(|d| d.key == "routes"));

@@ -124,6 +124,26 @@ async fn explains_404_wrong_method_and_bad_paths() {
 }
 
 #[tokio::test]
+async fn shows_the_judged_path_beside_the_forwarded_one_and_case_refusals() {
+    let cfg = Config::from_toml(CONFIG, "gateway.toml").unwrap();
+    let out = explain(&cfg, "GET", "http://h/public/a/../x;jsessionid=1?q=1", None, Keys::Skip, NOW).await.unwrap();
+    assert!(out.contains("normalized     /public/x;jsessionid=1\njudged as      /public/x (routes never see"), "{out}");
+    assert!(out.contains("`public`                /public/**                  line 6    MATCH"), "{out}");
+    assert!(out.contains("upstream       default -> http://127.0.0.1:3000/public/x;jsessionid=1?q=1\n"), "{out}");
+    assert!(out.contains("\n  GET /public/x;jsessionid=1?q=1\n"), "{out}");
+    let plain = explain(&cfg, "GET", "http://h/public/x", None, Keys::Skip, NOW).await.unwrap();
+    assert!(!plain.contains("judged as"), "{plain}");
+    let out = explain(&cfg, "GET", "http://h/public/%252e%252e/admin", None, Keys::Skip, NOW).await.unwrap();
+    assert!(out.contains("refused: double percent-encoding in path"), "{out}");
+    let folding = Config::from_toml(&CONFIG.replacen("[upstream]", "[server]\npath_case = \"insensitive\"\n[upstream]", 1), "gateway.toml").unwrap();
+    let out = explain(&folding, "GET", "http://h/ADMIN/x", None, Keys::Skip, NOW).await.unwrap();
+    assert!(out.contains("`admin`                 /admin/**                   line 12   MATCH"), "{out}");
+    assert!(out.contains("\n  path_case    insensitive"), "{out}");
+    let out = explain(&folding, "GET", "http://h/adm%C4%B1n/x", None, Keys::Skip, NOW).await.unwrap();
+    assert!(out.ends_with("verdict        400 invalid_request\n") && out.contains("ASCII letter"), "{out}");
+}
+
+#[tokio::test]
 async fn checks_the_signature_against_the_live_issuer() {
     authgear_gateway::install_crypto_provider();
     let iss = DevIssuer::start().await.unwrap();

@@ -72,6 +72,10 @@ async fn browsers_are_redirected_and_api_clients_get_401() {
     let loc = a.header("location").expect("Location");
     assert_eq!(return_of(loc), "https://app.example.com/orders/7?tab=items&x=%2F");
     assert_eq!(a.header("cache-control"), Some("no-store"));
+    // A servlet session id in the URL stays home: the return URL is the judged path.
+    let a = send("GET", &gw.url("/orders/7;jsessionid=S3SS10N1D?tab=1"), &[("accept", BROWSER)], b"").await;
+    assert_eq!(a.status, StatusCode::FOUND, "{}", a.body);
+    assert_eq!(return_of(a.header("location").expect("Location")), "https://app.example.com/orders/7?tab=1");
     // An invalid session cookie: the same.
     let a = send("GET", &gw.url("/orders/7"), &[("accept", BROWSER), ("cookie", "session=revoked")], b"").await;
     assert_eq!(a.status, StatusCode::FOUND);

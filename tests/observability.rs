@@ -146,13 +146,16 @@ async fn json_access_log_has_the_fields_and_no_secrets() {
     tampered[i] = if tampered[i] == b'A' { b'B' } else { b'A' };
     let bad = format!("Bearer {}", String::from_utf8(tampered).unwrap());
     assert_eq!(send("GET", &format!("{base}/api/x"), &[("authorization", &bad)], b"").await.status, StatusCode::UNAUTHORIZED);
+    // A servlet session id in the URL is a session credential too.
+    assert_eq!(send("GET", &format!("{base}/public/x;jsessionid=S3SS10N1D"), &[], b"").await.status, StatusCode::OK);
+    assert_eq!(up.last().target, "/public/x;jsessionid=S3SS10N1D");
     bin.signal(libc::SIGTERM);
     let out = bin.child.wait_with_output().expect("wait");
     assert!(out.status.success());
     let log = String::from_utf8_lossy(&out.stderr);
     let lines: Vec<Value> = log.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}"))).collect();
     let access: Vec<&Value> = lines.iter().filter(|l| l["target"] == "access").collect();
-    assert_eq!(access.len(), 3, "{log}");
+    assert_eq!(access.len(), 4, "{log}");
     let first: HashMap<&str, &Value> = access[0].as_object().unwrap().iter().map(|(k, v)| (k.as_str(), v)).collect();
     assert_eq!(first["request_id"], "log-test-1");
     assert_eq!(first["method"], "POST");
@@ -169,10 +172,12 @@ async fn json_access_log_has_the_fields_and_no_secrets() {
     assert_eq!(access[1]["status"], 403);
     assert_eq!(access[1]["reason"], "missing_role");
     assert_eq!(access[2]["reason"], "bad_signature");
+    assert_eq!(access[3]["path"], "/public/x");
     // No token (or any part of its signature), cookie or Authorization value anywhere.
     let sig = token.rsplit('.').next().unwrap();
     assert!(!log.contains(sig) && !log.contains(&token[..40]), "a token leaked into the log");
     assert!(!log.contains("s3cr3t-cookie-value"), "a cookie leaked into the log");
+    assert!(!log.contains("S3SS10N1D"), "a URL session id leaked into the log");
     assert!(!log.to_ascii_lowercase().contains("bearer "), "an Authorization value leaked into the log");
     let _ = std::fs::remove_dir_all(dir);
 }

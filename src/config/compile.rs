@@ -19,6 +19,7 @@ use super::{
     UpstreamSettings,
 };
 use crate::headers::{HeaderMapping, IdentityStrip};
+use crate::routes::PathCase;
 
 struct Sections<'i> {
     server: Option<Spanned<DeValue<'i>>>,
@@ -225,8 +226,15 @@ impl Compiler<'_> {
                 Arc::new(self.mapping(&map, "headers"))
             }
         };
-        let ctx =
-            RouteContext { upstreams: &upstream_names, has_default, default_headers: &default_headers, issuers: &issuers, default_method, session: &session };
+        let ctx = RouteContext {
+            upstreams: &upstream_names,
+            has_default,
+            default_headers: &default_headers,
+            issuers: &issuers,
+            default_method,
+            session: &session,
+            default_case: server.path_case,
+        };
         let routes = self.routes(s.routes, &ctx);
         // The Authgear names are always stripped too (they start with
         // `x-authgear-`), so listing the configured mappings is enough.
@@ -279,6 +287,7 @@ impl Compiler<'_> {
                 some => self.count(some, "server.workers", 1),
             },
             allowed_hosts: self.allowed_hosts(&r.allowed_hosts),
+            path_case: self.path_case(&r.path_case, "server.path_case", PathCase::Sensitive),
         })
     }
 

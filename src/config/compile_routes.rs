@@ -16,7 +16,7 @@ use super::raw::{RawAuthMode, RawRoute};
 use super::{IssuerSettings, SessionSettings};
 use crate::authz::Requirements;
 use crate::headers::{ClaimSource, HeaderMapping};
-use crate::routes::{AuthMethod, AuthMode, HostPattern, PathPattern, Route, RouteTable};
+use crate::routes::{AuthMethod, AuthMode, HostPattern, PathCase, PathPattern, Route, RouteTable};
 
 /// Headers the gateway manages itself or that carry credentials; never
 /// valid as identity header names.
@@ -51,9 +51,25 @@ pub(super) struct RouteContext<'c> {
     pub(super) issuers: &'c [IssuerSettings],
     pub(super) default_method: AuthMethod,
     pub(super) session: &'c SessionSettings,
+    /// `[server] path_case`: routes without their own follow it.
+    pub(super) default_case: PathCase,
 }
 
 impl Compiler<'_> {
+    /// A `path_case` value, or `default` when unset (or misspelled, which
+    /// is reported).
+    pub(super) fn path_case(&mut self, raw: &Option<Spanned<String>>, key: &str, default: PathCase) -> PathCase {
+        let Some(v) = raw else { return default };
+        match v.get_ref().as_str() {
+            "sensitive" => PathCase::Sensitive,
+            "insensitive" => PathCase::Insensitive,
+            other => {
+                self.rep.error_hint(v.span(), key, format!("unknown path_case `{other}`"), "use \"sensitive\" or \"insensitive\"");
+                default
+            }
+        }
+    }
+
     pub(super) fn mapping(&mut self, map: &BTreeMap<Spanned<String>, Spanned<String>>, key: &str) -> HeaderMapping {
         let mut m = HeaderMapping::default();
         for (name, claim) in map {
@@ -105,6 +121,7 @@ impl Compiler<'_> {
                 table.routes.push(r);
             }
         }
+        table.folds_case = table.routes.iter().any(|r| r.path.case() == PathCase::Insensitive);
         self.shadow_warnings(&table);
         table
     }
@@ -117,7 +134,7 @@ impl Compiler<'_> {
             return None;
         };
         let path = match PathPattern::parse(path_raw.get_ref()) {
-            Ok(p) => p,
+            Ok(p) => p.with_case(self.path_case(&r.path_case, &format!("{key}.path_case"), ctx.default_case)),
             Err(msg) => {
                 self.rep.error(path_raw.span(), format!("{key}.path"), msg);
                 return None;
@@ -221,7 +238,8 @@ impl Compiler<'_> {
                 c.rep.error_hint(s.span(), format!("{key}.{k}"), format!("`{p}` is not a plain path prefix"), "like \"/api\": leading /, no trailing /");
                 return None;
             }
-            Some(p.clone())
+            // Spelled as normalized paths spell non-ASCII, or it never matches.
+            Some(crate::path::encode_non_ascii(p))
         };
         let strip_prefix = prefix(self, &r.strip_prefix, "strip_prefix");
         let add_prefix = prefix(self, &r.add_prefix, "add_prefix");
@@ -304,10 +322,25 @@ impl Compiler<'_> {
                     (Some(a), Some(b)) => b.iter().all(|m| a.contains(m)),
                     (Some(_), None) => false,
                 };
+                let by_case = earlier.path.differs_only_by_case(&later.path);
                 if host_covers && methods_cover && earlier.path.covers(&later.path) {
+                    let why = if by_case { " (the patterns differ only by letter case, and it matches case-insensitively)" } else { "" };
                     let msg = format!(
-                        "route `{}` can never match: route #{} (`{}`, line {}) matches every request it would",
+                        "route `{}` can never match: route #{} (`{}`, line {}) matches every request it would{why}",
                         later.name,
+                        earlier.index + 1,
+                        earlier.path.as_str(),
+                        earlier.line
+                    );
+                    self.rep.warning_at_line(later.line, &format!("routes[{}]", later.index), msg);
+                    break;
+                }
+                let folds = earlier.path.case() == PathCase::Insensitive || later.path.case() == PathCase::Insensitive;
+                if by_case && folds {
+                    let msg = format!(
+                        "route `{}` (`{}`) differs from route #{} (`{}`, line {}) only by letter case: matched case-insensitively both name the same paths, and the earlier route wins wherever it matches",
+                        later.name,
+                        later.path.as_str(),
                         earlier.index + 1,
                         earlier.path.as_str(),
                         earlier.line

@@ -45,6 +45,8 @@ pub struct ServerSettings {
     pub workers: usize,
     /// Hosts this gateway serves; any other gets 421. `None`: any host.
     pub allowed_hosts: Option<Vec<crate::routes::HostPattern>>,
+    /// Routes' default for comparing paths with their patterns.
+    pub path_case: crate::routes::PathCase,
 }
 
 /// The listener's certificate chain and key, PEM files on disk.

@@ -28,6 +28,7 @@ pub struct RawServer {
     pub tls_reload_interval: Option<Spanned<String>>,
     pub workers: Option<Spanned<i64>>,
     pub allowed_hosts: Option<Spanned<Vec<Spanned<String>>>>,
+    pub path_case: Option<Spanned<String>>,
 }
 
 /// `[admin]`
@@ -161,6 +162,7 @@ pub struct RawRoute {
     pub max_body_size: Option<Spanned<RawSize>>,
     pub upgrades: Option<Spanned<Vec<Spanned<String>>>>,
     pub method_override: Option<Spanned<bool>>,
+    pub path_case: Option<Spanned<String>>,
 }
 
 /// `[log]`
@@ -229,6 +231,7 @@ pub fn known_keys(table: &str) -> Option<&'static [&'static str]> {
             "tls_reload_interval",
             "workers",
             "allowed_hosts",
+            "path_case",
         ],
         "admin" => &["listen"],
         "upstream" | "upstreams.*" => UPSTREAM,
@@ -254,6 +257,7 @@ pub fn known_keys(table: &str) -> Option<&'static [&'static str]> {
             "max_body_size",
             "upgrades",
             "method_override",
+            "path_case",
         ],
         "log" => &["format", "level", "access"],
         _ => return None,
