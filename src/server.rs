@@ -3,7 +3,7 @@
 //! rewrite headers -> forward.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,7 +24,7 @@ use crate::conn;
 use crate::error::GatewayError;
 use crate::metrics::{self, Outcome};
 use crate::path;
-use crate::proxy::{self, ClientInfo};
+use crate::proxy::{self, BodyFate, ClientInfo};
 use crate::routes::{self, Route};
 use crate::state::{Gateway, Snapshot};
 use crate::tls::ListenerTls;
@@ -42,6 +42,8 @@ struct Trace<'a> {
     sub: Option<String>,
     /// Time to the upstream's response headers, when forwarded.
     upstream: Option<Duration>,
+    /// How the client's body went, once it was handed to the upstream.
+    body: Option<Arc<BodyFate>>,
 }
 
 /// Serves one request and always produces a response.
@@ -75,7 +77,7 @@ pub async fn handle_request(gw: &Gateway, mut req: Request<Incoming>, client: Cl
     }
     let record = AccessRecord {
         request_id,
-        method,
+        method: Some(method),
         path: trace.path,
         route: trace.route.map(|r| r.name.clone()),
         status: resp.status().as_u16(),
@@ -87,7 +89,7 @@ pub async fn handle_request(gw: &Gateway, mut req: Request<Incoming>, client: Cl
         to_headers,
         bytes_in,
     };
-    resp.map(|b| LoggedBody::new(b, record).boxed())
+    resp.map(|b| LoggedBody::new(b, record, trace.body).boxed())
 }
 
 async fn route_and_forward<'s>(
@@ -119,8 +121,9 @@ async fn route_and_forward<'s>(
     let upgrade = upgrade::take(&mut req);
     let upstream = snap.upstreams.get(route.upstream).ok_or_else(|| GatewayError::Internal("route names a missing upstream".into()))?;
     let (parts, body) = req.into_parts();
-    let overflow = Arc::new(AtomicBool::new(false));
-    let body = proxy::cap_body(CountingBody::new(body, bytes_in), route.max_body_size, overflow.clone());
+    let fate = Arc::new(BodyFate::default());
+    out.body = Some(fate.clone());
+    let body = proxy::cap_body(CountingBody::new(body, bytes_in, fate.clone()), route.max_body_size, fate.clone());
     let up_req = proxy::rewrite_request(cfg, route, &upstream.settings, parts, body, &path, identity.as_ref(), client)?;
 
     let sent = Instant::now();
@@ -132,9 +135,10 @@ async fn route_and_forward<'s>(
     let elapsed = sent.elapsed();
     upstream.metrics.observe(elapsed);
     out.upstream = Some(elapsed);
-    // A body cut at max_body_size makes the upstream request fail: that is
-    // the client's 413, not the upstream's 502.
-    result.map_err(|e| if overflow.load(Ordering::Acquire) { GatewayError::PayloadTooLarge } else { e })
+    // A body cut at max_body_size, broken or cut short by the client makes
+    // the upstream request fail: that is the client's 413 or 400, not the
+    // upstream's 502; a timeout spent waiting for the client's body is 408.
+    result.map_err(|e| fate.blame(e))
 }
 
 /// Step 0: URI length (414), header count and size (431). HTTP/1.1 heads
