@@ -105,8 +105,8 @@ enum Line {
     /// `len` bytes of it so far (once `started`: leading CRLFs are skipped,
     /// as hyper does), no line end yet.
     Scanning { started: bool, len: usize },
-    /// A line end came: the request line fit.
-    Ended,
+    /// A line end came after `len` bytes: the request line fit in the buffer.
+    Ended { len: usize },
     /// No line end within `line_cap` bytes.
     Long,
 }
@@ -166,8 +166,8 @@ impl<T> RefusalIo<T> {
             }
         }
         let look = &new[..new.len().min(self.ctx.line_cap.saturating_sub(len))];
-        self.line = if memchr::memchr(b'\n', look).is_some() {
-            Line::Ended
+        self.line = if let Some(i) = memchr::memchr(b'\n', look) {
+            Line::Ended { len: len + i }
         } else if len + look.len() >= self.ctx.line_cap {
             Line::Long
         } else {
@@ -203,10 +203,10 @@ impl<T> RefusalIo<T> {
     /// counted now, logged once written.
     fn answer(&self, bare: &Bare, mut out: Vec<u8>) -> Substitute {
         let snap = self.ctx.gw.snapshot();
+        // As `check_request_limits` judges the URI before the headers.
         let long_line = match self.line {
             Line::Long => true,
-            Line::Scanning { len, .. } => len > snap.config.server.max_uri_length,
-            Line::Ended => false,
+            Line::Scanning { len, .. } | Line::Ended { len } => len > snap.config.server.max_uri_length,
         };
         let err = match bare.status {
             400 => GatewayError::MalformedRequest,
@@ -484,7 +484,7 @@ mod tests {
         assert_eq!(r.proto, Proto::Http1);
         assert_eq!(r.line, Line::Scanning { started: true, len: 9 });
         r.observe(b"aa HTTP/1.1\r\nHost: x");
-        assert_eq!(r.line, Line::Ended);
+        assert_eq!(r.line, Line::Ended { len: 21 });
 
         let mut r = io();
         r.observe(&[b'a'; 60]);

@@ -259,6 +259,8 @@ pub fn raw_status(answer: &str) -> u16 {
 }
 
 pub mod front;
+pub mod obs;
+pub mod rawhttp;
 pub mod resolver;
 pub mod tls;
 
