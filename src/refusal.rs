@@ -466,7 +466,8 @@ mod tests {
     }
 
     fn io() -> RefusalIo<()> {
-        let cfg = crate::Config::from_toml("[auth]\nissuer = \"https://issuer.example\"\n", "t.toml").expect("config");
+        let text = "[upstream]\nurl = \"http://127.0.0.1:9\"\n[[routes]]\npath = \"/**\"\nauth = \"public\"\n";
+        let cfg = crate::Config::from_toml(text, "t.toml").expect("config");
         let gw = Gateway::new(cfg).expect("gateway");
         RefusalIo::new((), Arc::new(RefusalContext::new(gw, IpAddr::from([127, 0, 0, 1]), 100)), Start::Sniff)
     }
