@@ -187,3 +187,56 @@ async fn over_tls_the_answers_are_the_same() {
     assert_eq!(up.count(), 0);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Exactly what hyper writes when it refuses a request.
+const LOOKALIKE: &[u8] = b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\ndate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n";
+
+/// Bytes that look like hyper's refusal but are not (a response body, a
+/// WebSocket's data) reach the client untouched: the gateway replaces only
+/// what hyper itself writes.
+#[tokio::test]
+async fn lookalikes_of_hypers_refusal_pass_untouched() {
+    use hyper_util::rt::TokioIo;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = spawn_server(None, |mut req: http::Request<hyper::body::Incoming>| async move {
+        if req.headers().get("upgrade").is_none() {
+            return http::Response::new(full(LOOKALIKE));
+        }
+        let on_upgrade = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            if let Ok(up) = on_upgrade.await {
+                let (mut r, mut w) = tokio::io::split(TokioIo::new(up));
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            }
+        });
+        let mut r = http::Response::new(full(""));
+        *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        r.headers_mut().insert("upgrade", http::HeaderValue::from_static("websocket"));
+        r.headers_mut().insert("connection", http::HeaderValue::from_static("Upgrade"));
+        r
+    })
+    .await;
+    capture_logs();
+    let gw = start_gateway(&public_config(&format!("http://{up}"), "", "", PUBLIC_ALL)).await;
+
+    let answers = exchange(gw.server.addr, b"GET /file HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", false).await;
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    assert_eq!(answers[0].status, 200);
+    assert_eq!(answers[0].body, LOOKALIKE);
+
+    let mut s = tokio::net::TcpStream::connect(gw.server.addr).await.expect("connect");
+    let hs = "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    s.write_all(hs.as_bytes()).await.expect("write");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(std::time::Duration::from_secs(10), s.read(&mut buf)).await.expect("in time").expect("read");
+        assert!(n > 0, "closed during the handshake");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(parse_responses(&got)[0].status, 101);
+    s.write_all(LOOKALIKE).await.expect("write");
+    let mut echoed = vec![0u8; LOOKALIKE.len()];
+    tokio::time::timeout(std::time::Duration::from_secs(10), s.read_exact(&mut echoed)).await.expect("echo in time").expect("read");
+    assert_eq!(echoed, LOOKALIKE);
+}
