@@ -110,10 +110,7 @@ pub fn builders(s: &ServerSettings) -> Builders {
     // 32 bytes per field that HTTP/2 counts, every block the gateway's own
     // limits can judge reaches `check_request_limits` and gets its JSON.
     let h2_list = head + 32 * (s.max_header_count + 8);
-    auto.http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(h2_list).unwrap_or(u32::MAX))
-        .keep_alive_interval(Some(Duration::from_secs(30)));
+    auto.http2().timer(TokioTimer::new()).max_header_list_size(u32::try_from(h2_list).unwrap_or(u32::MAX)).keep_alive_interval(Some(Duration::from_secs(30)));
     Builders { http1, auto, head }
 }
 

@@ -321,8 +321,7 @@ const DATE_LEN: usize = 29;
 const LENGTH_AND_DATE: &[u8] = b"content-length: 0\r\ndate: ";
 const CLOSE: &[u8] = b"connection: close\r\n";
 /// The statuses of `Server::on_error`, with hyper's reason phrases.
-const STATUS_LINES: [(u16, &[u8]); 3] =
-    [(400, b"400 Bad Request\r\n"), (414, b"414 URI Too Long\r\n"), (431, b"431 Request Header Fields Too Large\r\n")];
+const STATUS_LINES: [(u16, &[u8]); 3] = [(400, b"400 Bad Request\r\n"), (414, b"414 URI Too Long\r\n"), (431, b"431 Request Header Fields Too Large\r\n")];
 
 impl Bare {
     fn find(s: &[u8]) -> Option<Bare> {

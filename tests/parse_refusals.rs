@@ -119,11 +119,11 @@ async fn unparseable_request_lines_and_headers_get_400_json() {
     let gw = gateway(&up, "").await;
     let before = unrouted_bad_requests(&gw).await;
     let cases = [
-        "G@T / HTTP/1.1\r\nHost: x\r\n\r\n",            // not a method token
-        "GET /a b HTTP/1.1\r\nHost: x\r\n\r\n",         // a space in the target
-        "GET /\x7f HTTP/1.1\r\nHost: x\r\n\r\n",        // a control character in it
-        "GET / HTTP/1.2\r\nHost: x\r\n\r\n",            // no such version (hyper: 400, not 505)
-        "GET / HTTP/1.1\r\nHost x\r\n\r\n",             // a header line without a colon
+        "G@T / HTTP/1.1\r\nHost: x\r\n\r\n",                  // not a method token
+        "GET /a b HTTP/1.1\r\nHost: x\r\n\r\n",               // a space in the target
+        "GET /\x7f HTTP/1.1\r\nHost: x\r\n\r\n",              // a control character in it
+        "GET / HTTP/1.2\r\nHost: x\r\n\r\n",                  // no such version (hyper: 400, not 505)
+        "GET / HTTP/1.1\r\nHost x\r\n\r\n",                   // a header line without a colon
         "GET / HTTP/1.1\r\nHost: x\r\nX-Bad: a\x01b\r\n\r\n", // a control character in a value
     ];
     for req in cases {
