@@ -125,6 +125,11 @@ async fn unparseable_request_lines_and_headers_get_400_json() {
         "GET / HTTP/1.2\r\nHost: x\r\n\r\n",                  // no such version (hyper: 400, not 505)
         "GET / HTTP/1.1\r\nHost x\r\n\r\n",                   // a header line without a colon
         "GET / HTTP/1.1\r\nHost: x\r\nX-Bad: a\x01b\r\n\r\n", // a control character in a value
+        // Framing that could smuggle a second request:
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1x\r\n\r\nab",
+        "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n",
+        "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
     ];
     for req in cases {
         let answers = exchange(gw.server.addr, req.as_bytes(), false).await;
