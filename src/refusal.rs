@@ -23,9 +23,10 @@
 //! request id, an access-log line and the request counter.
 //!
 //! Why recognising it is exact, at a few comparisons per write:
-//! - The connection builders write with `writev` (a head and each body
-//!   frame are separate slices), and hyper appends its refusal head only
-//!   when no body is queued, so the head is the end of the last slice.
+//! - The connection builders write with `writev`: a head, each body frame
+//!   and each piece of chunked framing are separate slices. hyper appends
+//!   its refusal head only when no body is queued (and nothing after it),
+//!   so that head is the end of the last slice.
 //! - Every response of ours carries `x-request-id`, so none of our heads has
 //!   only these three header lines; no header line can read `HTTP/1.1 ...`.
 //! - A body frame never ends with CRLF CRLF: `conn::TrackedBody` splits one
@@ -36,7 +37,9 @@
 //! too large. The read side tells: it watches for a line end in what the
 //! client sends after each write of ours (a client that waits for its
 //! answers starts its next request after the last one), and a request line
-//! longer than `max_uri_length` makes it 414.
+//! longer than `max_uri_length` makes it 414. A client that pipelines (its
+//! next request already on its way before our answer) may get 431 where 414
+//! was meant or the reverse: a refusal with the gateway's answer either way.
 
 use std::io::{self, IoSlice};
 use std::net::IpAddr;
