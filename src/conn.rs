@@ -435,11 +435,13 @@ impl hyper::body::Body for TrackedBody {
             return Poll::Ready(Some(Ok(Frame::data(last))));
         }
         match Pin::new(&mut self.inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) if frame.data_ref().is_some_and(|d| d.ends_with(b"\r\n\r\n")) => {
-                let mut data = frame.into_data().unwrap_or_default();
-                self.held = Some(data.split_off(data.len() - 1));
-                Poll::Ready(Some(Ok(Frame::data(data))))
-            }
+            Poll::Ready(Some(Ok(frame))) if frame.data_ref().is_some_and(|d| d.ends_with(b"\r\n\r\n")) => match frame.into_data() {
+                Ok(mut data) => {
+                    self.held = Some(data.split_off(data.len() - 1));
+                    Poll::Ready(Some(Ok(Frame::data(data))))
+                }
+                Err(frame) => Poll::Ready(Some(Ok(frame))),
+            },
             other => other,
         }
     }
