@@ -181,22 +181,39 @@ impl<T> RefusalIo<T> {
     /// Before hyper's bytes go out: if they end with its bare refusal, takes
     /// them all (returns their length) and queues the gateway's answer,
     /// preceded by whatever came before the refusal in them.
+    ///
+    /// The refusal can also end the first slice (hyper's head buffer) with
+    /// body bytes queued after it: hyper reads a pipelined request as soon
+    /// as the last response is encoded, and (in release builds; debug ones
+    /// assert) appends its refusal head while that response's body still
+    /// waits to be written, ahead of it. Those bytes then go first.
     fn inspect(&mut self, bufs: &[IoSlice<'_>]) -> Option<usize> {
         if self.ctx.switched.load(Ordering::Acquire) {
             self.proto = Proto::Passthrough;
             return None;
         }
         let last = bufs.iter().rposition(|b| !b.is_empty())?;
-        let Some(bare) = Bare::find(&bufs[last]) else {
-            // Ours: the client's next request starts after this.
-            self.line = LINE_START;
-            return None;
+        let mut before = Vec::new();
+        let bare = if let Some(bare) = Bare::find(&bufs[last]) {
+            for b in &bufs[..last] {
+                before.extend_from_slice(b);
+            }
+            before.extend_from_slice(&bufs[last][..bare.start]);
+            bare
+        } else {
+            let first = bufs.iter().position(|b| !b.is_empty())?;
+            let bare = if first < last { Bare::find(&bufs[first]) } else { None };
+            let Some(bare) = bare else {
+                // Ours: the client's next request starts after this.
+                self.line = LINE_START;
+                return None;
+            };
+            before.extend_from_slice(&bufs[first][..bare.start]);
+            for b in &bufs[first + 1..] {
+                before.extend_from_slice(b);
+            }
+            bare
         };
-        let mut before = Vec::with_capacity(512);
-        for b in &bufs[..last] {
-            before.extend_from_slice(b);
-        }
-        before.extend_from_slice(&bufs[last][..bare.start]);
         self.out = Some(Box::new(self.answer(&bare, before)));
         self.line = LINE_START;
         Some(bufs.iter().map(|b| b.len()).sum())
@@ -496,5 +513,38 @@ mod tests {
         // Our next write starts a new request.
         assert!(r.inspect(&[IoSlice::new(b"HTTP/1.1 200 OK\r\n\r\n")]).is_none());
         assert_eq!(r.line, LINE_START);
+    }
+
+    fn written(r: &RefusalIo<()>) -> String {
+        String::from_utf8_lossy(&r.out.as_ref().expect("an answer").bytes).into_owned()
+    }
+
+    #[tokio::test]
+    async fn the_answer_replaces_only_hypers_head_and_keeps_what_came_before() {
+        let head = bare("HTTP/1.1 400 Bad Request", true);
+        let earlier = "HTTP/1.1 204 No Content\r\nx-request-id: a\r\n\r\n";
+        let mut r = io();
+        r.proto = Proto::Http1;
+        let joined = format!("{earlier}{head}");
+        assert_eq!(r.inspect(&[IoSlice::new(b"body of before"), IoSlice::new(joined.as_bytes())]), Some(14 + joined.len()));
+        let out = written(&r);
+        assert!(out.starts_with(&format!("body of before{earlier}HTTP/1.1 400 Bad Request\r\n")), "{out}");
+        assert!(
+            out.contains("\r\nx-request-id: ") && out.contains("\r\nconnection: close\r\n") && out.contains(&format!("\r\ndate: {DATE}\r\n\r\n{{")),
+            "{out}"
+        );
+        assert!(out.ends_with("}"), "{out}");
+
+        // hyper's head ahead of a body still queued: the body goes first.
+        let mut r = io();
+        r.proto = Proto::Http1;
+        assert_eq!(r.inspect(&[IoSlice::new(head.as_bytes()), IoSlice::new(b"tail"), IoSlice::new(b"")]), Some(head.len() + 4));
+        assert!(written(&r).starts_with("tailHTTP/1.1 400 Bad Request\r\n"), "{}", written(&r));
+
+        // A head of ours and its body are left alone.
+        let mut r = io();
+        r.proto = Proto::Http1;
+        assert_eq!(r.inspect(&[IoSlice::new(earlier.as_bytes()), IoSlice::new(b"x")]), None);
+        assert!(r.out.is_none());
     }
 }
