@@ -15,9 +15,10 @@ use bytes::Bytes;
 use http::header::HeaderValue;
 use http::HeaderMap;
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::logwriter;
+use crate::proxy::BodyFate;
 use crate::Body;
 
 /// Lower-case hex digits, for request ids and JSON `\u00XX` escapes.
@@ -44,21 +45,27 @@ pub fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
             return v.clone();
         }
     }
+    let v = new_request_id();
+    headers.insert(REQUEST_ID, v.clone());
+    v
+}
+
+/// A fresh random request id: 32 lower-case hex digits.
+pub fn new_request_id() -> HeaderValue {
     // Hex digits on the stack: one allocation (the header value) per id.
     let n = rand::random::<u128>();
     let mut id = [0u8; 32];
     for (i, c) in id.iter_mut().enumerate() {
         *c = HEX[((n >> (124 - 4 * i)) & 15) as usize];
     }
-    let v = HeaderValue::from_bytes(&id).unwrap_or_else(|_| HeaderValue::from_static("0"));
-    headers.insert(REQUEST_ID, v.clone());
-    v
+    HeaderValue::from_bytes(&id).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
 /// Everything the access-log line says about one request.
 pub struct AccessRecord {
     pub request_id: HeaderValue,
-    pub method: http::Method,
+    /// `None` when the request was refused before its method was parsed.
+    pub method: Option<http::Method>,
     pub path: Option<String>,
     pub route: Option<String>,
     pub status: u16,
@@ -74,7 +81,9 @@ pub struct AccessRecord {
 }
 
 impl AccessRecord {
-    fn emit(&self, bytes_out: u64, complete: bool) {
+    /// Writes the line: `bytes_out` body bytes sent, `complete` when the
+    /// whole response was.
+    pub fn emit(&self, bytes_out: u64, complete: bool) {
         if !tracing::enabled!(target: "access", tracing::Level::INFO) {
             return;
         }
@@ -87,7 +96,7 @@ impl AccessRecord {
         info!(
             target: "access",
             request_id = self.request_id.to_str().unwrap_or("-"),
-            method = %self.method,
+            method = self.method.as_ref().map_or("-", |m| m.as_str()),
             path = self.path.as_deref().unwrap_or("-"),
             route = self.route.as_deref().unwrap_or("-"),
             status = self.status,
@@ -112,7 +121,7 @@ impl AccessRecord {
         rfc3339_utc(&mut j.0, std::time::SystemTime::now());
         j.0.extend_from_slice(b"\",\"level\":\"INFO\",\"message\":\"request\"");
         j.str("request_id", self.request_id.to_str().unwrap_or("-"));
-        j.str("method", self.method.as_str());
+        j.str("method", self.method.as_ref().map_or("-", |m| m.as_str()));
         j.str("path", self.path.as_deref().unwrap_or("-"));
         j.str("route", self.route.as_deref().unwrap_or("-"));
         j.num("status", self.status.into());
@@ -142,12 +151,35 @@ pub struct LoggedBody {
     inner: Body,
     record: Option<AccessRecord>,
     bytes_out: u64,
+    /// The request body's fate, when it was forwarded: tells whose fault a
+    /// response body that fails mid-stream is.
+    fate: Option<Arc<BodyFate>>,
 }
 
 impl LoggedBody {
     /// Wraps `inner`; the line is written once.
-    pub fn new(inner: Body, record: AccessRecord) -> Self {
-        LoggedBody { inner, record: Some(record), bytes_out: 0 }
+    pub fn new(inner: Body, record: AccessRecord, fate: Option<Arc<BodyFate>>) -> Self {
+        LoggedBody { inner, record: Some(record), bytes_out: 0, fate }
+    }
+
+    /// The response body failed after its head went out: the status stands,
+    /// the line says why it is incomplete. The client's broken body can be
+    /// behind it (it takes the upstream connection down); otherwise it is
+    /// the upstream's doing.
+    fn failed(&mut self, e: &hyper::Error) {
+        let Some(r) = self.record.as_mut() else { return };
+        match self.fate.as_ref().and_then(|f| f.client_fault()) {
+            Some(fault) => r.reason = Some(fault.reason()),
+            None => {
+                r.reason = Some("upstream_body_error");
+                warn!(
+                    request_id = r.request_id.to_str().unwrap_or("-"),
+                    route = r.route.as_deref().unwrap_or("-"),
+                    error = %crate::fetch::error_chain(e),
+                    "the upstream's response body failed mid-stream"
+                );
+            }
+        }
     }
 
     fn finish(&mut self, complete: bool) {
@@ -171,7 +203,10 @@ impl HttpBody for LoggedBody {
                 }
             }
             Poll::Ready(None) => this.finish(true),
-            Poll::Ready(Some(Err(_))) => this.finish(false),
+            Poll::Ready(Some(Err(e))) => {
+                this.failed(e);
+                this.finish(false);
+            }
             Poll::Pending => {}
         }
         polled
@@ -194,16 +229,27 @@ impl Drop for LoggedBody {
     }
 }
 
-/// A request body that counts the bytes the upstream reads.
+/// A request body that counts the bytes the upstream reads and records in
+/// `fate` how the client's side of it went.
 pub struct CountingBody {
     inner: Incoming,
     count: Arc<AtomicU64>,
+    fate: Arc<BodyFate>,
+    waiting: bool,
 }
 
 impl CountingBody {
     /// Wraps `inner`, adding to `count`.
-    pub fn new(inner: Incoming, count: Arc<AtomicU64>) -> Self {
-        CountingBody { inner, count }
+    pub fn new(inner: Incoming, count: Arc<AtomicU64>, fate: Arc<BodyFate>) -> Self {
+        CountingBody { inner, count, fate, waiting: false }
+    }
+
+    fn set_waiting(&mut self, yes: bool) {
+        // A store only when it changes: most polls of a fast body are ready.
+        if self.waiting != yes {
+            self.waiting = yes;
+            self.fate.waiting(yes);
+        }
     }
 }
 
@@ -214,10 +260,19 @@ impl HttpBody for CountingBody {
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled {
-            if let Some(d) = frame.data_ref() {
-                this.count.fetch_add(d.len() as u64, Ordering::Relaxed);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(d) = frame.data_ref() {
+                    this.count.fetch_add(d.len() as u64, Ordering::Relaxed);
+                }
+                this.set_waiting(false);
             }
+            Poll::Ready(Some(Err(e))) => {
+                this.fate.client_error(e);
+                this.set_waiting(false);
+            }
+            Poll::Ready(None) => this.set_waiting(false),
+            Poll::Pending => this.set_waiting(true),
         }
         polled
     }
@@ -338,7 +393,7 @@ mod json_tests {
     fn lines_are_json_whatever_the_values() {
         let rec = AccessRecord {
             request_id: HeaderValue::from_static("id-1"),
-            method: http::Method::GET,
+            method: Some(http::Method::GET),
             path: Some("/a\"b\\c\u{1}d/é".into()),
             route: None,
             status: 401,

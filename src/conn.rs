@@ -28,6 +28,7 @@ use crate::config::ServerSettings;
 use crate::metrics;
 use crate::parkio::ParkIo;
 use crate::proxy::ClientInfo;
+use crate::refusal::{RefusalContext, RefusalIo, Start};
 use crate::server::handle_request;
 use crate::state::Gateway;
 use crate::tls::ListenerTls;
@@ -66,6 +67,8 @@ pub struct Context {
 pub struct Builders {
     http1: http1::Builder,
     auto: auto::Builder<TokioExecutor>,
+    /// hyper's HTTP/1.1 head buffer (`max_buf_size`).
+    head: usize,
 }
 
 /// How long a plain-text HTTP/1.1 connection stays idle before hyper's
@@ -83,15 +86,32 @@ pub fn builders(s: &ServerSettings) -> Builders {
     // hyper answers 431 itself when an HTTP/1.1 head outgrows its read
     // buffer; leave room for the request line on top of the headers.
     let head = (s.max_header_bytes + s.max_uri_length + 1024).max(8192);
+    // `writev` keeps heads and body frames in separate slices, which is
+    // what lets `refusal` recognise hyper's own refusal heads exactly (it is
+    // what hyper picks for TCP and TLS streams anyway).
     let mut http1 = http1::Builder::new();
-    http1.timer(TokioTimer::new()).header_read_timeout(s.request_header_timeout).max_headers(s.max_header_count).max_buf_size(head).keep_alive(true);
-    let mut auto = auto::Builder::new(TokioExecutor::new());
-    auto.http1().timer(TokioTimer::new()).header_read_timeout(s.request_header_timeout).max_headers(s.max_header_count).max_buf_size(head).keep_alive(true);
-    auto.http2()
+    http1
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(s.max_header_bytes).unwrap_or(u32::MAX))
-        .keep_alive_interval(Some(Duration::from_secs(30)));
-    Builders { http1, auto }
+        .header_read_timeout(s.request_header_timeout)
+        .max_headers(s.max_header_count)
+        .max_buf_size(head)
+        .writev(true)
+        .keep_alive(true);
+    let mut auto = auto::Builder::new(TokioExecutor::new());
+    auto.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(s.request_header_timeout)
+        .max_headers(s.max_header_count)
+        .max_buf_size(head)
+        .writev(true)
+        .keep_alive(true);
+    // h2 refuses a header block over its limit itself (a bare 431 and
+    // REFUSED_STREAM). With the same budget as an HTTP/1.1 head, plus the
+    // 32 bytes per field that HTTP/2 counts, every block the gateway's own
+    // limits can judge reaches `check_request_limits` and gets its JSON.
+    let h2_list = head + 32 * (s.max_header_count + 8);
+    auto.http2().timer(TokioTimer::new()).max_header_list_size(u32::try_from(h2_list).unwrap_or(u32::MAX)).keep_alive_interval(Some(Duration::from_secs(30)));
+    Builders { http1, auto, head }
 }
 
 /// Serves one accepted TCP connection to its end.
@@ -104,7 +124,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, tls: Option<ListenerTls>
     let client = ClientInfo { addr: peer, proto: "http" };
     match first_bytes(&stream, &ctx, client).await {
         FirstBytes::Http1 => serve_h1(stream, client, ctx, ticket).await,
-        FirstBytes::MaybeH2 => Box::pin(drive(TokioIo::new(stream), client, ctx, ticket)).await,
+        FirstBytes::MaybeH2 => Box::pin(drive(stream, Start::Sniff, client, ctx, ticket)).await,
         FirstBytes::None => {}
     }
 }
@@ -147,7 +167,10 @@ async fn serve_tls(stream: TcpStream, peer: SocketAddr, tls: ListenerTls, ctx: C
     // A client that opens TCP and never finishes the handshake holds a slot
     // like a slowloris does: the header timeout covers the handshake too.
     match tokio::time::timeout(ctx.settings.request_header_timeout, tls.acceptor.accept(stream)).await {
-        Ok(Ok(s)) => drive(TokioIo::new(s), ClientInfo { addr: peer, proto: "https" }, ctx, ticket).await,
+        Ok(Ok(s)) => {
+            let start = if s.get_ref().1.alpn_protocol() == Some(b"h2") { Start::Http2 } else { Start::Sniff };
+            drive(s, start, ClientInfo { addr: peer, proto: "https" }, ctx, ticket).await
+        }
         Ok(Err(e)) => debug!(client = %peer.ip(), error = %e, "TLS handshake failed"),
         Err(_) => debug!(client = %peer.ip(), "TLS handshake timed out"),
     }
@@ -157,27 +180,33 @@ async fn serve_tls(stream: TcpStream, peer: SocketAddr, tls: ListenerTls, ctx: C
 type ServiceFuture = Pin<Box<dyn std::future::Future<Output = Result<Response<Body>, Infallible>> + Send>>;
 
 /// The request handler for one connection: every request is counted in
-/// `activity` and carries the connection's ticket.
+/// `activity` and carries the connection's ticket; a switch of protocols
+/// is told to `refusals`.
 fn service(
     ctx: &Context,
     activity: &Arc<Activity>,
     ticket: &ConnTicket,
     client: ClientInfo,
+    refusals: &Arc<RefusalContext>,
 ) -> impl hyper::service::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible, Future = ServiceFuture> + Clone + Send {
-    let (gw, activity, ticket) = (ctx.gw.clone(), activity.clone(), ticket.clone());
+    let (gw, activity, ticket, refusals) = (ctx.gw.clone(), activity.clone(), ticket.clone(), refusals.clone());
     service_fn(move |mut req: Request<Incoming>| {
         let guard = activity.begin();
         // Only an upgraded connection (spliced out of hyper) needs its ticket.
         if req.headers().contains_key(http::header::UPGRADE) {
             req.extensions_mut().insert(ticket.clone());
         }
-        let gw = gw.clone();
+        let connect = req.method() == http::Method::CONNECT;
+        let (gw, refusals) = (gw.clone(), refusals.clone());
         // Boxed: hyper keeps the service future inline in each
         // connection's state, so an unboxed one would make every idle
         // keep-alive connection as large as the whole request path.
         let fut: ServiceFuture = Box::pin(async move {
             let resp = handle_request(&gw, req, client).await;
-            Ok::<_, Infallible>(resp.map(|body| TrackedBody { inner: body, _guard: guard }.boxed()))
+            if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS || (connect && resp.status().is_success()) {
+                refusals.switched();
+            }
+            Ok::<_, Infallible>(resp.map(|body| TrackedBody { inner: body, held: None, _guard: guard }.boxed()))
         });
         fut
     })
@@ -187,14 +216,15 @@ fn service(
 /// has been idle for [`PARK_AFTER`] and waking hyper again when bytes come.
 async fn serve_h1(stream: TcpStream, client: ClientInfo, ctx: Context, ticket: ConnTicket) {
     let activity = Arc::new(Activity::new());
-    let svc = service(&ctx, &activity, &ticket, client);
+    let refusals = Arc::new(RefusalContext::new(ctx.gw.clone(), client.addr.ip(), ctx.builders.head));
+    let svc = service(&ctx, &activity, &ticket, client, &refusals);
     let (mut stop, abort) = (ctx.stop.clone(), ticket.abort.clone());
     drop(ticket);
     let idle = ctx.settings.idle_timeout;
     let mut io = ParkIo::new(stream);
     loop {
         // Boxed: while parked, the task keeps only what the wait below needs.
-        io = match Box::pin(serve_until_parked(io, &svc, &ctx, &activity, &abort, client)).await {
+        io = match Box::pin(serve_until_parked(io, &svc, &ctx, &activity, &abort, &refusals, client)).await {
             Some(io) => io,
             None => return,
         };
@@ -216,7 +246,15 @@ async fn serve_h1(stream: TcpStream, client: ClientInfo, ctx: Context, ticket: C
 
 /// Runs hyper on `io` until the connection ends (`None`) or has been idle
 /// for [`PARK_AFTER`] and hyper handed the socket back (`Some`).
-async fn serve_until_parked<S>(io: ParkIo, svc: &S, ctx: &Context, activity: &Activity, abort: &watch::Receiver<bool>, client: ClientInfo) -> Option<ParkIo>
+async fn serve_until_parked<S>(
+    io: ParkIo,
+    svc: &S,
+    ctx: &Context,
+    activity: &Activity,
+    abort: &watch::Receiver<bool>,
+    refusals: &Arc<RefusalContext>,
+    client: ClientInfo,
+) -> Option<ParkIo>
 where
     S: hyper::service::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible, Future = ServiceFuture> + Clone,
 {
@@ -227,6 +265,7 @@ where
     // Requests begun when the connection was parked; one begun later was
     // answered with `Connection: close` and the socket must not be reused.
     let mut parked_at = None;
+    let io = RefusalIo::new(io, refusals.clone(), Start::Http1);
     let mut conn = ctx.builders.http1.serve_connection(TokioIo::new(io), svc.clone()).with_upgrades();
     let (mut stop, mut abort) = (ctx.stop.clone(), abort.clone());
     let mut closing = false;
@@ -258,18 +297,20 @@ where
     }
     // Ended: closed for real unless it was parked while idle (and not upgraded).
     match conn.into_parts() {
-        Some(parts) if parking.is_parking() && parked_at == Some(activity.begun()) => Some(parts.io.into_inner().resume(parts.read_buf)),
+        Some(parts) if parking.is_parking() && parked_at == Some(activity.begun()) => Some(parts.io.into_inner().into_inner().resume(parts.read_buf)),
         _ => None,
     }
 }
 
 /// A connection served by hyper's auto builder (TLS, h2c): no parking.
-async fn drive<I>(io: I, client: ClientInfo, ctx: Context, ticket: ConnTicket)
+async fn drive<I>(io: I, start: Start, client: ClientInfo, ctx: Context, ticket: ConnTicket)
 where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let activity = Arc::new(Activity::new());
-    let svc = service(&ctx, &activity, &ticket, client);
+    let refusals = Arc::new(RefusalContext::new(ctx.gw.clone(), client.addr.ip(), ctx.builders.head));
+    let svc = service(&ctx, &activity, &ticket, client, &refusals);
+    let io = TokioIo::new(RefusalIo::new(io, refusals, start));
     let conn = ctx.builders.auto.serve_connection_with_upgrades(io, svc);
     tokio::pin!(conn);
     let (mut stop, mut abort) = (ctx.stop.clone(), ticket.abort.clone());
@@ -373,9 +414,15 @@ impl Drop for ActiveGuard {
     }
 }
 
-/// A response body that keeps its request counted as in progress.
+/// A response body that keeps its request counted as in progress, and
+/// never hands hyper a data frame ending with CRLF CRLF: such a frame is
+/// sent as two (its last byte alone), so that no write of a body can end
+/// like hyper's own refusal head (see `refusal`). One comparison per
+/// frame; the rare frame that ends so costs one more frame on the wire.
 struct TrackedBody {
     inner: Body,
+    /// The last byte of a split frame, sent next.
+    held: Option<Bytes>,
     _guard: ActiveGuard,
 }
 
@@ -384,14 +431,35 @@ impl hyper::body::Body for TrackedBody {
     type Error = hyper::Error;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        if let Some(last) = self.held.take() {
+            return Poll::Ready(Some(Ok(Frame::data(last))));
+        }
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) if frame.data_ref().is_some_and(|d| d.ends_with(b"\r\n\r\n")) => match frame.into_data() {
+                Ok(mut data) => {
+                    self.held = Some(data.split_off(data.len() - 1));
+                    Poll::Ready(Some(Ok(Frame::data(data))))
+                }
+                Err(frame) => Poll::Ready(Some(Ok(frame))),
+            },
+            other => other,
+        }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.held.is_none() && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        let mut hint = self.inner.size_hint();
+        if let Some(last) = &self.held {
+            // Upper first: a lower bound above the upper one panics.
+            let n = last.len() as u64;
+            if let Some(upper) = hint.upper() {
+                hint.set_upper(upper + n);
+            }
+            hint.set_lower(hint.lower() + n);
+        }
+        hint
     }
 }

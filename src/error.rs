@@ -62,9 +62,21 @@ pub enum GatewayError {
     BadRequest(BadRequest),
     /// The request is for a host outside `server.allowed_hosts` (421).
     MisdirectedHost,
+    /// HTTP/1.1 that hyper could not parse: a bad request line, method,
+    /// target, version or header line (`refusal.rs` maps hyper's own 400).
+    MalformedRequest,
     UriTooLong,
     HeadersTooLarge,
     PayloadTooLarge,
+    /// The client's body broke its own framing (a chunk size like `zz`
+    /// or one past u64, a chunk without its CRLF): 400, the client's fault.
+    MalformedBody,
+    /// The client's body ended before it was complete (the connection
+    /// closed or was half-closed before `Content-Length` or the last chunk).
+    IncompleteBody,
+    /// The upstream's `timeout` ran out while the gateway was still
+    /// waiting for the client's body: 408, not the upstream's 504.
+    BodyTimeout,
     NoRoute,
     MissingToken,
     InvalidToken(TokenError),
@@ -90,8 +102,14 @@ impl GatewayError {
     /// The status code.
     pub fn status(&self) -> StatusCode {
         match self {
-            GatewayError::BadPath(_) | GatewayError::BadRequest(_) | GatewayError::MultipleAuthorization => StatusCode::BAD_REQUEST,
+            GatewayError::BadPath(_)
+            | GatewayError::BadRequest(_)
+            | GatewayError::MultipleAuthorization
+            | GatewayError::MalformedRequest
+            | GatewayError::MalformedBody
+            | GatewayError::IncompleteBody => StatusCode::BAD_REQUEST,
             GatewayError::MisdirectedHost => StatusCode::MISDIRECTED_REQUEST,
+            GatewayError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             GatewayError::UriTooLong => StatusCode::URI_TOO_LONG,
             GatewayError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             GatewayError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -120,9 +138,13 @@ impl GatewayError {
             GatewayError::BadPath(_) => "bad_path",
             GatewayError::BadRequest(b) => b.reason(),
             GatewayError::MisdirectedHost => "misdirected_host",
+            GatewayError::MalformedRequest => "malformed_request",
             GatewayError::UriTooLong => "uri_too_long",
             GatewayError::HeadersTooLarge => "headers_too_large",
             GatewayError::PayloadTooLarge => "payload_too_large",
+            GatewayError::MalformedBody => "malformed_body",
+            GatewayError::IncompleteBody => "incomplete_body",
+            GatewayError::BodyTimeout => "body_timeout",
             GatewayError::NoRoute => "no_route",
             GatewayError::MissingToken => "missing_token",
             GatewayError::InvalidToken(e) => e.reason(),
@@ -145,9 +167,13 @@ impl GatewayError {
             GatewayError::BadPath(p) => ("invalid_request", p.describe().to_owned()),
             GatewayError::BadRequest(b) => ("invalid_request", b.describe().to_owned()),
             GatewayError::MisdirectedHost => ("misdirected_request", "this gateway does not serve that host".into()),
+            GatewayError::MalformedRequest => ("invalid_request", "the request line or a header is not valid HTTP/1.1".into()),
             GatewayError::UriTooLong => ("invalid_request", "request URI is too long".into()),
             GatewayError::HeadersTooLarge => ("invalid_request", "too many or too large request headers".into()),
             GatewayError::PayloadTooLarge => ("invalid_request", "request body is larger than this route allows".into()),
+            GatewayError::MalformedBody => ("invalid_request", "the request body's chunked encoding is malformed".into()),
+            GatewayError::IncompleteBody => ("invalid_request", "the request body ended before it was complete".into()),
+            GatewayError::BodyTimeout => ("request_timeout", "the request body did not arrive in time".into()),
             GatewayError::NoRoute => ("not_found", "no route matches this request".into()),
             GatewayError::MissingToken => ("unauthorized", "a bearer token is required".into()),
             GatewayError::InvalidToken(e) => ("invalid_token", e.describe()),
@@ -166,10 +192,18 @@ impl GatewayError {
 
     /// The response the client gets. `realm` goes into `WWW-Authenticate`.
     pub fn into_response(self, realm: &str) -> Response<Body> {
+        let (head, body) = self.into_head(realm);
+        head.map(|()| full(body))
+    }
+
+    /// The same response as [`into_response`](Self::into_response), as a
+    /// head and the JSON bytes: for writing it where there is no hyper
+    /// connection to do it (`refusal.rs`).
+    pub fn into_head(self, realm: &str) -> (Response<()>, Bytes) {
         let status = self.status();
         let (code, description) = self.body_fields();
         let body = serde_json::json!({ "error": code, "error_description": description }).to_string();
-        let mut resp = Response::new(full(body));
+        let mut resp = Response::new(());
         *resp.status_mut() = status;
         let h = resp.headers_mut();
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -204,7 +238,7 @@ impl GatewayError {
             },
             _ => {}
         }
-        resp
+        (resp, Bytes::from(body))
     }
 }
 

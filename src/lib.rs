@@ -25,6 +25,7 @@ pub mod parkio;
 pub mod path;
 pub mod pool;
 pub mod proxy;
+pub mod refusal;
 pub mod reload;
 pub mod routes;
 pub mod screen;

@@ -67,7 +67,7 @@ impl Outcome {
     /// The outcome of a gateway refusal with this status.
     pub fn of_refusal(status: u16) -> Self {
         match status {
-            400 | 413 | 414 | 421 | 431 => Outcome::bad_request,
+            400 | 408 | 413 | 414 | 421 | 431 => Outcome::bad_request,
             401 => Outcome::unauthorized,
             403 => Outcome::forbidden,
             404 => Outcome::not_found,
@@ -251,8 +251,13 @@ impl Metrics {
     /// Counts a finished request under its route (name and counter cache),
     /// or under `(none)`.
     pub fn request(&self, route: Option<(&str, &RouteCounters)>, method: &Method, outcome: Outcome) {
+        self.request_class(route, MethodClass::of(method), outcome);
+    }
+
+    /// [`request`](Self::request) by method class: a request refused
+    /// while hyper parsed it has no method, and counts as `other`.
+    pub fn request_class(&self, route: Option<(&str, &RouteCounters)>, method: MethodClass, outcome: Outcome) {
         let (name, cache) = route.unwrap_or(("(none)", &self.unmatched));
-        let method = MethodClass::of(method);
         let slot = &cache.0[method as usize * OUTCOMES + outcome as usize];
         slot.get_or_init(|| self.requests.get_or_create(&RequestLabels { route: name.to_owned(), method, outcome }).clone()).inc();
     }

@@ -291,7 +291,11 @@ impl hyper::body::Body for PooledBody {
         match &polled {
             Poll::Ready(None) => self.release(),
             Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.release(),
-            Poll::Ready(Some(Err(_))) => self.lease = None,
+            Poll::Ready(Some(Err(e))) => {
+                // Never back in the pool: the connection's state is unknown.
+                self.lease = None;
+                debug!(error = %error_chain(e), "upstream response body failed");
+            }
             _ => {}
         }
         polled

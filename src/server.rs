@@ -25,7 +25,7 @@ use crate::error::{BadRequest, GatewayError};
 use crate::method_param;
 use crate::metrics::{self, Outcome};
 use crate::path;
-use crate::proxy::{self, ClientInfo};
+use crate::proxy::{self, BodyFate, ClientInfo};
 use crate::routes::Route;
 use crate::screen;
 use crate::state::{Gateway, Snapshot};
@@ -44,6 +44,8 @@ struct Trace<'a> {
     sub: Option<String>,
     /// Time to the upstream's response headers, when forwarded.
     upstream: Option<Duration>,
+    /// How the client's body went, once it was handed to the upstream.
+    body: Option<Arc<BodyFate>>,
 }
 
 /// Serves one request and always produces a response.
@@ -77,7 +79,7 @@ pub async fn handle_request(gw: &Gateway, mut req: Request<Incoming>, client: Cl
     }
     let record = AccessRecord {
         request_id,
-        method,
+        method: Some(method),
         path: trace.path,
         route: trace.route.map(|r| r.name.clone()),
         status: resp.status().as_u16(),
@@ -89,7 +91,7 @@ pub async fn handle_request(gw: &Gateway, mut req: Request<Incoming>, client: Cl
         to_headers,
         bytes_in,
     };
-    resp.map(|b| LoggedBody::new(b, record).boxed())
+    resp.map(|b| LoggedBody::new(b, record, trace.body).boxed())
 }
 
 async fn route_and_forward<'s>(
@@ -129,11 +131,12 @@ async fn route_and_forward<'s>(
     }
     let upgrade = upgrade::take(&mut req, &route.upgrades);
     let upstream = snap.upstreams.get(route.upstream).ok_or_else(|| GatewayError::Internal("route names a missing upstream".into()))?;
-    let overflow = Arc::new(AtomicBool::new(false));
     let override_refused = Arc::new(AtomicBool::new(false));
     let scanner = form_scanner(snap, route, &req, path.judged());
     let (parts, body) = req.into_parts();
-    let mut body = proxy::cap_body(CountingBody::new(body, bytes_in), route.max_body_size, overflow.clone());
+    let fate = Arc::new(BodyFate::default());
+    out.body = Some(fate.clone());
+    let mut body = proxy::cap_body(CountingBody::new(body, bytes_in, fate.clone()), route.max_body_size, fate.clone());
     if let Some(s) = scanner {
         body = method_param::guard(body, s, override_refused.clone());
     }
@@ -148,17 +151,11 @@ async fn route_and_forward<'s>(
     let elapsed = sent.elapsed();
     upstream.metrics.observe(elapsed);
     out.upstream = Some(elapsed);
-    // A body cut at max_body_size makes the upstream request fail: that is
-    // the client's 413, not the upstream's 502.
-    result.map_err(|e| {
-        if overflow.load(Ordering::Acquire) {
-            GatewayError::PayloadTooLarge
-        } else if override_refused.load(Ordering::Acquire) {
-            GatewayError::BadRequest(BadRequest::MethodOverride)
-        } else {
-            e
-        }
-    })
+    // A body cut at max_body_size, broken or cut short by the client, or
+    // ended at a refused `_method` field makes the upstream request fail:
+    // that is the client's 413 or 400, not the upstream's 502; a timeout
+    // spent waiting for the client's body is 408.
+    result.map_err(|e| if override_refused.load(Ordering::Acquire) { GatewayError::BadRequest(BadRequest::MethodOverride) } else { fate.blame(e) })
 }
 
 /// Step 0: URI length (414), header count and size (431). HTTP/1.1 heads

@@ -259,7 +259,9 @@ pub fn raw_status(answer: &str) -> u16 {
 }
 
 pub mod front;
+pub mod obs;
 pub mod process;
+pub mod rawhttp;
 pub mod resolver;
 pub mod tls;
 
