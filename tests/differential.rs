@@ -90,10 +90,14 @@ const LIMIT: Duration = Duration::from_secs(6);
 /// Requests in flight per server and gateway config.
 const PER_GROUP: usize = 4;
 
-fn gateway_config(iss: &DevIssuer, upstream: SocketAddr, catch_all: bool) -> String {
+/// The gateway's config for one server, as its operator would write it:
+/// the hosts it serves, and case-insensitive matching for Express (which
+/// routes case-insensitively by default).
+fn gateway_config(iss: &DevIssuer, server: &str, upstream: SocketAddr, catch_all: bool) -> String {
     let routes = if catch_all { format!("{ROUTES}{CATCH_ALL}") } else { ROUTES.to_owned() };
+    let case = if server == "express" { "path_case = \"insensitive\"\n" } else { "" };
     support::config_text(iss, upstream, "", &routes)
-        .replacen("[server]\n", "[server]\nworkers = 1\nallowed_hosts = [\"app.example.test\"]\n", 1)
+        .replacen("[server]\n", &format!("[server]\nworkers = 1\nallowed_hosts = [\"app.example.test\"]\n{case}"), 1)
         .replacen("timeout = \"2s\"", "timeout = \"5s\"", 1)
 }
 
@@ -119,8 +123,8 @@ async fn no_request_judged_public_is_served_as_protected_by_seven_real_servers()
 
     let mut targets = Vec::new();
     for server in running {
-        let strict = support::start_ready(&gateway_config(&iss, server.addr, false)).await;
-        let catch_all = support::start_ready(&gateway_config(&iss, server.addr, true)).await;
+        let strict = support::start_ready(&gateway_config(&iss, server.name, server.addr, false)).await;
+        let catch_all = support::start_ready(&gateway_config(&iss, server.name, server.addr, true)).await;
         let mut t = Target { server, gateways: [("strict", strict), ("catch-all", catch_all)], baseline: BTreeMap::new() };
         controls(&mut t, &fill).await;
         targets.push(t);
