@@ -48,6 +48,11 @@ pub fn canonical_host<B>(s: &ServerSettings, req: &mut Request<B>) -> Result<(),
     if hosts.next().is_some() {
         return Err(GatewayError::BadRequest(BadRequest::DuplicateHost));
     }
+    // An absolute-form target names the origin it is for; only http(s)
+    // origins are served (an `ftp://` authority must not pick the Host).
+    if req.uri().scheme().is_some_and(|sc| *sc != http::uri::Scheme::HTTP && *sc != http::uri::Scheme::HTTPS) {
+        return Err(bad());
+    }
     let raw: &str = match (req.uri().authority(), header) {
         (Some(a), Some(h)) if req.version() == Version::HTTP_2 && !h.as_bytes().eq_ignore_ascii_case(a.as_str().as_bytes()) => {
             return Err(GatewayError::BadRequest(BadRequest::AuthorityConflict));

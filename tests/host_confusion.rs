@@ -60,6 +60,8 @@ async fn hosts_servers_could_read_differently_are_refused() {
         "GET /x HTTP/1.1\r\nHost: app.example.test:x\r\nConnection: close\r\n\r\n",
         "GET /x HTTP/1.1\r\nConnection: close\r\n\r\n",
         "GET http://user@admin.example.test/x HTTP/1.1\r\nHost: admin.example.test\r\nConnection: close\r\n\r\n",
+        "GET ftp://admin.example.test/x HTTP/1.1\r\nHost: app.example.test\r\nConnection: close\r\n\r\n",
+        "GET /x HTTP/1.1\r\nHost: app.example.test, admin.example.test\r\nConnection: close\r\n\r\n",
     ];
     for c in cases {
         let a = raw(gw.server.addr, c).await;
