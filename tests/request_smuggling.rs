@@ -58,6 +58,10 @@ async fn ambiguous_framing_never_smuggles_a_request_past_the_gateway() {
                 assert!(!String::from_utf8_lossy(&s.body).contains("HTTP/1.1"), "{name}: a request travelled as a body: {:?}", s.body);
             }
         }
+        // A broken chunked body is the client's fault, never an upstream's.
+        if name.contains("chunk size") {
+            assert_eq!(got.first(), Some(&400), "{name}");
+        }
         // The hidden request, when the gateway read it as a request of its
         // own, was judged: it needs a token.
         assert!(got.iter().skip(1).all(|&s| s == 401 || s == 400), "{name}: {got:?}");
