@@ -195,8 +195,17 @@ pub const METHOD_OVERRIDE: &[&str] = &["x-http-method-override", "x-http-method"
 
 /// Client-address headers apps and frameworks read (Rails' `remote_ip`
 /// reads `Client-IP`, many apps trust a CDN's header), folded.
-const CLIENT_ADDRESS: &[&str] =
-    &["forwarded", "x-real-ip", "x-client-ip", "client-ip", "true-client-ip", "x-cluster-client-ip", "cf-connecting-ip", "fastly-client-ip", "x-original-forwarded-for"];
+const CLIENT_ADDRESS: &[&str] = &[
+    "forwarded",
+    "x-real-ip",
+    "x-client-ip",
+    "client-ip",
+    "true-client-ip",
+    "x-cluster-client-ip",
+    "cf-connecting-ip",
+    "fastly-client-ip",
+    "x-original-forwarded-for",
+];
 
 /// The forwarding headers kept from a trusted proxy (`trust_forwarded_headers`),
 /// in exactly this spelling: a proxy writes them so, and `_` or `.`

@@ -296,7 +296,9 @@ impl Scanner {
 fn part_is_method(head: &[u8]) -> bool {
     let text = String::from_utf8_lossy(head);
     text.split("\r\n").filter(|l| l.len() > 20 && l[..20].eq_ignore_ascii_case("content-disposition:")).any(|l| {
-        l.split(';').filter_map(|p| p.trim().split_once('=')).any(|(k, v)| k.trim().eq_ignore_ascii_case("name") && is_method_name(v.trim().trim_matches('"').as_bytes()))
+        l.split(';')
+            .filter_map(|p| p.trim().split_once('='))
+            .any(|(k, v)| k.trim().eq_ignore_ascii_case("name") && is_method_name(v.trim().trim_matches('"').as_bytes()))
     })
 }
 

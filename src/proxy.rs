@@ -118,7 +118,10 @@ impl UpstreamClient {
     pub async fn send(&self, req: Request<UpstreamBody>) -> Result<Response<Body>, GatewayError> {
         let resp = self.request(req).await?;
         if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
-            return Err(GatewayError::UpstreamUnavailable(format!("upstream `{}` switched protocols on a request that asked for no upgrade", self.settings.name)));
+            return Err(GatewayError::UpstreamUnavailable(format!(
+                "upstream `{}` switched protocols on a request that asked for no upgrade",
+                self.settings.name
+            )));
         }
         Ok(finish_response(resp))
     }

@@ -130,7 +130,8 @@ fn split_host(raw: &str) -> Option<(&str, Option<&str>)> {
     }
     // A registered name or IPv4 address: letters, digits, `-`, `.` and `_`
     // (seen in internal names); no empty label.
-    if !host.starts_with('[') && !(host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_')) && !host.split('.').any(str::is_empty)) {
+    let plain = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_');
+    if !host.starts_with('[') && (!host.bytes().all(plain) || host.split('.').any(str::is_empty)) {
         return None;
     }
     Some((host, port))
@@ -166,11 +167,7 @@ fn is_override(name: &str) -> bool {
 /// Removes every method-override header (the route did not opt in, or the
 /// override did not pick the route), logged and counted.
 pub fn drop_method_override(h: &mut HeaderMap) {
-    let names: Vec<_> = h
-        .keys()
-        .filter(|n| is_override(n.as_str()))
-        .cloned()
-        .collect();
+    let names: Vec<_> = h.keys().filter(|n| is_override(n.as_str())).cloned().collect();
     for n in names {
         headers::remove_counted(h, &n, Untrusted::MethodOverride);
     }

@@ -53,7 +53,12 @@ pub fn take(req: &mut Request<Incoming>, allowed: &[String]) -> Option<PendingUp
 /// The first protocol of the client's `Upgrade` list (RFC 9110 section
 /// 7.8: in order of preference) whose name the route allows.
 fn choose<'a>(values: impl Iterator<Item = &'a HeaderValue>, allowed: &[String]) -> Option<HeaderValue> {
-    values.filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).map(str::trim).find(|p| allowed.iter().any(|a| protocol_is(a, p))).and_then(|p| HeaderValue::from_str(p).ok())
+    values
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .find(|p| allowed.iter().any(|a| protocol_is(a, p)))
+        .and_then(|p| HeaderValue::from_str(p).ok())
 }
 
 /// True when the offered (or agreed) protocol `p` is `allowed`: same name,

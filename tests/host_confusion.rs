@@ -38,7 +38,9 @@ async fn a_host_outside_the_allow_list_gets_421_and_never_reaches_the_upstream()
 #[tokio::test]
 async fn an_allowed_host_is_forwarded_in_the_spelling_that_was_judged() {
     let (up, gw) = allow_listed().await;
-    for (host, forwarded) in [("app.example.test", "app.example.test"), ("APP.Example.Test.", "app.example.test"), ("x.apps.example.test:8080", "x.apps.example.test:8080")] {
+    for (host, forwarded) in
+        [("app.example.test", "app.example.test"), ("APP.Example.Test.", "app.example.test"), ("x.apps.example.test:8080", "x.apps.example.test:8080")]
+    {
         let a = raw(gw.server.addr, &get_for(host)).await;
         assert_eq!(raw_status(&a), 200, "{host}: {a}");
         let seen = up.last();

@@ -24,7 +24,8 @@ async fn a_lower_case_standard_method_is_refused_before_routing() {
     assert_eq!(up.last().method, "PROPFIND");
 }
 
-const OVERRIDES: &[(&str, &str)] = &[("X-HTTP-Method-Override", "DELETE"), ("X-HTTP-Method", "DELETE"), ("X-Method-Override", "DELETE"), ("x_http_method_override", "DELETE")];
+const OVERRIDES: &[(&str, &str)] =
+    &[("X-HTTP-Method-Override", "DELETE"), ("X-HTTP-Method", "DELETE"), ("X-Method-Override", "DELETE"), ("x_http_method_override", "DELETE")];
 
 #[tokio::test]
 async fn override_headers_are_removed_by_default() {

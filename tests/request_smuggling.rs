@@ -33,7 +33,10 @@ fn cases() -> Vec<(&'static str, String)> {
         ("obs-fold TE", format!("POST /public/x HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nX-Pad: 1\r\n Transfer-Encoding: chunked\r\n\r\n{HIDDEN}")),
         ("bare LF line ends", format!("POST /public/x HTTP/1.1\nHost: a\nContent-Length: 0\nTransfer-Encoding: chunked\n\n{body}")),
         ("chunk size with junk", format!("POST /public/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5 x\r\nhello\r\n0\r\n\r\n{HIDDEN}")),
-        ("oversized chunk size", format!("POST /public/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nFFFFFFFFFFFFFFFFF1\r\nx\r\n0\r\n\r\n{HIDDEN}")),
+        (
+            "oversized chunk size",
+            format!("POST /public/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nFFFFFFFFFFFFFFFFF1\r\nx\r\n0\r\n\r\n{HIDDEN}"),
+        ),
         ("GET with a body", format!("GET /public/x HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n{HIDDEN}", HIDDEN.len())),
     ]
 }

@@ -94,7 +94,9 @@ async fn behind_a_trusted_proxy_exactly_the_listed_forwarding_headers_are_kept()
     assert_eq!(seen.headers["x-forwarded-prefix"], "/admin", "kept from a trusted proxy");
     assert_eq!(seen.headers["x-forwarded-port"], "8443");
     assert_eq!(seen.headers["forwarded"], "for=203.0.113.7");
-    for gone in ["x-forwarded-path", "x-forwarded-uri", "x_forwarded_host", "x-forwarded-scheme", "true-client-ip", "x-client-ip", "x-original-url", "x-rewrite-url"] {
+    for gone in
+        ["x-forwarded-path", "x-forwarded-uri", "x_forwarded_host", "x-forwarded-scheme", "true-client-ip", "x-client-ip", "x-original-url", "x-rewrite-url"]
+    {
         assert!(seen.headers.get(gone).is_none(), "{gone} passed");
     }
 }

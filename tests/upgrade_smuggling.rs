@@ -59,7 +59,8 @@ async fn h2c_gateway(routes: &str) -> (authgear_gateway::devissuer::DevIssuer, s
     (iss, app, gw)
 }
 
-const ROUTES_H2C: &str = "[[routes]]\npath = \"/public/**\"\nauth = \"public\"\n\n[[routes]]\npath = \"/api/**\"\n\n[[routes]]\npath = \"/admin/**\"\nroles = [\"admin\"]\n";
+const ROUTES_H2C: &str =
+    "[[routes]]\npath = \"/public/**\"\nauth = \"public\"\n\n[[routes]]\npath = \"/api/**\"\n\n[[routes]]\npath = \"/admin/**\"\nroles = [\"admin\"]\n";
 
 #[tokio::test]
 async fn h2c_upgrade_on_a_public_route_is_not_forwarded_and_never_spliced() {
@@ -161,7 +162,9 @@ async fn a_route_can_turn_websockets_off() {
     let up = always_switching("websocket", seen.clone()).await;
     let routes = "[[routes]]\npath = \"/nows/**\"\nauth = \"public\"\nupgrades = []\n\n[[routes]]\npath = \"/**\"\nauth = \"public\"\n";
     let gw = start_ready(&public_config(&format!("http://{up}"), "", "", routes)).await;
-    let hs = |p: &str| format!("GET {p} HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
+    let hs = |p: &str| {
+        format!("GET {p} HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    };
     let a = raw(gw.server.addr, &hs("/nows/chat")).await;
     assert_eq!(raw_status(&a), 502, "the upgrade was not offered, so the 101 is refused: {a}");
     let h = seen.lock().unwrap().last().cloned().expect("seen");
