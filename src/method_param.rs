@@ -17,6 +17,7 @@ use bytes::Bytes;
 use http::Method;
 use hyper::body::{Frame, SizeHint};
 
+use crate::path::hex_val;
 use crate::proxy::{BoxError, UpstreamBody};
 
 /// The methods a `_method` value is read as (upper-cased when it is one of
@@ -55,7 +56,7 @@ fn decode(s: &[u8]) -> Vec<u8> {
     while i < s.len() {
         match s[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < s.len() => match (hex(s[i + 1]), hex(s[i + 2])) {
+            b'%' if i + 2 < s.len() => match (hex_val(s[i + 1]), hex_val(s[i + 2])) {
                 (Some(h), Some(l)) => {
                     out.push(h * 16 + l);
                     i += 2;
@@ -67,15 +68,6 @@ fn decode(s: &[u8]) -> Vec<u8> {
         i += 1;
     }
     out
-}
-
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
 }
 
 /// True when a decoded parameter name reads as `_method` to some framework.
