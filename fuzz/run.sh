@@ -74,7 +74,11 @@ keep() {
   cp "corpus/$t"/* "$tmp/in/"
   find "out/$t/default/queue" -maxdepth 1 -type f -name 'id:*' -exec cp {} "$tmp/in/" \; 2>/dev/null || true
   for f in "$tmp/in"/id:*; do [[ -f $f ]] && mv "$f" "$tmp/in/afl-$(sha1sum "$f" | cut -c1-12)"; done
-  AFL_SKIP_CPUFREQ=1 cargo afl cmin -i "$tmp/in" -o "$tmp/min" -- "target/release/$t" >"$tmp/cmin.log" 2>&1 || {
+  # The shell afl-cmin: AFL++ 4.40's Python one recorded no tuples at all
+  # for these binaries and kept nothing.
+  local bin
+  bin=$(ls -dt "${XDG_DATA_HOME:-$HOME/.local/share}"/afl.rs/rustc-*/afl.rs-*/afl/bin | head -n 1)
+  AFL_SKIP_CPUFREQ=1 AFL_PATH="$bin" PATH="$bin:$PATH" "$bin/afl-cmin.bash" -i "$tmp/in" -o "$tmp/min" -- "target/release/$t" >"$tmp/cmin.log" 2>&1 || {
     tail -n 20 "$tmp/cmin.log" >&2
     return 1
   }
