@@ -29,8 +29,11 @@ use http::header::{HeaderName, HeaderValue, AUTHORIZATION, COOKIE};
 use http::{HeaderMap, Method, Request, Uri};
 use serde_json::{Map, Value};
 
+/// One target's body.
+pub type Target = fn(&[u8]);
+
 /// Every target by name, as the binaries and `fuzz/corpus/<name>/` call it.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("path_normalize", path_normalize),
     ("auth_token", auth_token),
     ("claim_render", claim_render),
