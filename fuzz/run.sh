@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-TARGETS=(path_normalize auth_token claim_render config_load session_cookies resolver_headers import_reader import_mapping)
+TARGETS=(path_normalize auth_token claim_render config_load session_cookies resolver_headers import_reader import_mapping forward_headers)
 MAX_KEPT=200
 
 usage() {

@@ -9,12 +9,12 @@
 
 use std::io::Cursor;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use authgear_gateway::auth::jwt::{self, ClaimRules};
 use authgear_gateway::auth::keys::KeySet;
-use authgear_gateway::auth::{bearer_token, looks_like_jwt};
+use authgear_gateway::auth::{bearer_token, looks_like_jwt, Identity};
 use authgear_gateway::config::Severity;
 use authgear_gateway::headers::{claims, render_claim, ClaimSource, HeaderMapping};
 use authgear_gateway::import::mapping::{Identifier, Mapping};
@@ -42,6 +42,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("resolver_headers", resolver_headers),
     ("import_reader", import_reader),
     ("import_mapping", import_mapping),
+    ("forward_headers", forward_headers),
 ];
 
 // ---------------------------------------------------------------- paths
@@ -473,5 +474,121 @@ pub fn import_mapping(data: &[u8]) {
             let mut check = schema::Check::default();
             let _ = schema::check(&mut record, mapping.identifier, &mut check);
         }
+    }
+}
+
+// ---------------------------------------------------------------- forwarding
+
+/// Identity headers of their own (beside Authgear's `x-authgear-*`), a
+/// route that keeps `Authorization` and one that drops it.
+const FORWARD_CONFIG: &str = r#"
+[upstream]
+url = "http://127.0.0.1:9"
+[auth]
+issuer = "https://fuzz.authgear.test"
+jwks_uri = "https://fuzz.authgear.test/jwks"
+[headers]
+"x-authgear-session-valid" = "@authenticated"
+"x-authgear-user-id" = "sub"
+"x-user-id" = "sub"
+"x-user-roles" = "https://authgear.com/claims/user/roles"
+"x-user-email" = "email"
+[[routes]]
+path = "/public/**"
+auth = "public"
+[[routes]]
+path = "/admin/**"
+pass_authorization = false
+[[routes]]
+path = "/**"
+"#;
+
+fn forward_config() -> &'static Config {
+    static CFG: OnceLock<Config> = OnceLock::new();
+    CFG.get_or_init(|| match Config::from_toml_with_env(FORWARD_CONFIG, "forward-fuzz.toml", &|_| None) {
+        Ok(c) => c,
+        Err(d) => panic!("the forward target's own config does not load:\n{d}"),
+    })
+}
+
+/// Header names an app server may read as the same name (CGI, PHP, Rails
+/// fold `_` into `-`), lower-cased.
+fn folded(name: &str) -> String {
+    name.bytes().map(|b| if b == b'_' { '-' } else { b.to_ascii_lowercase() as char }).collect()
+}
+
+/// `proxy::rewrite_request` on client headers (`name: value` lines after a
+/// first byte that picks the route and whether a caller is verified): no
+/// identity header the client sent reaches the upstream, the verified ones
+/// arrive exactly as rendered, hop-by-hop headers and the ones `Connection`
+/// names are gone, and `X-Forwarded-For` is the client's address only.
+pub fn forward_headers(data: &[u8]) {
+    let Some((&pick, body)) = data.split_first() else { return };
+    let path = ["/public/x", "/admin/x", "/app/x"][usize::from(pick % 3)];
+    let verified = pick & 4 != 0;
+    let mut req = Request::get(path);
+    let mut sent: Vec<(HeaderName, HeaderValue)> = Vec::new();
+    for line in body.split(|&b| b == b'\n') {
+        let Some(colon) = line.iter().position(|&b| b == b':') else { continue };
+        let (Ok(name), Ok(value)) = (HeaderName::from_bytes(line[..colon].trim_ascii()), HeaderValue::from_bytes(line[colon + 1..].trim_ascii())) else {
+            continue;
+        };
+        sent.push((name.clone(), value.clone()));
+        req = req.header(name, value);
+    }
+    let Ok(req) = req.body(()) else { return };
+    let (parts, ()) = req.into_parts();
+    let cfg = forward_config();
+    let Some(route) = cfg.routes.find(&Method::GET, None, path) else { panic!("no route for {path}") };
+    let claims: Map<String, Value> = match serde_json::json!({
+        "sub": "user-1", "email": "u@example.test", claims::ROLES: ["admin", "ops"],
+    }) {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
+    let identity = verified.then(|| Identity { claims: Arc::new(claims), issuer: 0, rendered: None });
+    let client = ClientInfo { addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)), 1), proto: "http" };
+    let up = match rewrite_request(cfg, route, &cfg.upstreams[0], parts, (), path, identity.as_ref(), client) {
+        Ok(r) => r,
+        Err(e) => panic!("rewrite refused a request: {e:?}"),
+    };
+    let out = up.headers();
+    let rendered = identity.as_ref().map(|id| route.headers.render(&id.claims)).unwrap_or_default();
+    let identity_names: Vec<String> = cfg.default_headers.entries.iter().map(|(n, _)| folded(n.as_str())).collect();
+    for name in out.keys() {
+        let f = folded(name.as_str());
+        if f.starts_with("x-authgear-") || identity_names.contains(&f) {
+            let values: Vec<&HeaderValue> = out.get_all(name).iter().collect();
+            let ours = rendered.iter().find(|(n, _)| n == name).map(|(_, v)| v);
+            assert!(values.len() == 1 && ours == values.first().copied(), "identity header {name} reached the upstream with a value the gateway did not render");
+        }
+    }
+    for (n, v) in &rendered {
+        assert_eq!(out.get(n), Some(v), "verified identity header {n} missing or replaced");
+    }
+    for hop in ["connection", "keep-alive", "proxy-connection", "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade"] {
+        assert!(!out.contains_key(hop), "hop-by-hop header {hop} was forwarded");
+    }
+    // What the gateway sets itself may come back under a name the client
+    // listed in Connection; nothing else may.
+    let own = ["host", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"];
+    for (n, v) in sent.iter().filter(|(n, _)| n == http::header::CONNECTION) {
+        for token in v.to_str().unwrap_or("").split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            let Ok(named) = HeaderName::from_bytes(token.as_bytes()) else { continue };
+            if own.contains(&named.as_str()) || rendered.iter().any(|(r, _)| *r == named) {
+                continue;
+            }
+            assert!(!out.contains_key(&named), "{named}, named by Connection ({n}), was forwarded");
+        }
+    }
+    assert_eq!(out.get_all("x-forwarded-for").iter().collect::<Vec<_>>(), [&HeaderValue::from_static("192.0.2.7")], "X-Forwarded-For is not the client's address");
+    let connection_named = |name: &str| {
+        sent.iter().filter(|(n, _)| n == http::header::CONNECTION).any(|(_, v)| v.to_str().unwrap_or("").split(',').any(|t| t.trim().eq_ignore_ascii_case(name)))
+    };
+    if route.pass_authorization && !connection_named("authorization") {
+        let sent_auth: Vec<&HeaderValue> = sent.iter().filter(|(n, _)| n == AUTHORIZATION).map(|(_, v)| v).collect();
+        assert_eq!(out.get_all(AUTHORIZATION).iter().collect::<Vec<_>>(), sent_auth, "Authorization changed on a route that passes it");
+    } else {
+        assert!(!out.contains_key(AUTHORIZATION), "Authorization forwarded on a route that drops it");
     }
 }

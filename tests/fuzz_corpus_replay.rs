@@ -91,6 +91,11 @@ fn importer_mapping_corpus_never_panics() {
     replay("import_mapping");
 }
 
+#[test]
+fn forwarding_corpus_never_lets_a_client_identity_header_reach_the_upstream() {
+    replay("forward_headers");
+}
+
 /// The token corpus is only worth fuzzing if its seeds get past the
 /// signature check: each algorithm's seed verifies against `fuzz/jwks.json`
 /// and passes the claim checks at the target's fixed time.
