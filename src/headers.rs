@@ -110,7 +110,9 @@ impl RenderedHeaders {
 /// `true`/`false`, numbers as written, arrays joined with `,`, objects as
 /// compact JSON; null and `[]` send nothing. Bytes that cannot appear in a header (controls, non-ASCII)
 /// and `%` itself are percent-encoded, so decoding is unambiguous and
-/// nothing can inject a header line. Array items also encode `,`.
+/// nothing can inject a header line. Array items also encode `,`. A space
+/// at either end of the value (of each item, for arrays) is encoded too:
+/// recipients strip it (RFC 9110 5.5), so the app would read another value.
 pub fn render_claim(v: &Value) -> Option<HeaderValue> {
     let mut s = String::new();
     match v {
@@ -142,8 +144,10 @@ fn scalar_text(v: &Value) -> std::borrow::Cow<'_, str> {
 
 fn encode_into(text: &str, in_list: bool, out: &mut String) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for &b in text.as_bytes() {
-        let needs = !(0x20..=0x7e).contains(&b) || b == b'%' || (in_list && b == b',');
+    let last = text.len().saturating_sub(1);
+    for (i, &b) in text.as_bytes().iter().enumerate() {
+        let edge_space = b == b' ' && (i == 0 || i == last);
+        let needs = edge_space || !(0x20..=0x7e).contains(&b) || b == b'%' || (in_list && b == b',');
         if needs {
             out.push('%');
             out.push(HEX[(b >> 4) as usize] as char);
@@ -410,6 +414,9 @@ mod tests {
         assert_eq!(r(json!({"k": 1})).as_deref(), Some("{\"k\":1}"));
         assert_eq!(r(json!("evil\r\nx-authgear-user-id: admin")).as_deref(), Some("evil%0D%0Ax-authgear-user-id: admin"));
         assert_eq!(r(json!("café 100%")).as_deref(), Some("caf%C3%A9 100%25"));
+        assert_eq!(r(json!(" admin ")).as_deref(), Some("%20admin%20"), "a recipient would trim edge spaces");
+        assert_eq!(r(json!([" a", "b c", "d "])).as_deref(), Some("%20a,b c,d%20"));
+        assert_eq!(r(json!(" ")).as_deref(), Some("%20"));
         assert_eq!(r(Value::Null), None);
         assert_eq!(r(json!([])), None);
     }

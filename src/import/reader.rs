@@ -55,11 +55,16 @@ pub fn detect_format(path: &Path) -> Result<Format, ImportError> {
 /// Opens `path` and returns a streaming iterator over its rows.
 pub fn open(path: &Path, format: Format) -> Result<Box<dyn Iterator<Item = Result<SourceRow, ImportError>>>, ImportError> {
     let file = File::open(path).map_err(|e| ImportError::io(format!("open {}", path.display()), e))?;
-    let buf = BufReader::with_capacity(256 * 1024, file);
+    rows_from(BufReader::with_capacity(256 * 1024, file), format)
+}
+
+/// The same rows as [`open`], read from any buffered source (the fuzz
+/// targets feed bytes from memory).
+pub fn rows_from<R: BufRead + 'static>(input: R, format: Format) -> Result<Box<dyn Iterator<Item = Result<SourceRow, ImportError>>>, ImportError> {
     Ok(match format {
-        Format::Csv => Box::new(CsvRows::new(buf)?),
-        Format::Ndjson => Box::new(NdjsonRows { inner: buf, line: 0, text: String::new() }),
-        Format::Json => Box::new(JsonArrayRows::new(buf)),
+        Format::Csv => Box::new(CsvRows::new(input)?),
+        Format::Ndjson => Box::new(NdjsonRows { inner: input, line: 0, text: String::new() }),
+        Format::Json => Box::new(JsonArrayRows::new(input)),
     })
 }
 
@@ -70,14 +75,14 @@ pub fn csv_headers(path: &Path) -> Result<Vec<String>, ImportError> {
     Ok(rows.headers)
 }
 
-struct CsvRows {
-    reader: csv::Reader<BufReader<File>>,
+struct CsvRows<R> {
+    reader: csv::Reader<R>,
     headers: Vec<String>,
     record: csv::StringRecord,
 }
 
-impl CsvRows {
-    fn new(buf: BufReader<File>) -> Result<Self, ImportError> {
+impl<R: Read> CsvRows<R> {
+    fn new(buf: R) -> Result<Self, ImportError> {
         let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(buf);
         let headers = reader
             .headers()
@@ -90,7 +95,7 @@ impl CsvRows {
     }
 }
 
-impl Iterator for CsvRows {
+impl<R: Read> Iterator for CsvRows<R> {
     type Item = Result<SourceRow, ImportError>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -120,13 +125,13 @@ impl Iterator for CsvRows {
     }
 }
 
-struct NdjsonRows {
-    inner: BufReader<File>,
+struct NdjsonRows<R> {
+    inner: R,
     line: u64,
     text: String,
 }
 
-impl Iterator for NdjsonRows {
+impl<R: BufRead> Iterator for NdjsonRows<R> {
     type Item = Result<SourceRow, ImportError>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -167,16 +172,16 @@ fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, String> {
 /// a small scanner tracks strings and nesting, and each element's bytes are
 /// parsed on their own. A top-level object is searched for its first array
 /// value, which covers wrappers such as Firebase's `{"users": [...]}`.
-struct JsonArrayRows {
-    inner: BufReader<File>,
+struct JsonArrayRows<R> {
+    inner: R,
     line: u64,
     started: bool,
     done: bool,
     element: Vec<u8>,
 }
 
-impl JsonArrayRows {
-    fn new(inner: BufReader<File>) -> Self {
+impl<R: BufRead> JsonArrayRows<R> {
+    fn new(inner: R) -> Self {
         JsonArrayRows { inner, line: 1, started: false, done: false, element: Vec::new() }
     }
 
@@ -285,7 +290,7 @@ impl JsonArrayRows {
     }
 }
 
-impl Iterator for JsonArrayRows {
+impl<R: BufRead> Iterator for JsonArrayRows<R> {
     type Item = Result<SourceRow, ImportError>;
 
     fn next(&mut self) -> Option<Self::Item> {
