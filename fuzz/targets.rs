@@ -20,7 +20,7 @@ use authgear_gateway::headers::{claims, render_claim, ClaimSource, HeaderMapping
 use authgear_gateway::import::mapping::{Identifier, Mapping};
 use authgear_gateway::import::reader::{rows_from, Format};
 use authgear_gateway::import::schema;
-use authgear_gateway::path::normalize;
+use authgear_gateway::path::{normalize, NormalPath};
 use authgear_gateway::proxy::{rewrite_request, ClientInfo};
 use authgear_gateway::session::resolver::{verdict_from_headers, Verdict};
 use authgear_gateway::session;
@@ -85,11 +85,11 @@ pub fn path_normalize(data: &[u8]) {
     }
     let Ok(uri) = Uri::try_from(data) else { return };
     let Some(p) = check_normal_form(uri.path()) else { return };
-    if p == "*" {
+    if p.forwarded() == "*" {
         return;
     }
     let cfg = path_config();
-    let route = cfg.routes.find(&Method::GET, None, &p);
+    let route = cfg.routes.find(&Method::GET, None, p.judged());
     let Some(route) = route else { panic!("the catch-all route did not match {p:?}") };
     let (parts, ()) = Request::get(uri.clone()).body(()).map(Request::into_parts).unwrap_or_else(|e| panic!("a parsed URI is not a request: {e}"));
     let client = ClientInfo { addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 1), proto: "http" };
@@ -97,32 +97,36 @@ pub fn path_normalize(data: &[u8]) {
         Ok(r) => r,
         Err(e) => panic!("a normalized path cannot be forwarded: {p:?}: {e:?}"),
     };
-    // Judged and forwarded: the same string (plus the route's rewrite).
+    // Judged and forwarded: the same string (plus the route's rewrite and
+    // the last segment's `;` parameters).
     let expected = format!("{}{}", cfg.upstreams[0].base_path, route.upstream_path(&p));
     assert_eq!(up.uri().path(), expected, "forwarded path differs from the judged one for {p:?}");
     assert_eq!(up.uri().query(), uri.query(), "query changed on the way upstream");
     let below_base = up.uri().path().strip_prefix(cfg.upstreams[0].base_path.as_str()).unwrap_or("");
-    assert_eq!(normalize(below_base).as_deref(), Ok(below_base), "the upstream receives a path that is not normal");
+    let again = normalize(below_base).map(|n| n.forwarded().to_owned());
+    assert_eq!(again.as_deref(), Ok(below_base), "the upstream receives a path that is not normal");
 }
 
-/// Checks the invariants of one `normalize` answer; returns the output.
-fn check_normal_form(raw: &str) -> Option<String> {
-    let p = normalize(raw).ok()?;
-    if p == "*" {
+/// Checks the invariants of one `normalize` answer; returns it.
+fn check_normal_form(raw: &str) -> Option<NormalPath> {
+    let n = normalize(raw).ok()?;
+    if n.forwarded() == "*" {
         assert_eq!(raw, "*", "only `*` normalizes to `*`");
-        return Some(p);
+        return Some(n);
     }
+    let (p, full) = (n.judged(), n.forwarded());
+    assert!(full.starts_with(p) && (full == p || full[p.len()..].starts_with(';')), "{n:?}: the forwarded path is not the judged one plus parameters");
     assert!(p.starts_with('/'), "{p:?} does not start with /");
-    assert!(!p.contains("//"), "{p:?} has an empty segment");
+    assert!(!p.contains("//") && !p.contains(';'), "{p:?} has an empty segment or a parameter");
     for seg in p.split('/') {
         assert!(seg != "." && seg != "..", "{p:?} keeps a dot segment");
         // A dot segment spelled with escapes would be one for the upstream.
         let once = percent_decode(seg);
         assert!(once != b"." && once != b"..", "{p:?} keeps an encoded dot segment");
     }
-    assert!(!p.bytes().any(|b| b == b'\\' || b < 0x20 || b == 0x7f), "{p:?} keeps a backslash or control byte");
-    assert_eq!(normalize(&p).as_deref(), Ok(p.as_str()), "normalize is not idempotent on {raw:?}");
-    Some(p)
+    assert!(!full.bytes().any(|b| b == b'\\' || b < 0x20 || b == 0x7f), "{full:?} keeps a backslash or control byte");
+    assert_eq!(normalize(full).as_ref(), Ok(&n), "normalize is not idempotent on {raw:?}");
+    Some(n)
 }
 
 /// One standard percent-decoding (invalid escapes kept as written).
@@ -539,7 +543,8 @@ pub fn forward_headers(data: &[u8]) {
     let Ok(req) = req.body(()) else { return };
     let (parts, ()) = req.into_parts();
     let cfg = forward_config();
-    let Some(route) = cfg.routes.find(&Method::GET, None, path) else { panic!("no route for {path}") };
+    let Ok(normal) = normalize(path) else { panic!("{path} is not normal") };
+    let Some(route) = cfg.routes.find(&Method::GET, None, normal.judged()) else { panic!("no route for {path}") };
     let claims: Map<String, Value> = match serde_json::json!({
         "sub": "user-1", "email": "u@example.test", claims::ROLES: ["admin", "ops"],
     }) {
@@ -548,7 +553,7 @@ pub fn forward_headers(data: &[u8]) {
     };
     let identity = verified.then(|| Identity { claims: Arc::new(claims), issuer: 0, rendered: None });
     let client = ClientInfo { addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)), 1), proto: "http" };
-    let up = match rewrite_request(cfg, route, &cfg.upstreams[0], parts, (), path, identity.as_ref(), client) {
+    let up = match rewrite_request(cfg, route, &cfg.upstreams[0], parts, (), &normal, identity.as_ref(), client) {
         Ok(r) => r,
         Err(e) => panic!("rewrite refused a request: {e:?}"),
     };
