@@ -123,6 +123,9 @@ fn check_normal_form(raw: &str) -> Option<NormalPath> {
         // A dot segment spelled with escapes would be one for the upstream.
         let once = percent_decode(seg);
         assert!(once != b"." && once != b"..", "{p:?} keeps an encoded dot segment");
+        // Nor one an app that decodes twice would see (finding 3).
+        let twice = percent_decode(&String::from_utf8_lossy(&once));
+        assert!(twice != b"." && twice != b"..", "{p:?} keeps a double-encoded dot segment");
     }
     assert!(!full.bytes().any(|b| b == b'\\' || b < 0x20 || b == 0x7f), "{full:?} keeps a backslash or control byte");
     assert_eq!(normalize(full).as_ref(), Ok(&n), "normalize is not idempotent on {raw:?}");
@@ -516,9 +519,9 @@ fn forward_config() -> &'static Config {
 }
 
 /// Header names an app server may read as the same name (CGI, PHP, Rails
-/// fold `_` into `-`), lower-cased.
+/// fold `_` and `.` into `-`), lower-cased.
 fn folded(name: &str) -> String {
-    name.bytes().map(|b| if b == b'_' { '-' } else { b.to_ascii_lowercase() as char }).collect()
+    name.bytes().map(|b| if b == b'_' || b == b'.' { '-' } else { b.to_ascii_lowercase() as char }).collect()
 }
 
 /// `proxy::rewrite_request` on client headers (`name: value` lines after a
