@@ -22,8 +22,8 @@ use authgear_gateway::import::reader::{rows_from, Format};
 use authgear_gateway::import::schema;
 use authgear_gateway::path::{normalize, NormalPath};
 use authgear_gateway::proxy::{rewrite_request, ClientInfo};
-use authgear_gateway::session::resolver::{verdict_from_headers, Verdict};
 use authgear_gateway::session;
+use authgear_gateway::session::resolver::{verdict_from_headers, Verdict};
 use authgear_gateway::Config;
 use http::header::{HeaderName, HeaderValue, AUTHORIZATION, COOKIE};
 use http::{HeaderMap, Method, Request, Uri};
@@ -357,7 +357,8 @@ pub fn session_cookies(data: &[u8]) {
         }
     }
     let Some(out) = session::session_cookies(&h, &names) else {
-        let offered = sent.iter().flat_map(|v| v.split(';')).any(|p| p.split_once('=').is_some_and(|(n, v)| SESSION_NAMES.contains(&n.trim()) && !v.trim().is_empty()));
+        let offered =
+            sent.iter().flat_map(|v| v.split(';')).any(|p| p.split_once('=').is_some_and(|(n, v)| SESSION_NAMES.contains(&n.trim()) && !v.trim().is_empty()));
         assert!(!offered, "a session cookie was offered and not kept");
         return;
     };
@@ -568,7 +569,10 @@ pub fn forward_headers(data: &[u8]) {
         if f.starts_with("x-authgear-") || identity_names.contains(&f) {
             let values: Vec<&HeaderValue> = out.get_all(name).iter().collect();
             let ours = rendered.iter().find(|(n, _)| n == name).map(|(_, v)| v);
-            assert!(values.len() == 1 && ours == values.first().copied(), "identity header {name} reached the upstream with a value the gateway did not render");
+            assert!(
+                values.len() == 1 && ours == values.first().copied(),
+                "identity header {name} reached the upstream with a value the gateway did not render"
+            );
         }
     }
     for (n, v) in &rendered {
@@ -589,9 +593,15 @@ pub fn forward_headers(data: &[u8]) {
             assert!(!out.contains_key(&named), "{named}, named by Connection ({n}), was forwarded");
         }
     }
-    assert_eq!(out.get_all("x-forwarded-for").iter().collect::<Vec<_>>(), [&HeaderValue::from_static("192.0.2.7")], "X-Forwarded-For is not the client's address");
+    assert_eq!(
+        out.get_all("x-forwarded-for").iter().collect::<Vec<_>>(),
+        [&HeaderValue::from_static("192.0.2.7")],
+        "X-Forwarded-For is not the client's address"
+    );
     let connection_named = |name: &str| {
-        sent.iter().filter(|(n, _)| n == http::header::CONNECTION).any(|(_, v)| v.to_str().unwrap_or("").split(',').any(|t| t.trim().eq_ignore_ascii_case(name)))
+        sent.iter()
+            .filter(|(n, _)| n == http::header::CONNECTION)
+            .any(|(_, v)| v.to_str().unwrap_or("").split(',').any(|t| t.trim().eq_ignore_ascii_case(name)))
     };
     if route.pass_authorization && !connection_named("authorization") {
         let sent_auth: Vec<&HeaderValue> = sent.iter().filter(|(n, _)| n == AUTHORIZATION).map(|(_, v)| v).collect();
