@@ -20,10 +20,6 @@ use hyper::body::{Frame, SizeHint};
 use crate::path::hex_val;
 use crate::proxy::{BoxError, UpstreamBody};
 
-/// The methods a `_method` value is read as (upper-cased when it is one of
-/// these in another case, as the middlewares do).
-pub const STANDARD: &[&str] = &["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"];
-
 /// A `_method` parameter whose value is not a method, or two that disagree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ambiguous;
@@ -78,9 +74,7 @@ fn is_method_name(name: &[u8]) -> bool {
 
 /// A decoded `_method` value as a method; `None` when it is not one.
 fn method_of(v: &[u8]) -> Option<Method> {
-    let text = std::str::from_utf8(v).ok()?.trim();
-    let upper = STANDARD.iter().find(|m| m.eq_ignore_ascii_case(text)).copied().unwrap_or(text);
-    Method::from_bytes(upper.as_bytes()).ok()
+    crate::screen::override_method(std::str::from_utf8(v).ok()?)
 }
 
 /// The form encodings whose bodies carry `_method` fields.

@@ -13,15 +13,16 @@ use crate::headers::{self, Untrusted};
 
 /// The methods of RFC 9110 and RFC 5789, which frameworks upper-case
 /// before routing (Werkzeug, and so Flask).
-const STANDARD_METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"];
+pub const STANDARD_METHODS: [Method; 9] =
+    [Method::GET, Method::HEAD, Method::POST, Method::PUT, Method::DELETE, Method::CONNECT, Method::OPTIONS, Method::TRACE, Method::PATCH];
 
 /// Refuses a method that differs from a standard one only by letter case:
 /// `post` would skip a rule written for `POST` while the app runs its POST
 /// handler. Extension methods (`PROPFIND`, `purge`) pass as sent.
 pub fn check_method(m: &Method) -> Result<(), GatewayError> {
     let s = m.as_str();
-    match STANDARD_METHODS.iter().find(|std| std.eq_ignore_ascii_case(s)) {
-        Some(std) if *std != s => Err(GatewayError::BadRequest(BadRequest::MethodCase)),
+    match STANDARD_METHODS.iter().find(|std| std.as_str().eq_ignore_ascii_case(s)) {
+        Some(std) if std.as_str() != s => Err(GatewayError::BadRequest(BadRequest::MethodCase)),
         _ => Ok(()),
     }
 }
@@ -147,15 +148,24 @@ pub fn method_override(h: &HeaderMap) -> Result<Option<Method>, GatewayError> {
         if !is_override(name.as_str()) {
             continue;
         }
-        let text = value.to_str().map_err(|_| GatewayError::BadRequest(BadRequest::MethodOverride))?.trim();
-        let upper = STANDARD_METHODS.iter().find(|m| m.eq_ignore_ascii_case(text)).copied().unwrap_or(text);
-        let m = Method::from_bytes(upper.as_bytes()).map_err(|_| GatewayError::BadRequest(BadRequest::MethodOverride))?;
+        let m = value.to_str().ok().and_then(override_method).ok_or(GatewayError::BadRequest(BadRequest::MethodOverride))?;
         match &found {
             Some(prev) if *prev != m => return Err(GatewayError::BadRequest(BadRequest::MethodOverride)),
             _ => found = Some(m),
         }
     }
     Ok(found)
+}
+
+/// An override's value (a header's, or a `_method` parameter's) as the
+/// method the app will run: trimmed, and a standard method upper-cased, as
+/// the override middlewares read it; `None` when it names no method.
+pub fn override_method(text: &str) -> Option<Method> {
+    let text = text.trim();
+    match STANDARD_METHODS.iter().find(|m| m.as_str().eq_ignore_ascii_case(text)) {
+        Some(m) => Some(m.clone()),
+        None => Method::from_bytes(text.as_bytes()).ok(),
+    }
 }
 
 /// True for a method-override header name, in any folded spelling

@@ -224,13 +224,10 @@ fn form_scanner<B>(snap: &Snapshot, route: &Route, req: &Request<B>, path: &str)
     }
     let kind = method_param::form_kind(req.headers().get(http::header::CONTENT_TYPE))?;
     let host = screen::judged_host(req.headers());
-    let same: Vec<Method> = method_param::STANDARD
-        .iter()
-        .filter_map(|m| Method::from_bytes(m.as_bytes()).ok())
-        .filter(|m| snap.config.routes.find(m, host, path).is_some_and(|r| std::ptr::eq(r, route)))
-        .collect();
+    let same: Vec<Method> =
+        screen::STANDARD_METHODS.iter().filter(|m| snap.config.routes.find(m, host, path).is_some_and(|r| std::ptr::eq(r, route))).cloned().collect();
     // Every method is judged by this route: an override changes nothing.
-    (same.len() < method_param::STANDARD.len()).then(|| method_param::Scanner::new(kind, move |m| same.contains(m)))
+    (same.len() < screen::STANDARD_METHODS.len()).then(|| method_param::Scanner::new(kind, move |m| same.contains(m)))
 }
 
 /// Step 3: the route's roles, scopes and claims, checked on every request.
