@@ -4,7 +4,7 @@
 //! optional extra CA file.
 
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,9 +13,9 @@ use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use rustls::RootCertStore;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::CertificateDer;
+
+/// The trust roots are shared with the importer (crates/tls-roots).
+pub use authgear_tls_roots::{client_tls, root_store};
 
 /// Why a fetch failed; the text is safe to log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,53 +74,6 @@ pub struct Fetcher {
     client: HttpsClient,
     total_timeout: Duration,
     max_bytes: usize,
-}
-
-fn platform_roots() -> &'static RootCertStore {
-    static ROOTS: OnceLock<RootCertStore> = OnceLock::new();
-    ROOTS.get_or_init(|| {
-        let mut store = RootCertStore::empty();
-        let native = rustls_native_certs::load_native_certs();
-        for cert in native.certs {
-            let _ = store.add(cert);
-        }
-        if store.is_empty() {
-            // Distroless and scratch images ship no CA bundle.
-            store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        }
-        store
-    })
-}
-
-/// The platform's roots (or the bundled Mozilla roots) plus the
-/// certificates in `ca_file`.
-pub fn root_store(ca_file: Option<&Path>) -> Result<RootCertStore, String> {
-    let mut roots = platform_roots().clone();
-    if let Some(path) = ca_file {
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-            .map_err(|e| format!("cannot read CA file {}: {e}", path.display()))?
-            .collect::<Result<_, _>>()
-            .map_err(|e| format!("bad PEM in CA file {}: {e}", path.display()))?;
-        if certs.is_empty() {
-            return Err(format!("CA file {} holds no certificates", path.display()));
-        }
-        for c in certs {
-            roots.add(c).map_err(|e| format!("bad certificate in {}: {e}", path.display()))?;
-        }
-    }
-    Ok(roots)
-}
-
-/// Builds a rustls client config on the platform roots plus `ca_file`.
-pub fn client_tls(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
-    let roots = root_store(ca_file)?;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(cfg)
 }
 
 impl Fetcher {

@@ -15,7 +15,6 @@ pub mod error;
 pub mod explain;
 pub mod fetch;
 pub mod headers;
-pub mod import;
 pub mod logwriter;
 pub mod memory;
 pub mod method_param;

@@ -178,7 +178,7 @@ impl ApiClient {
         // Same trust roots as the gateway's issuer fetches: the platform's,
         // or the bundled Mozilla set where the platform has none.
         // client_tls only fails on a CA file, and none is given here.
-        let tls = crate::fetch::client_tls(None)
+        let tls = authgear_tls_roots::client_tls(None)
             .unwrap_or_else(|_| rustls::ClientConfig::builder().with_root_certificates(rustls::RootCertStore::empty()).with_no_client_auth());
         let connector = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().enable_http2().build();
         let http = Client::builder(TokioExecutor::new()).build(connector);

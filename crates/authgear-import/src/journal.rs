@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::batch::BatchRow;
 use super::mapping::Identifier;
-use super::pipeline::NonBcrypt;
+use super::pipeline::{LocalRow, NonBcrypt};
 use super::reader::Format;
 use super::{ImportError, Outcome};
 
@@ -117,6 +117,12 @@ pub struct RowEntry {
     /// Not sent yet (the run stopped early); does not settle the row.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub pending: bool,
+}
+
+impl From<LocalRow> for RowEntry {
+    fn from(row: LocalRow) -> Self {
+        RowEntry { line: row.line, identifier: row.identifier, outcome: Some(row.outcome), errors: row.errors, warnings: row.warnings, ..Default::default() }
+    }
 }
 
 /// Appends entries durably.

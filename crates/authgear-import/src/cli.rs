@@ -1,5 +1,6 @@
 //! Command-line interface: argument definitions and the `validate` and
-//! `mapping` subcommands (`run` and `resume` live in `exec`).
+//! `mapping` subcommands (`run` and `resume` live in `exec`; `main.rs`
+//! dispatches).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -14,7 +15,7 @@ use super::mapping::{Identifier, Mapping};
 use super::pipeline::{Item, LocalRow, NonBcrypt, Options, Pipeline, Stats};
 use super::reader::{self, Format};
 use super::report::ReportWriter;
-use super::{draft, exec, journal::RowEntry, ImportError, EXIT_FATAL, EXIT_OK, EXIT_PARTIAL};
+use super::{draft, journal::RowEntry, ImportError, EXIT_OK, EXIT_PARTIAL};
 
 /// Import users into Authgear through the User Import API.
 #[derive(Debug, Parser)]
@@ -216,23 +217,6 @@ pub struct ResumeArgs {
     pub timing: TimingArgs,
 }
 
-/// Runs the parsed command and returns the process exit code.
-pub fn execute(cli: Cli) -> i32 {
-    let result = match cli.command {
-        Command::Validate(a) => validate(&a),
-        Command::Mapping(a) => mapping(&a),
-        Command::Run(a) => exec::run(&a),
-        Command::Resume(a) => exec::resume(&a),
-    };
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e}");
-            EXIT_FATAL
-        }
-    }
-}
-
 /// Resolves format, mapping and options from the shared input arguments.
 pub fn prepare(a: &InputArgs) -> Result<(Format, Mapping, Options), ImportError> {
     if a.max_batch_bytes > batch::SERVER_CAP || a.max_batch_bytes < 1024 {
@@ -294,7 +278,8 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ImportError> {
     f.write_all(bytes).map_err(|e| ImportError::io(format!("write {}", path.display()), e))
 }
 
-fn validate(a: &ValidateArgs) -> Result<i32, ImportError> {
+/// The `validate` subcommand: the dry run.
+pub fn validate(a: &ValidateArgs) -> Result<i32, ImportError> {
     let (format, mapping, opts) = prepare(&a.input)?;
     if a.input.upsert {
         eprintln!("warning: --upsert updates profile fields only; passwords and MFA are not updated by upsert");
@@ -348,7 +333,8 @@ fn write_batch(dir: Option<&Path>, b: &Batch) -> Result<(), ImportError> {
     write_private(&dir.join(format!("batch-{:06}.json", b.number)), &b.body)
 }
 
-fn mapping(a: &MappingArgs) -> Result<i32, ImportError> {
+/// The `mapping` subcommand: drafts a mapping file.
+pub fn mapping(a: &MappingArgs) -> Result<i32, ImportError> {
     let format = match a.format {
         Some(f) => f,
         None => reader::detect_format(&a.input)?,

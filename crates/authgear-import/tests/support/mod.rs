@@ -196,7 +196,7 @@ impl MockServer {
     pub fn start() -> MockServer {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
         let state = Arc::new(Mutex::new(State::default()));
-        let listener = rt.block_on(async { authgear_gateway::net::bind_loopback() }).expect("bind");
+        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind");
         let addr = listener.local_addr().expect("addr");
         let st = state.clone();
         rt.spawn(async move {

@@ -1,11 +1,11 @@
 //! `run` and `resume` against a fake Admin API on 127.0.0.1.
 
-#[path = "import_support/mod.rs"]
-mod import_support;
+#[path = "support/mod.rs"]
+mod support;
 
 use std::time::Duration;
 
-use import_support::*;
+use support::*;
 
 fn args<'a>(v: &'a [String], extra: &[&'a str]) -> Vec<&'a str> {
     v.iter().map(String::as_str).chain(extra.iter().copied()).collect()

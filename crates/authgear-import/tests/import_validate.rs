@@ -1,10 +1,10 @@
 //! `validate` and `mapping`: the dry run catches bad rows, and drafts fit known exports.
 
-#[path = "import_support/mod.rs"]
-mod import_support;
+#[path = "support/mod.rs"]
+mod support;
 
-use import_support::*;
 use serde_json::Value;
+use support::*;
 
 fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()

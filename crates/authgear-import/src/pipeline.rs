@@ -59,19 +59,6 @@ pub struct LocalRow {
     pub warnings: Vec<String>,
 }
 
-impl From<LocalRow> for super::journal::RowEntry {
-    fn from(row: LocalRow) -> Self {
-        super::journal::RowEntry {
-            line: row.line,
-            identifier: row.identifier,
-            outcome: Some(row.outcome),
-            errors: row.errors,
-            warnings: row.warnings,
-            ..Default::default()
-        }
-    }
-}
-
 /// One step of the pipeline's output.
 #[derive(Debug)]
 pub enum Item {

@@ -1,17 +1,17 @@
 //! The docs/IMPORT.md walkthrough, step by step, on the seed's two-user table
-//! (examples/import/users.csv): mapping -> validate -> run -> resume.
+//! (examples/users.csv): mapping -> validate -> run -> resume.
 
-#[path = "import_support/mod.rs"]
-mod import_support;
+#[path = "support/mod.rs"]
+mod support;
 
-use import_support::*;
 use serde_json::{json, Value};
+use support::*;
 
 #[test]
 fn seed_table_goes_through_mapping_validate_run_and_resume() {
     let server = MockServer::start();
     let dir = scratch("walkthrough");
-    let seed = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/import/users.csv");
+    let seed = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/users.csv");
     std::fs::copy(seed, dir.join("users.csv")).expect("copy seed table");
 
     // 1. Draft the mapping.

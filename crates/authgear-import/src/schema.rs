@@ -5,8 +5,6 @@
 
 use serde_json::{Map, Value};
 
-use super::mapping::Identifier;
-
 /// Top-level record fields the import API accepts.
 pub const RECORD_FIELDS: &[&str] = &[
     "preferred_username",
@@ -40,6 +38,30 @@ const PASSWORD_FIELDS: &[&str] = &["type", "password_hash"];
 const STRING_FIELDS: &[&str] = &["preferred_username", "name", "given_name", "family_name", "middle_name", "nickname", "gender", "zoneinfo", "locale"];
 const URL_FIELDS: &[&str] = &["profile", "picture", "website"];
 const BOOL_FIELDS: &[&str] = &["email_verified", "phone_number_verified", "disabled"];
+
+/// Which record field identifies a user (sent as the request's `identifier`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+#[clap(rename_all = "snake_case")]
+pub enum Identifier {
+    /// The `email` field.
+    Email,
+    /// The `preferred_username` field.
+    PreferredUsername,
+    /// The `phone_number` field.
+    PhoneNumber,
+}
+
+impl Identifier {
+    /// The record key this identifier names.
+    pub fn key(self) -> &'static str {
+        match self {
+            Identifier::Email => "email",
+            Identifier::PreferredUsername => "preferred_username",
+            Identifier::PhoneNumber => "phone_number",
+        }
+    }
+}
 
 /// Whether a dotted mapping target names a field of the schema.
 pub fn is_known_path(parts: &[String]) -> bool {

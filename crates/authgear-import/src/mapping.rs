@@ -24,29 +24,8 @@ use serde_json::{Map, Value};
 
 use super::{draft, schema, ImportError};
 
-/// Which record field identifies a user (sent as the request's `identifier`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-#[clap(rename_all = "snake_case")]
-pub enum Identifier {
-    /// The `email` field.
-    Email,
-    /// The `preferred_username` field.
-    PreferredUsername,
-    /// The `phone_number` field.
-    PhoneNumber,
-}
-
-impl Identifier {
-    /// The record key this identifier names.
-    pub fn key(self) -> &'static str {
-        match self {
-            Identifier::Email => "email",
-            Identifier::PreferredUsername => "preferred_username",
-            Identifier::PhoneNumber => "phone_number",
-        }
-    }
-}
+/// Defined with the record's shape (`schema`), named here where mappings say it.
+pub use super::schema::Identifier;
 
 /// How a cell's text becomes a JSON value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,7 +2,8 @@
 
 use clap::Parser;
 
-use authgear_gateway::import::cli::{execute, Cli};
+use authgear_import::cli::{self, Cli, Command};
+use authgear_import::{exec, EXIT_FATAL};
 
 fn main() {
     // jsonwebtoken and rustls both use aws-lc-rs; install rustls' provider
@@ -16,4 +17,21 @@ fn main() {
         .init();
     let cli = Cli::parse();
     std::process::exit(execute(cli));
+}
+
+/// Runs the parsed command and returns the process exit code.
+fn execute(cli: Cli) -> i32 {
+    let result = match cli.command {
+        Command::Validate(a) => cli::validate(&a),
+        Command::Mapping(a) => cli::mapping(&a),
+        Command::Run(a) => exec::run(&a),
+        Command::Resume(a) => exec::resume(&a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            EXIT_FATAL
+        }
+    }
 }
