@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use authgear_gateway::auth::cache::TokenCache;
 use authgear_gateway::auth::{self, jwks::KeyState, Identity};
-use authgear_gateway::devissuer::DevIssuer;
-use authgear_gateway::proxy::{self, ClientInfo};
-use authgear_gateway::{path, Config, Gateway};
+use authgear_gateway::commands::devissuer::DevIssuer;
+use authgear_gateway::policy::path;
+use authgear_gateway::upstream::proxy::{self, ClientInfo};
+use authgear_gateway::{Config, Gateway};
 use divan::{black_box, Bencher};
 use http::{Method, Request};
 use serde_json::json;

@@ -10,7 +10,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use authgear_gateway::devissuer::DevIssuer;
+use authgear_gateway::commands::devissuer::DevIssuer;
 use serde_json::json;
 
 fn write_tokens(path: &Path, tokens: &[String]) -> std::io::Result<()> {

@@ -3,7 +3,7 @@
 //! fixed JWKS, and the private halves are dropped. Run from `fuzz/` with
 //! `cargo run --release --bin seedgen` only to remake the token seeds.
 
-use authgear_gateway::devissuer::DevKey;
+use authgear_gateway::commands::devissuer::DevKey;
 use fuzz_targets::{TOKEN_ISSUER, TOKEN_NOW};
 use serde_json::{json, Value};
 

@@ -1,16 +1,18 @@
 //! The one error type of the request path and the one table that turns it
 //! into an HTTP response. Every refusal the gateway makes goes through
-//! [`GatewayError::into_response`].
+//! [`GatewayError::into_response`]; the reasons behind it (a bad token, a
+//! bad path, a missing role) are defined here too, so every stage can name
+//! them without knowing the others.
+
+use std::fmt;
 
 use bytes::Bytes;
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 use http_body_util::BodyExt;
 
-use crate::auth::jwt::TokenError;
-use crate::authz::Denial;
-use crate::path::PathError;
-use crate::Body;
+/// The body type of every response the gateway produces.
+pub type Body = http_body_util::combinators::BoxBody<bytes::Bytes, hyper::Error>;
 
 /// A request the gateway refuses to judge because servers would read it in
 /// different ways (400).
@@ -250,4 +252,165 @@ fn quote_safe(s: &str) -> String {
 /// A complete body from bytes.
 pub fn full(data: impl Into<Bytes>) -> Body {
     http_body_util::Full::new(data.into()).map_err(|never| match never {}).boxed()
+}
+
+/// Joins an error and its sources into one line.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// Why a token was refused (401 `invalid_token`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenError {
+    Malformed(&'static str),
+    UnsupportedAlg(String),
+    UnsupportedCrit,
+    TypeNotAccepted(String),
+    UnknownIssuer,
+    UnknownKid,
+    AlgMismatch,
+    BadSignature,
+    Expired,
+    NotYetValid,
+    IssuedInFuture,
+    WrongAudience,
+    MissingClaim(&'static str),
+}
+
+impl TokenError {
+    /// Stable label for logs and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            TokenError::Malformed(_) => "malformed",
+            TokenError::UnsupportedAlg(_) => "unsupported_alg",
+            TokenError::UnsupportedCrit => "unsupported_crit",
+            TokenError::TypeNotAccepted(_) => "wrong_type",
+            TokenError::UnknownIssuer => "unknown_issuer",
+            TokenError::UnknownKid => "unknown_kid",
+            TokenError::AlgMismatch => "alg_mismatch",
+            TokenError::BadSignature => "bad_signature",
+            TokenError::Expired => "expired",
+            TokenError::NotYetValid => "not_yet_valid",
+            TokenError::IssuedInFuture => "issued_in_future",
+            TokenError::WrongAudience => "wrong_audience",
+            TokenError::MissingClaim(_) => "missing_claim",
+        }
+    }
+
+    /// The RFC 6750 `error_description` (never echoes token content).
+    pub fn describe(&self) -> String {
+        match self {
+            TokenError::Malformed(why) => format!("malformed token: {why}"),
+            TokenError::UnsupportedAlg(a) => format!("signing algorithm {a} is not accepted"),
+            TokenError::UnsupportedCrit => "token has critical header parameters".into(),
+            TokenError::TypeNotAccepted(t) => format!("token type {t} is not accepted"),
+            TokenError::UnknownIssuer => "token issuer is not trusted".into(),
+            TokenError::UnknownKid => "token signing key is unknown".into(),
+            TokenError::AlgMismatch => "token algorithm does not match its key".into(),
+            TokenError::BadSignature => "token signature is invalid".into(),
+            TokenError::Expired => "token has expired".into(),
+            TokenError::NotYetValid => "token is not yet valid".into(),
+            TokenError::IssuedInFuture => "token is issued in the future".into(),
+            TokenError::WrongAudience => "token audience is not accepted".into(),
+            TokenError::MissingClaim(c) => format!("token lacks the `{c}` claim"),
+        }
+    }
+}
+
+/// Why an authenticated user was refused (403).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denial {
+    MissingRole,
+    MissingScope(String),
+    ClaimMismatch(String),
+}
+
+impl Denial {
+    /// Client-facing description (names only what the route asked for).
+    pub fn describe(&self) -> String {
+        match self {
+            Denial::MissingRole => "the user lacks a required role".into(),
+            Denial::MissingScope(s) => format!("the token lacks the scope `{s}`"),
+            Denial::ClaimMismatch(c) => format!("the claim `{c}` does not have the required value"),
+        }
+    }
+
+    /// Short label for logs and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Denial::MissingRole => "missing_role",
+            Denial::MissingScope(_) => "missing_scope",
+            Denial::ClaimMismatch(_) => "claim_mismatch",
+        }
+    }
+}
+
+/// Why a path was refused; each maps to 400 Bad Request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathError {
+    /// The path does not start with `/` (and is not `*`).
+    NotAbsolute,
+    /// `%` not followed by two hex digits.
+    BadPercentEncoding,
+    /// `%25` followed by two hex digits (`%252e`, `%252f`): a server or
+    /// filter that decodes twice would see a different path than the one
+    /// judged.
+    DoubleEncoding,
+    /// An overlong UTF-8 encoding (`%C0%AE` for `.`, `%C0%AF` for `/`):
+    /// invalid UTF-8 that some decoders still read as the ASCII character.
+    OverlongUtf8,
+    /// `%2F` or `%5C`: an encoded separator means different things to
+    /// different servers, so it is never let through.
+    EncodedSeparator,
+    /// A raw backslash, which some servers treat as `/`.
+    Backslash,
+    /// NUL or another control character, raw or encoded.
+    ControlCharacter,
+    /// `..` that would climb above the root.
+    AboveRoot,
+    /// A `;` where servlet containers would strip a parameter and so change
+    /// which resource is meant: in any segment but the last, or after an
+    /// empty or dot name (`/public/..;/admin` reaches `/admin` there).
+    Semicolon,
+    /// `%3B`: servers disagree on whether it starts a parameter.
+    EncodedSemicolon,
+    /// A last-segment `;` parameter with a byte outside the plain set.
+    BadParameter,
+    /// A character that some servers fold to an ASCII letter when they
+    /// compare paths case-insensitively (`ı`, `ſ`, the Kelvin sign, ...):
+    /// refused while a route matches case-insensitively.
+    CaseFoldLookalike,
+}
+
+impl PathError {
+    /// Short, client-safe description used in the JSON error body.
+    pub fn describe(self) -> &'static str {
+        match self {
+            PathError::NotAbsolute => "path must start with /",
+            PathError::BadPercentEncoding => "malformed percent-encoding in path",
+            PathError::DoubleEncoding => "double percent-encoding in path",
+            PathError::OverlongUtf8 => "overlong UTF-8 encoding in path",
+            PathError::EncodedSeparator => "encoded slash or backslash in path",
+            PathError::Backslash => "backslash in path",
+            PathError::ControlCharacter => "control character in path",
+            PathError::AboveRoot => "path climbs above the root",
+            PathError::Semicolon => "path parameters (;) are accepted only after a name in the last segment",
+            PathError::EncodedSemicolon => "encoded semicolon (%3B) in path",
+            PathError::BadParameter => "path parameter holds a character other than letters, digits and -._~=,;!:+",
+            PathError::CaseFoldLookalike => "path holds a character that case-insensitive servers read as an ASCII letter",
+        }
+    }
+}
+
+impl fmt::Display for PathError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.describe())
+    }
 }

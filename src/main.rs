@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use authgear_gateway::commands::explain;
 use authgear_gateway::config::{Config, LogFormat};
-use authgear_gateway::explain;
-use authgear_gateway::logwriter::{self, LogGuard};
+use authgear_gateway::observe::logwriter::{self, LogGuard};
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
@@ -69,7 +69,7 @@ fn init_logging(format: LogFormat, level: &str) -> LogGuard {
 }
 
 fn main() -> ExitCode {
-    authgear_gateway::memory::tune_allocator();
+    authgear_gateway::runtime::memory::tune_allocator();
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run) {
         Command::Check { format } => check(&cli.config, format),
@@ -91,7 +91,7 @@ fn main() -> ExitCode {
         }
         Command::Demo => {
             let _log = init_logging(LogFormat::Pretty, "warn");
-            run_async(async { authgear_gateway::demo::run().await })
+            run_async(async { authgear_gateway::commands::demo::run().await })
         }
         Command::Run => {
             let config = match Config::load(&cli.config) {

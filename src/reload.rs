@@ -16,7 +16,7 @@ pub fn reload_from(gw: &Gateway, path: &Path) -> bool {
     match Config::load(path) {
         Err(diags) => {
             gw.reload_rejected();
-            crate::metrics::metrics().reload(false);
+            crate::observe::metrics::metrics().reload(false);
             for d in diags.errors() {
                 error!(target: "reload", "{d}");
             }
@@ -45,13 +45,13 @@ pub fn reload_from(gw: &Gateway, path: &Path) -> bool {
             }
             match gw.reload(cfg) {
                 Ok(v) => {
-                    crate::metrics::metrics().reload(true);
+                    crate::observe::metrics::metrics().reload(true);
                     info!(target: "reload", version = v, file = %path.display(), "config reloaded");
                     true
                 }
                 Err(e) => {
                     gw.reload_rejected();
-                    crate::metrics::metrics().reload(false);
+                    crate::observe::metrics::metrics().reload(false);
                     error!(target: "reload", error = %e, "config reload failed; the previous config keeps serving");
                     false
                 }

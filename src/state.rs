@@ -12,9 +12,9 @@ use tracing::info;
 use crate::auth::cache::TokenCache;
 use crate::auth::jwks::{KeyState, KeyStore};
 use crate::config::Config;
-use crate::proxy::UpstreamClient;
-use crate::routes::AuthMode;
+use crate::policy::routes::AuthMode;
 use crate::session::SessionResolver;
+use crate::upstream::proxy::UpstreamClient;
 
 /// Everything one request needs, fixed for its lifetime.
 pub struct Snapshot {

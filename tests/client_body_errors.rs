@@ -126,7 +126,7 @@ struct HandUpstream {
 
 impl HandUpstream {
     async fn start(answer: &'static [u8], close_after: bool) -> HandUpstream {
-        let listener = authgear_gateway::net::bind_loopback().expect("bind");
+        let listener = authgear_gateway::runtime::net::bind_loopback().expect("bind");
         let addr = listener.local_addr().expect("addr");
         let conns: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
         let all = conns.clone();

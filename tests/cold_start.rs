@@ -4,7 +4,7 @@
 
 mod support;
 
-use authgear_gateway::devissuer::{DevIssuer, Mode};
+use authgear_gateway::commands::devissuer::{DevIssuer, Mode};
 use http::StatusCode;
 use serde_json::json;
 use support::*;

@@ -33,7 +33,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use authgear_gateway::devissuer::DevIssuer;
+use authgear_gateway::commands::devissuer::DevIssuer;
 use corpus::{Entry, Fill, Level, Variants};
 use serde_json::json;
 use verdict::{Observed, Origin, Served, Violation, CATEGORIES};

@@ -3,8 +3,8 @@
 
 mod support;
 
-use authgear_gateway::devissuer::{DevIssuer, DevKey};
-use authgear_gateway::explain::{explain, Keys};
+use authgear_gateway::commands::devissuer::{DevIssuer, DevKey};
+use authgear_gateway::commands::explain::{explain, Keys};
 use authgear_gateway::Config;
 use serde_json::json;
 

@@ -47,7 +47,7 @@ async fn grpc_upstream(calls: Arc<Mutex<Vec<Call>>>) -> std::net::SocketAddr {
 #[tokio::test]
 async fn grpc_call_with_trailers_both_ways_over_h2c() {
     authgear_gateway::install_crypto_provider();
-    let iss = authgear_gateway::devissuer::DevIssuer::start().await.expect("issuer");
+    let iss = authgear_gateway::commands::devissuer::DevIssuer::start().await.expect("issuer");
     let calls: Arc<Mutex<Vec<Call>>> = Arc::default();
     let up = grpc_upstream(calls.clone()).await;
     let routes = format!("[auth]\nissuer = \"{}\"\n\n[[routes]]\npath = \"/**\"\nauth = \"required\"\n", iss.issuer);

@@ -66,7 +66,7 @@ async fn verified_identity_replaces_spoofed_values() {
 #[tokio::test]
 async fn configured_header_names_are_stripped_in_every_spelling() {
     authgear_gateway::install_crypto_provider();
-    let iss = authgear_gateway::devissuer::DevIssuer::start().await.unwrap();
+    let iss = authgear_gateway::commands::devissuer::DevIssuer::start().await.unwrap();
     let up = Upstream::start().await;
     let rest = format!("[headers]\n\"x-user-id\" = \"sub\"\n\"x-user-email\" = \"email\"\n{ROUTES}");
     let gw = start_ready(&config_text(&iss, up.addr, "", &rest)).await;

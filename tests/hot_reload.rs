@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use authgear_gateway::devissuer::DevIssuer;
+use authgear_gateway::commands::devissuer::DevIssuer;
 use http::StatusCode;
 use serde_json::json;
 use support::*;

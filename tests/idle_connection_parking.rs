@@ -11,7 +11,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use authgear_gateway::metrics::metrics;
+use authgear_gateway::observe::metrics::metrics;
 use support::front::*;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

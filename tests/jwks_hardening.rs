@@ -5,7 +5,7 @@ mod support;
 
 use std::sync::Arc;
 
-use authgear_gateway::devissuer::{DevIssuer, DevKey};
+use authgear_gateway::commands::devissuer::{DevIssuer, DevKey};
 use http::StatusCode;
 use serde_json::json;
 use support::*;

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use authgear_gateway::devissuer::{DevIssuer, DevKey};
+use authgear_gateway::commands::devissuer::{DevIssuer, DevKey};
 use http::StatusCode;
 use serde_json::{json, Value};
 use support::*;

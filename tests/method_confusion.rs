@@ -75,7 +75,7 @@ method_override = true
 #[tokio::test]
 async fn an_opted_in_route_judges_the_overriding_method() {
     authgear_gateway::install_crypto_provider();
-    let iss = authgear_gateway::devissuer::DevIssuer::start().await.expect("issuer");
+    let iss = authgear_gateway::commands::devissuer::DevIssuer::start().await.expect("issuer");
     let up = Upstream::start().await;
     let gw = start_ready(&config_text(&iss, up.addr, "", OVERRIDE_ROUTES)).await;
 
@@ -105,7 +105,7 @@ async fn an_opted_in_route_judges_the_overriding_method() {
 #[tokio::test]
 async fn an_override_that_would_pick_a_route_without_opt_in_is_removed() {
     authgear_gateway::install_crypto_provider();
-    let iss = authgear_gateway::devissuer::DevIssuer::start().await.expect("issuer");
+    let iss = authgear_gateway::commands::devissuer::DevIssuer::start().await.expect("issuer");
     let up = Upstream::start().await;
     let gw = start_ready(&config_text(&iss, up.addr, "", OVERRIDE_ROUTES)).await;
     // DELETE on /plain is the admin rule, which does not opt in: the

@@ -3,7 +3,7 @@
 
 use authgear_gateway::auth::jwt;
 use authgear_gateway::auth::keys::KeySet;
-use authgear_gateway::path::normalize;
+use authgear_gateway::policy::path::normalize;
 use authgear_gateway::Config;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -90,7 +90,7 @@ proptest! {
 
     #[test]
     fn claims_never_become_header_injection(s in "\\PC{0,40}|[\\r\\n\\t\\x00-\\x1f%,]{0,10}") {
-        if let Some(v) = authgear_gateway::headers::render_claim(&serde_json::Value::String(s.clone())) {
+        if let Some(v) = authgear_gateway::policy::headers::render_claim(&serde_json::Value::String(s.clone())) {
             let b = v.as_bytes();
             prop_assert!(!b.contains(&b'\r') && !b.contains(&b'\n') && !b.contains(&0));
         }

@@ -5,7 +5,7 @@ mod support;
 
 use std::collections::HashMap;
 
-use authgear_gateway::devissuer::DevIssuer;
+use authgear_gateway::commands::devissuer::DevIssuer;
 use http::StatusCode;
 use serde_json::{json, Value};
 use support::*;

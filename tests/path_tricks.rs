@@ -14,9 +14,9 @@ async fn raw_get(gw: &Gw, target: &str) -> u16 {
 }
 
 /// A gateway on `routes`, with `server` lines added to `[server]`.
-async fn start_with(server: &str, routes: &str) -> (authgear_gateway::devissuer::DevIssuer, Upstream, Gw) {
+async fn start_with(server: &str, routes: &str) -> (authgear_gateway::commands::devissuer::DevIssuer, Upstream, Gw) {
     authgear_gateway::install_crypto_provider();
-    let issuer = authgear_gateway::devissuer::DevIssuer::start().await.expect("issuer");
+    let issuer = authgear_gateway::commands::devissuer::DevIssuer::start().await.expect("issuer");
     let upstream = Upstream::start().await;
     let text = config_text(&issuer, upstream.addr, "", routes).replacen("[server]\n", &format!("[server]\n{server}\n"), 1);
     let gw = start_ready(&text).await;

@@ -79,7 +79,7 @@ async fn client_forwarding_headers_are_all_discarded_by_default() {
 #[tokio::test]
 async fn behind_a_trusted_proxy_exactly_the_listed_forwarding_headers_are_kept() {
     authgear_gateway::install_crypto_provider();
-    let iss = authgear_gateway::devissuer::DevIssuer::start().await.expect("issuer");
+    let iss = authgear_gateway::commands::devissuer::DevIssuer::start().await.expect("issuer");
     let up = Upstream::start().await;
     let text = config_text(&iss, up.addr, "", ROUTES).replace("[server]\n", "[server]\ntrust_forwarded_headers = true\n");
     let gw = start_ready(&text).await;

@@ -61,7 +61,7 @@ async fn roles_scopes_and_claims_give_403_insufficient_scope() {
 #[tokio::test]
 async fn first_match_wins() {
     authgear_gateway::install_crypto_provider();
-    let iss = authgear_gateway::devissuer::DevIssuer::start().await.unwrap();
+    let iss = authgear_gateway::commands::devissuer::DevIssuer::start().await.unwrap();
     let up = Upstream::start().await;
     let routes = r#"
 [[routes]]
@@ -99,7 +99,7 @@ async fn method_body_query_and_headers_pass_through() {
 #[tokio::test]
 async fn upstream_refused_is_502_and_timeout_is_504() {
     authgear_gateway::install_crypto_provider();
-    let iss = authgear_gateway::devissuer::DevIssuer::start().await.unwrap();
+    let iss = authgear_gateway::commands::devissuer::DevIssuer::start().await.unwrap();
     // A port with nothing listening.
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let gw = start_ready(&config_text(&iss, dead, "", ROUTES)).await;

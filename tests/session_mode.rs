@@ -7,7 +7,7 @@ mod support;
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use authgear_gateway::devissuer::DevIssuer;
+use authgear_gateway::commands::devissuer::DevIssuer;
 use http::StatusCode;
 use serde_json::json;
 use support::resolver::{Session, TestResolver};

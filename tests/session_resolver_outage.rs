@@ -6,7 +6,7 @@ mod support;
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use authgear_gateway::devissuer::DevIssuer;
+use authgear_gateway::commands::devissuer::DevIssuer;
 use http::StatusCode;
 use support::resolver::{ResolverMode, Session, TestResolver};
 use support::*;

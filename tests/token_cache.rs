@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use authgear_gateway::auth::jwt::TokenError;
 use authgear_gateway::auth::{self, AuthFailure};
-use authgear_gateway::devissuer::{DevIssuer, DevKey};
+use authgear_gateway::commands::devissuer::{DevIssuer, DevKey};
 use http::StatusCode;
 use serde_json::json;
 use support::*;

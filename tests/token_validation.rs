@@ -6,7 +6,7 @@ mod support;
 
 use std::sync::Arc;
 
-use authgear_gateway::devissuer::{DevIssuer, DevKey};
+use authgear_gateway::commands::devissuer::{DevIssuer, DevKey};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use http::StatusCode;

@@ -51,9 +51,9 @@ async fn try_h2_on(s: TcpStream) -> Option<StatusCode> {
     Some(resp.status())
 }
 
-async fn h2c_gateway(routes: &str) -> (authgear_gateway::devissuer::DevIssuer, support::process::ChildServer, Gw) {
+async fn h2c_gateway(routes: &str) -> (authgear_gateway::commands::devissuer::DevIssuer, support::process::ChildServer, Gw) {
     authgear_gateway::install_crypto_provider();
-    let iss = authgear_gateway::devissuer::DevIssuer::start().await.expect("issuer");
+    let iss = authgear_gateway::commands::devissuer::DevIssuer::start().await.expect("issuer");
     let app = hypercorn().await;
     let gw = start_ready(&config_text(&iss, app.addr, "", routes)).await;
     (iss, app, gw)

@@ -37,7 +37,7 @@ struct RawUpstream {
 
 impl RawUpstream {
     async fn start() -> RawUpstream {
-        let listener = authgear_gateway::net::bind_loopback().expect("bind");
+        let listener = authgear_gateway::runtime::net::bind_loopback().expect("bind");
         let addr = listener.local_addr().expect("addr");
         let accepted = Arc::new(AtomicUsize::new(0));
         let closed = Arc::new(AtomicUsize::new(0));
@@ -259,7 +259,7 @@ async fn concurrent_requests_never_get_each_others_answers() {
 /// Replay copies are made only for connections that have been idle that
 /// long (an upstream's idle timer is what closes them unannounced).
 async fn idle_long_enough_to_replay() {
-    tokio::time::sleep(authgear_gateway::pool::REPLAY_AFTER_IDLE + Duration::from_millis(50)).await;
+    tokio::time::sleep(authgear_gateway::upstream::pool::REPLAY_AFTER_IDLE + Duration::from_millis(50)).await;
 }
 
 #[tokio::test]

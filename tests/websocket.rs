@@ -64,9 +64,9 @@ async fn handshake(addr: std::net::SocketAddr, extra: &str) -> (TcpStream, Strin
 
 /// A dev issuer, an echoing WebSocket upstream that records handshakes, and
 /// a gateway requiring a token on `/ws/**`.
-async fn ws_gateway() -> (authgear_gateway::devissuer::DevIssuer, Arc<Mutex<Vec<HeaderMap>>>, Gw) {
+async fn ws_gateway() -> (authgear_gateway::commands::devissuer::DevIssuer, Arc<Mutex<Vec<HeaderMap>>>, Gw) {
     authgear_gateway::install_crypto_provider();
-    let iss = authgear_gateway::devissuer::DevIssuer::start().await.expect("issuer");
+    let iss = authgear_gateway::commands::devissuer::DevIssuer::start().await.expect("issuer");
     let seen: Arc<Mutex<Vec<HeaderMap>>> = Arc::default();
     let up = echo_upstream(seen.clone()).await;
     let routes = format!("[auth]\nissuer = \"{}\"\n\n[[routes]]\npath = \"/ws/**\"\nauth = \"required\"\n", iss.issuer);

@@ -32,7 +32,7 @@ use std::sync::{Arc, RwLock};
 use serde_json::{Map, Value};
 
 use super::keys::VerifyKey;
-use crate::headers::RenderedHeaders;
+use crate::policy::headers::RenderedHeaders;
 
 /// Number of shards: enough that two writers rarely meet on a small box,
 /// few enough that per-shard bounds stay meaningful for small caches.
@@ -249,8 +249,13 @@ mod tests {
     use crate::auth::keys::KeySet;
 
     fn key() -> Arc<VerifyKey> {
-        let dev = crate::devissuer::DevKey::ec_p256("k");
-        let jwks = serde_json::json!({ "keys": [dev.jwk] }).to_string();
+        // The P-256 public key of RFC 7515 appendix A.3; nothing is signed here.
+        let jwk = serde_json::json!({
+            "kty": "EC", "crv": "P-256", "kid": "k", "alg": "ES256", "use": "sig",
+            "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+            "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0",
+        });
+        let jwks = serde_json::json!({ "keys": [jwk] }).to_string();
         let (set, _) = KeySet::from_jwks(jwks.as_bytes()).unwrap();
         set.all()[0].clone()
     }

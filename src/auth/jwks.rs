@@ -14,8 +14,8 @@ use rand::Rng;
 use tracing::{debug, info, warn};
 
 use super::keys::KeySet;
+use crate::auth::fetch::{cache_max_age, FetchError, Fetcher};
 use crate::config::IssuerSettings;
-use crate::fetch::{cache_max_age, FetchError, Fetcher};
 
 /// Largest JWKS or discovery document accepted.
 pub const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
@@ -201,7 +201,7 @@ impl KeyStore {
     async fn fetch_and_store(&self) -> Result<Option<Duration>, FetchError> {
         self.stats.fetch_attempts.fetch_add(1, Ordering::Relaxed);
         let result = self.fetch_keys().await;
-        crate::metrics::metrics().jwks_fetch(&self.issuer, result.as_ref().map_or_else(|e| e.kind(), |_| "ok"));
+        crate::observe::metrics::metrics().jwks_fetch(&self.issuer, result.as_ref().map_or_else(|e| e.kind(), |_| "ok"));
         match result {
             Ok((set, max_age)) => {
                 let kids = set.kids().join(",");

@@ -16,63 +16,8 @@ use super::keys::{Alg, KeySet, VerifyKey};
 /// Longest token accepted; real access tokens are a few KB.
 pub const MAX_TOKEN_LEN: usize = 16 * 1024;
 
-/// Why a token was refused (401 `invalid_token`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TokenError {
-    Malformed(&'static str),
-    UnsupportedAlg(String),
-    UnsupportedCrit,
-    TypeNotAccepted(String),
-    UnknownIssuer,
-    UnknownKid,
-    AlgMismatch,
-    BadSignature,
-    Expired,
-    NotYetValid,
-    IssuedInFuture,
-    WrongAudience,
-    MissingClaim(&'static str),
-}
-
-impl TokenError {
-    /// Stable label for logs and metrics.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            TokenError::Malformed(_) => "malformed",
-            TokenError::UnsupportedAlg(_) => "unsupported_alg",
-            TokenError::UnsupportedCrit => "unsupported_crit",
-            TokenError::TypeNotAccepted(_) => "wrong_type",
-            TokenError::UnknownIssuer => "unknown_issuer",
-            TokenError::UnknownKid => "unknown_kid",
-            TokenError::AlgMismatch => "alg_mismatch",
-            TokenError::BadSignature => "bad_signature",
-            TokenError::Expired => "expired",
-            TokenError::NotYetValid => "not_yet_valid",
-            TokenError::IssuedInFuture => "issued_in_future",
-            TokenError::WrongAudience => "wrong_audience",
-            TokenError::MissingClaim(_) => "missing_claim",
-        }
-    }
-
-    /// The RFC 6750 `error_description` (never echoes token content).
-    pub fn describe(&self) -> String {
-        match self {
-            TokenError::Malformed(why) => format!("malformed token: {why}"),
-            TokenError::UnsupportedAlg(a) => format!("signing algorithm {a} is not accepted"),
-            TokenError::UnsupportedCrit => "token has critical header parameters".into(),
-            TokenError::TypeNotAccepted(t) => format!("token type {t} is not accepted"),
-            TokenError::UnknownIssuer => "token issuer is not trusted".into(),
-            TokenError::UnknownKid => "token signing key is unknown".into(),
-            TokenError::AlgMismatch => "token algorithm does not match its key".into(),
-            TokenError::BadSignature => "token signature is invalid".into(),
-            TokenError::Expired => "token has expired".into(),
-            TokenError::NotYetValid => "token is not yet valid".into(),
-            TokenError::IssuedInFuture => "token is issued in the future".into(),
-            TokenError::WrongAudience => "token audience is not accepted".into(),
-            TokenError::MissingClaim(c) => format!("token lacks the `{c}` claim"),
-        }
-    }
-}
+/// Defined with every other refusal reason in `error`.
+pub use crate::error::TokenError;
 
 #[derive(Deserialize)]
 struct RawHeader {

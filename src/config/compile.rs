@@ -6,20 +6,16 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::de::DeserializeOwned;
-use serde::de::IntoDeserializer;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 use super::compile_routes::RouteContext;
 use super::diag::{check_unknown_keys, expand_env, Diagnostics, Reporter};
-use super::raw::{RawAdmin, RawIssuer, RawLog, RawServer, RawSession, RawSize, RawUpstream, SESSION_KEYS};
-use super::{
-    parse_duration, parse_size, Config, IssuerSettings, LogFormat, LogSettings, ServerSettings, TlsFiles, TokenCacheSettings, UpstreamProtocol,
-    UpstreamSettings,
-};
-use crate::headers::{HeaderMapping, IdentityStrip};
-use crate::routes::PathCase;
+use super::raw::{RawAdmin, RawIssuer, RawLog, RawServer, RawSession, RawUpstream, SESSION_KEYS};
+use super::settings::{Config, IssuerSettings, LogFormat, LogSettings, ServerSettings, TlsFiles, TokenCacheSettings, UpstreamProtocol, UpstreamSettings};
+use super::values::{is_loopback_host, Compiler};
+use crate::policy::headers::{HeaderMapping, IdentityStrip};
+use crate::policy::routes::PathCase;
 
 struct Sections<'i> {
     server: Option<Spanned<DeValue<'i>>>,
@@ -69,113 +65,7 @@ pub(super) fn compile(text: &str, file: &str, env: &dyn Fn(&str) -> Option<Strin
     }
 }
 
-pub(super) struct Compiler<'a> {
-    pub(super) rep: Reporter<'a>,
-}
-
 impl Compiler<'_> {
-    pub(super) fn de<T: DeserializeOwned + Default>(&mut self, v: Option<Spanned<DeValue<'_>>>, key: &str) -> T {
-        self.try_de(v, key).unwrap_or_default()
-    }
-
-    /// `None` when the value is absent or has a type error (already reported).
-    pub(super) fn try_de<T: DeserializeOwned>(&mut self, v: Option<Spanned<DeValue<'_>>>, key: &str) -> Option<T> {
-        let v = v?;
-        let span = v.span();
-        match T::deserialize(v.into_deserializer()) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                self.rep.toml_error(span, key, &e);
-                None
-            }
-        }
-    }
-
-    pub(super) fn duration(&mut self, v: &Option<Spanned<String>>, key: &str, default: Duration) -> Duration {
-        match v {
-            None => default,
-            Some(s) => match parse_duration(s.get_ref()) {
-                Ok(d) => d,
-                Err(msg) => {
-                    self.rep.error(s.span(), key, msg);
-                    default
-                }
-            },
-        }
-    }
-
-    pub(super) fn count(&mut self, v: &Option<Spanned<i64>>, key: &str, default: usize) -> usize {
-        match v {
-            None => default,
-            Some(n) if *n.get_ref() > 0 => usize::try_from(*n.get_ref()).unwrap_or(usize::MAX),
-            Some(n) => {
-                self.rep.error(n.span(), key, "must be a positive number");
-                default
-            }
-        }
-    }
-
-    /// `server.listen_backlog`: what `listen(2)` takes, 1 to 65535.
-    fn backlog(&mut self, v: &Option<Spanned<i64>>) -> u32 {
-        match v {
-            None => crate::net::DEFAULT_BACKLOG,
-            Some(n) => match u32::try_from(*n.get_ref()) {
-                Ok(b @ 1..=65535) => b,
-                _ => {
-                    self.rep.error(n.span(), "server.listen_backlog", "must be between 1 and 65535");
-                    crate::net::DEFAULT_BACKLOG
-                }
-            },
-        }
-    }
-
-    /// A byte size (number of bytes or "10MB"); `None` when absent or wrong.
-    pub(super) fn size(&mut self, v: &Option<Spanned<RawSize>>, key: &str) -> Option<u64> {
-        let v = v.as_ref()?;
-        let parsed = match v.get_ref() {
-            RawSize::Bytes(n) if *n > 0 => Ok(*n as u64),
-            RawSize::Bytes(_) => Err("must be a positive number of bytes".to_owned()),
-            RawSize::Text(t) => parse_size(t).and_then(|n| if n == 0 { Err("must be larger than 0".into()) } else { Ok(n) }),
-        };
-        match parsed {
-            Ok(n) => Some(n),
-            Err(msg) => {
-                self.rep.error_hint(v.span(), key, msg, "e.g. 10485760 or \"10MB\"");
-                None
-            }
-        }
-    }
-
-    /// Two keys that only make sense together (cert and key files).
-    fn pair(&mut self, a: &Option<Spanned<String>>, b: &Option<Spanned<String>>, key_a: &str, key_b: &str) -> Option<(std::path::PathBuf, std::path::PathBuf)> {
-        match (a, b) {
-            (Some(a), Some(b)) => Some((a.get_ref().into(), b.get_ref().into())),
-            (None, None) => None,
-            (Some(a), None) => {
-                self.rep.error(a.span(), key_b, format!("missing: `{key_a}` needs `{key_b}` too"));
-                None
-            }
-            (None, Some(b)) => {
-                self.rep.error(b.span(), key_a, format!("missing: `{key_b}` needs `{key_a}` too"));
-                None
-            }
-        }
-    }
-
-    pub(super) fn addr(&mut self, v: &Option<Spanned<String>>, key: &str, default: &str) -> Option<SocketAddr> {
-        let (text, span) = match v {
-            Some(s) => (s.get_ref().as_str(), s.span()),
-            None => (default, 0..0),
-        };
-        match text.parse() {
-            Ok(a) => Some(a),
-            Err(_) => {
-                self.rep.error_hint(span, key, format!("`{text}` is not a socket address"), "write it as IP:PORT, e.g. \"0.0.0.0:8080\"");
-                None
-            }
-        }
-    }
-
     fn build(&mut self, s: Sections<'_>) -> Option<Config> {
         let server: RawServer = self.de(s.server, "server");
         let admin: RawAdmin = self.de(s.admin, "admin");
@@ -283,7 +173,7 @@ impl Compiler<'_> {
             tls: self.pair(&r.tls_cert, &r.tls_key, "server.tls_cert", "server.tls_key").map(|(cert, key)| TlsFiles { cert, key }),
             tls_reload_interval: self.duration(&r.tls_reload_interval, "server.tls_reload_interval", Duration::from_secs(10)),
             workers: match &r.workers {
-                None => crate::workers::default_count(),
+                None => crate::runtime::workers::default_count(),
                 some => self.count(some, "server.workers", 1),
             },
             allowed_hosts: self.allowed_hosts(&r.allowed_hosts),
@@ -291,7 +181,7 @@ impl Compiler<'_> {
         })
     }
 
-    fn allowed_hosts(&mut self, v: &Option<Spanned<Vec<Spanned<String>>>>) -> Option<Vec<crate::routes::HostPattern>> {
+    fn allowed_hosts(&mut self, v: &Option<Spanned<Vec<Spanned<String>>>>) -> Option<Vec<crate::policy::routes::HostPattern>> {
         let list = v.as_ref()?;
         if list.get_ref().is_empty() {
             self.rep.error_hint(list.span(), "server.allowed_hosts", "an empty list would refuse every request", "list the hosts, or leave the key out");
@@ -299,7 +189,7 @@ impl Compiler<'_> {
         }
         let mut out = Vec::new();
         for h in list.get_ref() {
-            match crate::routes::HostPattern::parse(h.get_ref()) {
+            match crate::policy::routes::HostPattern::parse(h.get_ref()) {
                 Ok(p) => out.push(p),
                 Err(msg) => self.rep.error(h.span(), "server.allowed_hosts", msg),
             }
@@ -540,11 +430,7 @@ impl Compiler<'_> {
             connect_timeout: d(self, &r.connect_timeout, "connect_timeout", 5),
             ca_file: r.ca_file.as_ref().map(|s| s.get_ref().into()),
             token_types,
-            roles_claim: r.roles_claim.as_ref().map_or_else(|| crate::headers::claims::ROLES.to_owned(), |s| s.get_ref().clone()),
+            roles_claim: r.roles_claim.as_ref().map_or_else(|| crate::policy::headers::claims::ROLES.to_owned(), |s| s.get_ref().clone()),
         })
     }
-}
-
-pub(super) fn is_loopback_host(h: &str) -> bool {
-    h == "localhost" || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()) || h == "[::1]"
 }

@@ -10,13 +10,13 @@ use http::Method;
 use toml::de::DeValue;
 use toml::Spanned;
 
-use super::compile::Compiler;
 use super::compile_session::route_method;
 use super::raw::{RawAuthMode, RawRoute};
-use super::{IssuerSettings, SessionSettings};
-use crate::authz::Requirements;
-use crate::headers::{ClaimSource, HeaderMapping};
-use crate::routes::{AuthMethod, AuthMode, HostPattern, PathCase, PathPattern, Route, RouteTable};
+use super::settings::{IssuerSettings, SessionSettings};
+use super::values::Compiler;
+use crate::policy::authz::Requirements;
+use crate::policy::headers::{ClaimSource, HeaderMapping};
+use crate::policy::routes::{AuthMethod, AuthMode, HostPattern, PathCase, PathPattern, Route, RouteTable};
 
 /// Headers the gateway manages itself or that carry credentials; never
 /// valid as identity header names.
@@ -239,7 +239,7 @@ impl Compiler<'_> {
                 return None;
             }
             // Spelled as normalized paths spell non-ASCII, or it never matches.
-            Some(crate::path::encode_non_ascii(p))
+            Some(crate::policy::path::encode_non_ascii(p))
         };
         let strip_prefix = prefix(self, &r.strip_prefix, "strip_prefix");
         let add_prefix = prefix(self, &r.add_prefix, "add_prefix");

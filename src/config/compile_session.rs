@@ -4,10 +4,10 @@
 use std::ops::Range;
 use std::time::Duration;
 
-use super::compile::{is_loopback_host, Compiler};
 use super::raw::{RawAuthMethod, RawSession};
-use super::{IssuerSettings, LoginSettings, SessionSettings};
-use crate::routes::AuthMethod;
+use super::settings::{IssuerSettings, LoginSettings, SessionSettings};
+use super::values::{is_loopback_host, Compiler};
+use crate::policy::routes::AuthMethod;
 
 /// Authgear's session cookie name (`idpsession.CookieName` in its server).
 pub const DEFAULT_SESSION_COOKIE: &str = "session";

@@ -86,7 +86,7 @@ impl SessionResolver {
         let lookup = async move {
             stats.resolver_calls.fetch_add(1, Ordering::Relaxed);
             let outcome = client.resolve(&creds).await;
-            crate::metrics::metrics().resolver_call(match &outcome {
+            crate::observe::metrics::metrics().resolver_call(match &outcome {
                 Ok(Verdict::Valid(_)) => "valid",
                 Ok(Verdict::Invalid) => "invalid",
                 Ok(Verdict::Absent) => "absent",
@@ -124,7 +124,7 @@ impl SessionResolver {
             }
             Source::Called => "called",
         };
-        crate::metrics::metrics().session_lookup(label);
+        crate::observe::metrics::metrics().session_lookup(label);
         outcome
     }
 }

@@ -16,8 +16,9 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde_json::{Map, Value};
 
 use crate::config::SessionSettings;
-use crate::fetch::{client_tls, error_chain};
-use crate::headers::claims;
+use crate::error::error_chain;
+use crate::policy::headers::claims;
+use authgear_tls_roots::client_tls;
 
 /// What the resolver said about one credential.
 #[derive(Debug, Clone, PartialEq)]

@@ -50,7 +50,7 @@ where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<TestBody>> + Send + 'static,
 {
-    let listener = authgear_gateway::net::bind_loopback().expect("bind");
+    let listener = authgear_gateway::runtime::net::bind_loopback().expect("bind");
     let addr = listener.local_addr().expect("addr");
     let acceptor = tls.map(TlsAcceptor::from);
     tokio::spawn(async move {

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use authgear_gateway::devissuer::DevIssuer;
+use authgear_gateway::commands::devissuer::DevIssuer;
 use authgear_gateway::{Config, Server};
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
@@ -41,7 +41,7 @@ pub struct Upstream {
 
 impl Upstream {
     pub async fn start() -> Upstream {
-        let listener = authgear_gateway::net::bind_loopback().expect("bind upstream");
+        let listener = authgear_gateway::runtime::net::bind_loopback().expect("bind upstream");
         let addr = listener.local_addr().expect("addr");
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
         let delay: Arc<Mutex<Duration>> = Arc::default();

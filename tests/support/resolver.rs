@@ -77,7 +77,7 @@ pub struct TestResolver {
 
 impl TestResolver {
     pub async fn start() -> TestResolver {
-        let listener = authgear_gateway::net::bind_loopback().expect("bind resolver");
+        let listener = authgear_gateway::runtime::net::bind_loopback().expect("bind resolver");
         let addr = listener.local_addr().expect("addr");
         let r = TestResolver {
             addr,

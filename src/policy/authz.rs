@@ -22,33 +22,8 @@ impl Requirements {
     }
 }
 
-/// Why an authenticated user was refused (403).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Denial {
-    MissingRole,
-    MissingScope(String),
-    ClaimMismatch(String),
-}
-
-impl Denial {
-    /// Client-facing description (names only what the route asked for).
-    pub fn describe(&self) -> String {
-        match self {
-            Denial::MissingRole => "the user lacks a required role".into(),
-            Denial::MissingScope(s) => format!("the token lacks the scope `{s}`"),
-            Denial::ClaimMismatch(c) => format!("the claim `{c}` does not have the required value"),
-        }
-    }
-
-    /// Short label for logs and metrics.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Denial::MissingRole => "missing_role",
-            Denial::MissingScope(_) => "missing_scope",
-            Denial::ClaimMismatch(_) => "claim_mismatch",
-        }
-    }
-}
+/// Defined with every other refusal reason in `error`.
+pub use crate::error::Denial;
 
 /// Checks `req` against `claims`. `roles_claim` names the claim that holds
 /// the user's roles (an array of strings, or a comma/space separated string).

@@ -12,15 +12,14 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use serde_json::{json, Map, Value};
 
+use crate::commands::devissuer::DevIssuer;
 use crate::config::Config;
-use crate::devissuer::DevIssuer;
-use crate::error::full;
-use crate::Body;
+use crate::error::{full, Body};
 
 /// Starts an upstream on 127.0.0.1 that answers every request with a JSON
 /// echo of the method, path and headers it received.
 pub async fn start_echo_upstream() -> std::io::Result<SocketAddr> {
-    let listener = crate::net::bind_loopback()?;
+    let listener = crate::runtime::net::bind_loopback()?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
         let builder = auto::Builder::new(TokioExecutor::new());

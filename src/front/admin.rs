@@ -14,9 +14,9 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::error::full;
+use crate::error::{full, Body};
+use crate::observe::metrics::metrics;
 use crate::state::Gateway;
-use crate::Body;
 
 /// Serves admin requests until `stop` flips.
 pub async fn serve(listener: TcpListener, gw: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
@@ -39,7 +39,7 @@ pub async fn serve(listener: TcpListener, gw: Arc<Gateway>, mut stop: watch::Rec
 fn respond(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
     match req.uri().path() {
         "/metrics" => {
-            let mut r = Response::new(full(crate::metrics::metrics().render(gw)));
+            let mut r = Response::new(full(render_metrics(gw)));
             r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
             r
         }
@@ -88,6 +88,16 @@ fn respond(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
         }
         _ => json(StatusCode::NOT_FOUND, serde_json::json!({"error": "not_found"})),
     }
+}
+
+/// The metrics, with the per-issuer key gauges read from the live keys
+/// first (they are state, not events, so they are set at scrape time).
+fn render_metrics(gw: &Gateway) -> String {
+    let m = metrics();
+    for store in gw.snapshot().keys.iter() {
+        m.issuer_keys(&store.issuer, store.snapshot().map_or(0, |s| s.keys.len()), store.key_age());
+    }
+    m.render()
 }
 
 fn json(status: StatusCode, v: serde_json::Value) -> Response<Body> {

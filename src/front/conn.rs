@@ -2,7 +2,7 @@
 //! (ALPN under TLS, prior-knowledge h2c in plain text), the idle keep-alive
 //! timeout, parking of idle HTTP/1.1 connections (see `parkio`), and
 //! graceful close on shutdown. The request path itself is
-//! [`crate::server::handle_request`].
+//! [`crate::pipeline::handle_request`].
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -21,36 +21,19 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpStream;
-use tokio::sync::{watch, OwnedSemaphorePermit};
+use tokio::sync::watch;
 use tracing::debug;
 
 use crate::config::ServerSettings;
-use crate::metrics;
-use crate::parkio::ParkIo;
-use crate::proxy::ClientInfo;
-use crate::refusal::{RefusalContext, RefusalIo, Start};
-use crate::server::handle_request;
+use crate::error::Body;
+use crate::front::parkio::ParkIo;
+use crate::front::refusal::{RefusalContext, RefusalIo, Start};
+use crate::front::tls::ListenerTls;
+use crate::observe::metrics;
+use crate::pipeline::handle_request;
 use crate::state::Gateway;
-use crate::tls::ListenerTls;
-use crate::Body;
-
-/// A connection's place in `max_connections`, shared with a WebSocket
-/// spliced out of it, plus the signal that the shutdown grace period is
-/// over. An upgrade request carries a clone in its extensions, so the
-/// spliced socket keeps counting after hyper lets go of it.
-#[derive(Clone)]
-pub struct ConnTicket {
-    _permit: Arc<OwnedSemaphorePermit>,
-    /// Flips to `true` when the grace period ends: cut what is still open.
-    pub abort: watch::Receiver<bool>,
-}
-
-impl ConnTicket {
-    /// A ticket holding `permit` until its last clone is dropped.
-    pub fn new(permit: OwnedSemaphorePermit, abort: watch::Receiver<bool>) -> ConnTicket {
-        ConnTicket { _permit: Arc::new(permit), abort }
-    }
-}
+use crate::upstream::proxy::ClientInfo;
+use crate::upstream::upgrade::ConnTicket;
 
 /// What every connection task shares.
 pub struct Context {

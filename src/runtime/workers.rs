@@ -48,12 +48,12 @@ impl Workers {
             exits.push(exit);
             thread::Builder::new().name(format!("agw-worker-{i}")).spawn(move || {
                 WORKER.with(|w| w.set(i));
-                crate::memory::enable_stash();
+                crate::runtime::memory::enable_stash();
                 let _ = rt.block_on(exited);
                 // Whatever is left (idle pooled upstream connections, or
                 // connections past the grace period) is dropped here.
                 rt.shutdown_background();
-                crate::memory::drain_stash();
+                crate::runtime::memory::drain_stash();
             })?;
         }
         Ok(Workers { handles, next: AtomicUsize::new(0), _exit: exits })

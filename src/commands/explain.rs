@@ -14,11 +14,11 @@ use serde_json::Value;
 use crate::auth::jwks::KeyStore;
 use crate::auth::jwt::{self, ClaimRules, CLAIM_CHECKS};
 use crate::auth::Identity;
-use crate::authz::{self, Requirements};
 use crate::config::Config;
-use crate::path;
-use crate::proxy::{self, ClientInfo};
-use crate::routes::{self, AuthMethod, AuthMode, Mismatch, Route};
+use crate::policy::authz::{self, Requirements};
+use crate::policy::path;
+use crate::policy::routes::{self, AuthMethod, AuthMode, Mismatch, Route};
+use crate::upstream::proxy::{self, ClientInfo};
 
 /// Whether `explain` may contact the issuer to check signatures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,8 +70,8 @@ pub async fn explain(cfg: &Config, method: &str, url: &str, token: Option<&str>,
         o.line("verdict", "400 invalid_request");
         return Ok(o.0);
     }
-    let host = match crate::screen::check_method(&method).and_then(|()| crate::screen::canonical_host(&cfg.server, &mut req)) {
-        Ok(()) => crate::screen::judged_host(req.headers()).map(str::to_owned),
+    let host = match crate::pipeline::screen::check_method(&method).and_then(|()| crate::pipeline::screen::canonical_host(&cfg.server, &mut req)) {
+        Ok(()) => crate::pipeline::screen::judged_host(req.headers()).map(str::to_owned),
         Err(e) => {
             o.line("verdict", format!("{} {}: nothing reaches the upstream", e.status().as_u16(), e.reason()));
             return Ok(o.0);

@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use http::Method;
 
-use crate::authz::Requirements;
-use crate::headers::HeaderMapping;
-use crate::path::{self, NormalPath, PathError};
+use crate::policy::authz::Requirements;
+use crate::policy::headers::HeaderMapping;
+use crate::policy::path::{self, NormalPath, PathError};
 
 /// How much authentication a route asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -327,7 +327,7 @@ pub struct Route {
     /// Method-override headers are honoured (and judged) here.
     pub method_override: bool,
     /// This route's request counters (filled on first use).
-    pub counters: crate::metrics::RouteCounters,
+    pub counters: crate::observe::metrics::RouteCounters,
 }
 
 /// Why a route did not match a request (for `explain`).

@@ -4,7 +4,6 @@
 //! optional extra CA file.
 
 use std::path::Path;
-
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,8 +13,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-/// The trust roots are shared with the importer (crates/tls-roots).
-pub use authgear_tls_roots::{client_tls, root_store};
+use crate::error::error_chain;
 
 /// Why a fetch failed; the text is safe to log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,7 +81,7 @@ impl Fetcher {
         http.enforce_http(false);
         http.set_connect_timeout(Some(connect_timeout));
         http.set_nodelay(true);
-        let tls = client_tls(ca_file)?;
+        let tls = authgear_tls_roots::client_tls(ca_file)?;
         let https = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().wrap_connector(http);
         let client = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(2).build(https);
         Ok(Fetcher { client, total_timeout, max_bytes })
@@ -120,18 +118,6 @@ impl Fetcher {
         };
         tokio::time::timeout(self.total_timeout, work).await.map_err(|_| FetchError::Timeout)?
     }
-}
-
-/// Joins an error and its sources into one line.
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 /// Reads `max-age` from `Cache-Control`; `no-cache`/`no-store` count as 0.

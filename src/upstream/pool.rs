@@ -24,9 +24,8 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tracing::debug;
 
-use crate::error::GatewayError;
-use crate::fetch::error_chain;
-use crate::proxy::UpstreamBody;
+use crate::error::{error_chain, GatewayError};
+use crate::upstream::body::UpstreamBody;
 
 /// Idle connections of one plain-HTTP/1.1 upstream, per worker.
 pub struct H1Pool {
@@ -70,7 +69,7 @@ impl H1Pool {
     /// Anything else that fails is the caller's 502.
     pub async fn send(&self, mut req: Request<UpstreamBody>) -> Result<Response<PooledBody>, GatewayError> {
         origin_form(req.uri_mut());
-        let worker = crate::workers::current() % self.shared.idle.len();
+        let worker = crate::runtime::workers::current() % self.shared.idle.len();
         let mut replayed = false;
         loop {
             let checked_out = if replayed { None } else { self.shared.checkout(worker) };

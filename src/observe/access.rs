@@ -17,9 +17,9 @@ use http::HeaderMap;
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use tracing::{info, warn};
 
-use crate::logwriter;
-use crate::proxy::BodyFate;
-use crate::Body;
+use crate::error::Body;
+use crate::observe::body::BodyFate;
+use crate::observe::logwriter;
 
 /// Lower-case hex digits, for request ids and JSON `\u00XX` escapes.
 const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -175,7 +175,7 @@ impl LoggedBody {
                 warn!(
                     request_id = r.request_id.to_str().unwrap_or("-"),
                     route = r.route.as_deref().unwrap_or("-"),
-                    error = %crate::fetch::error_chain(e),
+                    error = %crate::error::error_chain(e),
                     "the upstream's response body failed mid-stream"
                 );
             }

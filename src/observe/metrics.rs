@@ -16,8 +16,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::state::Gateway;
-
 /// Request method, folded into a fixed set.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
 #[allow(non_camel_case_types)]
@@ -335,15 +333,16 @@ impl Metrics {
         Parked(self.parked_connections.clone())
     }
 
-    /// The text exposition, with per-issuer key gauges refreshed from `gw`.
-    pub fn render(&self, gw: &Gateway) -> String {
-        for store in gw.snapshot().keys.iter() {
-            let l = IssuerLabels { issuer: store.issuer.clone() };
-            let count = store.snapshot().map_or(0, |s| s.keys.len());
-            self.jwks_keys.get_or_create(&l).set(i64::try_from(count).unwrap_or(i64::MAX));
-            let age = store.key_age().map_or(-1.0, |a| a.as_secs_f64());
-            self.jwks_key_age.get_or_create(&l).set(age);
-        }
+    /// Sets one issuer's key gauges: how many keys its JWKS holds and how
+    /// old they are (`None`: nothing loaded yet, shown as -1).
+    pub fn issuer_keys(&self, issuer: &str, count: usize, age: Option<Duration>) {
+        let l = IssuerLabels { issuer: issuer.to_owned() };
+        self.jwks_keys.get_or_create(&l).set(i64::try_from(count).unwrap_or(i64::MAX));
+        self.jwks_key_age.get_or_create(&l).set(age.map_or(-1.0, |a| a.as_secs_f64()));
+    }
+
+    /// The text exposition.
+    pub fn render(&self) -> String {
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out

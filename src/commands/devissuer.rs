@@ -22,8 +22,7 @@ use hyper_util::server::conn::auto;
 use serde_json::{json, Map, Value};
 use tokio::net::TcpListener;
 
-use crate::error::full;
-use crate::Body;
+use crate::error::{full, Body};
 
 enum Material {
     Rsa(RsaKeyPair),
@@ -176,7 +175,7 @@ impl DevIssuer {
     }
 
     async fn start_inner(key: Arc<DevKey>, tls: Option<tokio_rustls::TlsAcceptor>) -> std::io::Result<DevIssuer> {
-        let listener = crate::net::bind_loopback()?;
+        let listener = crate::runtime::net::bind_loopback()?;
         let addr = listener.local_addr()?;
         let issuer = match tls {
             Some(_) => format!("https://localhost:{}", addr.port()),

@@ -52,9 +52,9 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tracing::debug;
 
-use crate::access::{self, AccessRecord};
 use crate::error::GatewayError;
-use crate::metrics::{self, MethodClass, Outcome};
+use crate::observe::access::{self, AccessRecord};
+use crate::observe::metrics::{self, MethodClass, Outcome};
 use crate::state::Gateway;
 
 /// The HTTP/2 client preface: a connection opening with it is not HTTP/1.1.
@@ -486,7 +486,7 @@ mod tests {
 
     fn io() -> RefusalIo<()> {
         let text = "[upstream]\nurl = \"http://127.0.0.1:9\"\n[[routes]]\npath = \"/**\"\nauth = \"public\"\n";
-        let cfg = crate::Config::from_toml(text, "t.toml").expect("config");
+        let cfg = crate::config::Config::from_toml(text, "t.toml").expect("config");
         let gw = Gateway::new(cfg).expect("gateway");
         RefusalIo::new((), Arc::new(RefusalContext::new(gw, IpAddr::from([127, 0, 0, 1]), 100)), Start::Sniff)
     }

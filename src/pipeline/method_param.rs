@@ -17,8 +17,8 @@ use bytes::Bytes;
 use http::Method;
 use hyper::body::{Frame, SizeHint};
 
-use crate::path::hex_val;
-use crate::proxy::{BoxError, UpstreamBody};
+use crate::policy::path::hex_val;
+use crate::upstream::body::{BoxError, UpstreamBody};
 
 /// A `_method` parameter whose value is not a method, or two that disagree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,7 +74,7 @@ fn is_method_name(name: &[u8]) -> bool {
 
 /// A decoded `_method` value as a method; `None` when it is not one.
 fn method_of(v: &[u8]) -> Option<Method> {
-    crate::screen::override_method(std::str::from_utf8(v).ok()?)
+    crate::pipeline::screen::override_method(std::str::from_utf8(v).ok()?)
 }
 
 /// The form encodings whose bodies carry `_method` fields.

@@ -2,38 +2,27 @@
 //! on a pooled connection, and stream the answer back.
 
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use bytes::Bytes;
 use http::header::{HeaderValue, HOST, TE};
 use http::request::Parts;
 use http::{Request, Response, Uri, Version};
-use http_body_util::combinators::BoxBody;
 use http_body_util::BodyExt;
-use hyper::body::{Frame, SizeHint};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::auth::Identity;
 use crate::config::{Config, UpstreamProtocol, UpstreamSettings};
-use crate::error::GatewayError;
-use crate::fetch::{client_tls, error_chain};
-use crate::headers;
-use crate::metrics::UpstreamMetrics;
-use crate::path::NormalPath;
-use crate::pool::{H1Pool, PooledBody};
-use crate::routes::Route;
-use crate::Body;
+use crate::error::{error_chain, Body, GatewayError};
+use crate::observe::metrics::UpstreamMetrics;
+use crate::policy::headers;
+use crate::policy::path::NormalPath;
+use crate::policy::routes::Route;
+use crate::upstream::pool::{H1Pool, PooledBody};
+use authgear_tls_roots::client_tls;
 
-/// Any error a request body can end with on its way upstream.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// The body of a request sent upstream: the client's, possibly capped.
-pub type UpstreamBody = BoxBody<Bytes, BoxError>;
+pub use super::body::{cap_body, BoxError, UpstreamBody};
 
 /// A pooled client for one upstream.
 pub struct UpstreamClient {
@@ -47,7 +36,7 @@ pub struct UpstreamClient {
 /// connection worker (index 0: any other thread), so a request and its
 /// upstream connection live on the same thread.
 enum Transport {
-    /// Plain-text HTTP/1.1: our own pool (see [`crate::pool`]).
+    /// Plain-text HTTP/1.1: our own pool (see [`crate::upstream::pool`]).
     Plain(H1Pool),
     /// TLS or HTTP/2: hyper-util's pooled client.
     Pooled(Box<[Client<hyper_rustls::HttpsConnector<HttpConnector>, UpstreamBody>]>),
@@ -57,7 +46,7 @@ impl UpstreamClient {
     /// Builds the client (connection pools, timeouts, TLS, HTTP version)
     /// with one pool for each of `workers` plus one for other threads.
     pub fn new(settings: Arc<UpstreamSettings>, workers: usize) -> Result<Self, String> {
-        let metrics = crate::metrics::metrics().upstream(&settings.name);
+        let metrics = crate::observe::metrics::metrics().upstream(&settings.name);
         if settings.scheme == http::uri::Scheme::HTTP && settings.protocol == UpstreamProtocol::Http1 {
             let pool = H1Pool::new(&settings.authority, settings.connect_timeout, settings.pool_idle_timeout, settings.pool_max_idle, workers);
             return Ok(UpstreamClient { transport: Transport::Plain(pool), metrics, settings });
@@ -66,7 +55,7 @@ impl UpstreamClient {
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(settings.connect_timeout));
-        let tls = if settings.scheme == http::uri::Scheme::HTTPS { crate::tls::upstream_client_config(&settings)? } else { client_tls(None)? };
+        let tls = if settings.scheme == http::uri::Scheme::HTTPS { crate::upstream::tls::upstream_client_config(&settings)? } else { client_tls(None)? };
         let b = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http();
         // The ALPN offered follows the configured protocol, so an `h2`
         // upstream that cannot speak HTTP/2 fails loudly at the handshake.
@@ -96,7 +85,7 @@ impl UpstreamClient {
                 Transport::Plain(pool) => return pool.send(req).await,
                 Transport::Pooled(clients) => clients,
             };
-            let client = &clients[crate::workers::current() % clients.len()];
+            let client = &clients[crate::runtime::workers::current() % clients.len()];
             client.request(req).await.map(|r| r.map(PooledBody::unpooled)).map_err(|e| {
                 let chain = error_chain(&e);
                 if chain.contains("timed out") || chain.contains("timeout") {
@@ -220,144 +209,4 @@ pub fn rewrite_request<B>(
         parts.version = Version::HTTP_11;
     }
     Ok(Request::from_parts(parts, body))
-}
-
-/// What became of the client's request body on its way upstream: when
-/// the upstream exchange fails, whether the client is to blame. The body
-/// wrappers (`access::CountingBody`, [`cap_body`]) record it as it streams.
-#[derive(Debug, Default)]
-pub struct BodyFate {
-    faults: AtomicU8,
-    /// The last poll of the client's body was pending: the upstream was
-    /// waiting for the client, not the other way round.
-    waiting: AtomicBool,
-}
-
-const TOO_LARGE: u8 = 1;
-const MALFORMED: u8 = 2;
-const INCOMPLETE: u8 = 4;
-
-impl BodyFate {
-    /// The body outgrew the route's `max_body_size`.
-    pub fn too_large(&self) {
-        self.faults.fetch_or(TOO_LARGE, Ordering::AcqRel);
-    }
-
-    /// The client's body stream failed with `e`: its framing was broken
-    /// (hyper reports bad chunk sizes, overflowing ones and missing CRLFs as
-    /// invalid data or input), or else it ended early (closed, half-closed,
-    /// reset) before it was complete.
-    pub fn client_error(&self, e: &hyper::Error) {
-        let mut cur = std::error::Error::source(e);
-        let mut fault = INCOMPLETE;
-        while let Some(c) = cur {
-            if let Some(io) = c.downcast_ref::<std::io::Error>() {
-                if matches!(io.kind(), std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput) {
-                    fault = MALFORMED;
-                }
-                break;
-            }
-            cur = c.source();
-        }
-        self.faults.fetch_or(fault, Ordering::AcqRel);
-    }
-
-    /// Whether the last poll of the client's body found nothing yet.
-    pub fn waiting(&self, yes: bool) {
-        self.waiting.store(yes, Ordering::Release);
-    }
-
-    /// The client's fault, if its body failed.
-    pub fn client_fault(&self) -> Option<GatewayError> {
-        let f = self.faults.load(Ordering::Acquire);
-        if f & TOO_LARGE != 0 {
-            Some(GatewayError::PayloadTooLarge)
-        } else if f & MALFORMED != 0 {
-            Some(GatewayError::MalformedBody)
-        } else if f & INCOMPLETE != 0 {
-            Some(GatewayError::IncompleteBody)
-        } else {
-            None
-        }
-    }
-
-    /// `e`, the failed upstream exchange, or the client's fault behind it:
-    /// a body cut at `max_body_size` is 413, a broken or cut-short body
-    /// 400, and a timeout while the upstream waited for the client's body
-    /// 408, none of them the upstream's 502 or 504.
-    pub fn blame(&self, e: GatewayError) -> GatewayError {
-        match self.client_fault() {
-            Some(fault) => fault,
-            None if matches!(e, GatewayError::UpstreamTimeout) && self.waiting.load(Ordering::Acquire) => GatewayError::BodyTimeout,
-            None => e,
-        }
-    }
-}
-
-/// Wraps the client's body for the upstream. With a limit, the body ends
-/// with an error once more than `max` bytes arrived and `fate` records it,
-/// so the caller can answer 413 instead of 502.
-pub fn cap_body<B>(body: B, max: Option<u64>, fate: Arc<BodyFate>) -> UpstreamBody
-where
-    B: hyper::body::Body<Data = Bytes> + Unpin + Send + Sync + 'static,
-    B::Error: Into<BoxError>,
-{
-    match max {
-        None => body.map_err(Into::into).boxed(),
-        Some(max) => CappedBody { inner: body, remaining: max, fate }.boxed(),
-    }
-}
-
-/// The body was larger than the route's `max_body_size`.
-#[derive(Debug)]
-pub struct BodyTooLarge;
-
-impl std::fmt::Display for BodyTooLarge {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("request body larger than max_body_size")
-    }
-}
-
-impl std::error::Error for BodyTooLarge {}
-
-/// Counts data bytes as they stream past; nothing is buffered.
-struct CappedBody<B> {
-    inner: B,
-    remaining: u64,
-    fate: Arc<BodyFate>,
-}
-
-impl<B> hyper::body::Body for CappedBody<B>
-where
-    B: hyper::body::Body<Data = Bytes> + Unpin,
-    B::Error: Into<BoxError>,
-{
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let frame = match Pin::new(&mut self.inner).poll_frame(cx) {
-            Poll::Pending => return Poll::Pending,
-            Poll::Ready(None) => return Poll::Ready(None),
-            Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
-            Poll::Ready(Some(Ok(f))) => f,
-        };
-        if let Some(data) = frame.data_ref() {
-            let n = data.len() as u64;
-            if n > self.remaining {
-                self.fate.too_large();
-                return Poll::Ready(Some(Err(Box::new(BodyTooLarge))));
-            }
-            self.remaining -= n;
-        }
-        Poll::Ready(Some(Ok(frame)))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
 }

@@ -11,17 +11,37 @@
 //! the connection unjudged. A `101` the gateway did not ask for is never
 //! spliced (502).
 
+use std::sync::Arc;
+
 use http::header::{HeaderValue, CONNECTION, UPGRADE};
 use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use tokio::sync::{watch, OwnedSemaphorePermit};
 use tracing::debug;
 
-use crate::error::GatewayError;
-use crate::proxy::{UpstreamBody, UpstreamClient};
-use crate::server::ConnTicket;
-use crate::Body;
+use crate::error::{Body, GatewayError};
+use crate::upstream::body::UpstreamBody;
+use crate::upstream::proxy::UpstreamClient;
+
+/// A connection's place in `max_connections`, shared with a WebSocket
+/// spliced out of it, plus the signal that the shutdown grace period is
+/// over. The connection code puts a clone in each request's extensions, so
+/// a spliced socket keeps counting after hyper lets go of it.
+#[derive(Clone)]
+pub struct ConnTicket {
+    _permit: Arc<OwnedSemaphorePermit>,
+    /// Flips to `true` when the grace period ends: cut what is still open.
+    pub abort: watch::Receiver<bool>,
+}
+
+impl ConnTicket {
+    /// A ticket holding `permit` until its last clone is dropped.
+    pub fn new(permit: OwnedSemaphorePermit, abort: watch::Receiver<bool>) -> ConnTicket {
+        ConnTicket { _permit: Arc::new(permit), abort }
+    }
+}
 
 /// A client's pending upgrade, taken from its request before the rewrite
 /// step strips the hop-by-hop `Upgrade` and `Connection` headers.
@@ -84,7 +104,7 @@ pub async fn forward(upstream: &UpstreamClient, mut req: Request<UpstreamBody>, 
     h.insert(UPGRADE, pending.protocol.clone());
     let mut resp = upstream.request(req).await?;
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
-        return Ok(crate::proxy::finish_response(resp));
+        return Ok(crate::upstream::proxy::finish_response(resp));
     }
     let agreed = resp.headers().get(UPGRADE).cloned();
     let offered = pending.protocol.to_str().unwrap_or("");
@@ -92,7 +112,7 @@ pub async fn forward(upstream: &UpstreamClient, mut req: Request<UpstreamBody>, 
         return Err(GatewayError::UpstreamUnavailable(format!("upstream `{}` switched to a protocol that was not asked for", upstream.settings.name)));
     }
     let upstream_upgrade = hyper::upgrade::on(&mut resp);
-    let mut out = crate::proxy::finish_response(resp);
+    let mut out = crate::upstream::proxy::finish_response(resp);
     let h = out.headers_mut();
     h.insert(CONNECTION, HeaderValue::from_static("upgrade"));
     if let Some(p) = agreed {

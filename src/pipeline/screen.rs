@@ -9,7 +9,7 @@ use http::{HeaderMap, Method, Request, Version};
 
 use crate::config::ServerSettings;
 use crate::error::{BadRequest, GatewayError};
-use crate::headers::{self, Untrusted};
+use crate::policy::headers::{self, Untrusted};
 
 /// The methods of RFC 9110 and RFC 5789, which frameworks upper-case
 /// before routing (Werkzeug, and so Flask).

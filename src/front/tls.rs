@@ -1,6 +1,4 @@
-//! TLS on both sides of the gateway.
-//!
-//! Listener: a rustls `ServerConfig` (TLS 1.2 and 1.3 only, ALPN `h2` then
+//! TLS on the listener: a rustls `ServerConfig` (TLS 1.2 and 1.3 only, ALPN `h2` then
 //! `http/1.1`) whose certificate comes from a resolver behind `ArcSwap`. A
 //! poller checks the PEM files' size and mtime every `tls_reload_interval`
 //! and swaps in the new pair when they change (cert-manager renewing a
@@ -9,10 +7,6 @@
 //! half written) is refused with a log and the previous pair keeps serving.
 //! Polling rather than inotify: secrets are swapped through symlinks, which
 //! `metadata` follows, and a poll has no missed-event cases to reason about.
-//!
-//! Upstreams: the platform's roots plus an optional CA file, an optional
-//! client certificate for mutual TLS, and `insecure_skip_verify` for test
-//! setups.
 
 use std::fmt;
 use std::path::Path;
@@ -20,42 +14,14 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{aws_lc_rs, CryptoProvider};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use rustls::{DigitallySignedStruct, SignatureScheme};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
-use crate::config::{TlsFiles, UpstreamSettings};
-
-/// The TLS versions the gateway speaks, on both sides.
-static VERSIONS: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13, &rustls::version::TLS12];
-
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(aws_lc_rs::default_provider())
-}
-
-/// Reads a PEM certificate chain (leaf first).
-fn load_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("bad PEM in {}: {e}", path.display()))?;
-    if chain.is_empty() {
-        return Err(format!("{} holds no certificate", path.display()));
-    }
-    Ok(chain)
-}
-
-/// Reads a PEM private key (PKCS#8, PKCS#1 RSA or SEC1 EC).
-fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| format!("cannot read a private key from {}: {e}", path.display()))
-}
+use crate::config::TlsFiles;
+use crate::runtime::tls::{load_chain, load_key, provider, VERSIONS};
 
 /// Loads a certificate chain and its key, checking that they belong together.
 pub fn load_certified_key(files: &TlsFiles) -> Result<CertifiedKey, String> {
@@ -144,52 +110,4 @@ fn stamp(path: &Path) -> FileStamp {
 
 fn fingerprint(files: &TlsFiles) -> (FileStamp, FileStamp) {
     (stamp(&files.cert), stamp(&files.key))
-}
-
-/// The rustls client config for one https upstream.
-pub fn upstream_client_config(u: &UpstreamSettings) -> Result<rustls::ClientConfig, String> {
-    let builder = rustls::ClientConfig::builder_with_provider(provider()).with_protocol_versions(VERSIONS).map_err(|e| e.to_string())?;
-    let roots = if u.insecure_skip_verify { rustls::RootCertStore::empty() } else { crate::fetch::root_store(u.ca_file.as_deref())? };
-    let builder = builder.with_root_certificates(roots);
-    let mut cfg = match &u.client_auth {
-        Some((cert, key)) => {
-            builder.with_client_auth_cert(load_chain(cert)?, load_key(key)?).map_err(|e| format!("client certificate {}: {e}", cert.display()))?
-        }
-        None => builder.with_no_client_auth(),
-    };
-    if u.insecure_skip_verify {
-        warn!(upstream = %u.name, "insecure_skip_verify = true: the upstream's TLS certificate is NOT verified; use this for test setups only");
-        cfg.dangerous().set_certificate_verifier(Arc::new(AcceptAnyCert(provider())));
-    }
-    Ok(cfg)
-}
-
-/// `insecure_skip_verify`: any certificate is accepted, but the handshake
-/// signatures are still checked so the connection is at least coherent.
-#[derive(Debug)]
-struct AcceptAnyCert(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAnyCert {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }

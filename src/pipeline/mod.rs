@@ -1,8 +1,12 @@
-//! Listeners and the request path. [`handle_request`] is the whole life of a
-//! request, top to bottom: match route -> authenticate -> authorize ->
-//! rewrite headers -> forward.
+//! The request path: [`handle_request`] takes one parsed request through
+//! its steps, top to bottom (see `docs/LIFECYCLE.md`): screen the request
+//! -> match a route -> authenticate -> authorize -> rewrite -> forward. The
+//! connection code calls it; it never reaches back into the connection.
 
-use std::net::SocketAddr;
+pub mod authenticate;
+pub mod method_param;
+pub mod screen;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,42 +14,32 @@ use std::time::{Duration, Instant};
 use http::{Method, Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
-use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tracing::warn;
 
-use crate::access::{self, AccessRecord, CountingBody, LoggedBody};
-use crate::admin;
-use crate::auth::{self, Identity};
-use crate::authz;
+use crate::auth::Identity;
 use crate::config::ServerSettings;
-use crate::conn;
-use crate::error::{BadRequest, GatewayError};
-use crate::method_param;
-use crate::metrics::{self, Outcome};
-use crate::path;
-use crate::proxy::{self, BodyFate, ClientInfo};
-use crate::routes::Route;
-use crate::screen;
+use crate::error::{BadRequest, Body, GatewayError};
+use crate::observe::access::{self, AccessRecord, CountingBody, LoggedBody};
+use crate::observe::body::BodyFate;
+use crate::observe::metrics::{self, Outcome};
+use crate::policy::authz;
+use crate::policy::path;
+use crate::policy::routes::Route;
 use crate::state::{Gateway, Snapshot};
-use crate::tls::ListenerTls;
-use crate::upgrade;
-use crate::workers::Workers;
-use crate::Body;
-
-pub use crate::conn::ConnTicket;
+use crate::upstream::body::cap_body;
+use crate::upstream::proxy::{self, ClientInfo};
+use crate::upstream::upgrade;
 
 /// What the request path learned, for the access log and the metrics.
 #[derive(Default)]
-struct Trace<'a> {
-    route: Option<&'a Route>,
-    path: Option<String>,
-    sub: Option<String>,
+pub struct Trace<'a> {
+    pub route: Option<&'a Route>,
+    pub path: Option<String>,
+    pub sub: Option<String>,
     /// Time to the upstream's response headers, when forwarded.
-    upstream: Option<Duration>,
+    pub upstream: Option<Duration>,
     /// How the client's body went, once it was handed to the upstream.
-    body: Option<Arc<BodyFate>>,
+    pub body: Option<Arc<BodyFate>>,
 }
 
 /// Serves one request and always produces a response.
@@ -94,6 +88,45 @@ pub async fn handle_request(gw: &Gateway, mut req: Request<Incoming>, client: Cl
     resp.map(|b| LoggedBody::new(b, record, trace.body).boxed())
 }
 
+/// What the judging steps concluded about a request that may pass.
+pub struct Decision<'s> {
+    pub route: &'s Route,
+    /// The one spelling of the path that was judged and will be forwarded.
+    pub path: path::NormalPath,
+    /// `None` for an anonymous request the route lets through.
+    pub identity: Option<Identity>,
+}
+
+/// Steps 0b to 4, shared by every way a request can arrive: limits, screen,
+/// normalize, match a route, authenticate, authorize. `req` is left with
+/// its `Host` made canonical and a refused method override removed.
+pub async fn decide<'s, B>(snap: &'s Snapshot, req: &mut Request<B>, out: &mut Trace<'s>) -> Result<Decision<'s>, GatewayError> {
+    let cfg = &snap.config;
+    check_request_limits(&cfg.server, req)?;
+    screen::check_method(req.method())?;
+    screen::canonical_host(&cfg.server, req)?;
+    let path = path::normalize(req.uri().path()).map_err(GatewayError::BadPath)?;
+    // The judged form: a `;jsessionid=` parameter is a session id, and
+    // session ids are not logged.
+    out.path = Some(path.judged().to_owned());
+
+    let (route, honoured_override) = match_route(snap, req, path.judged())?;
+    if !honoured_override {
+        screen::drop_method_override(req.headers_mut());
+    }
+    out.route = Some(route);
+
+    // The return URL after a login is the judged path too: the parameter
+    // (a session id, usually) must not travel to the login page.
+    let info = authenticate::RequestInfo { method: req.method(), headers: req.headers(), path: path.judged(), query: req.uri().query() };
+    let identity = authenticate::authenticate(snap, route, &info).await?;
+    out.sub = identity.as_ref().and_then(|i| i.subject().map(str::to_owned));
+
+    authorize(snap, route, identity.as_ref())?;
+    Ok(Decision { route, path, identity })
+}
+
+/// Judges the request (`decide`), then steps 5 and 6: rewrite and forward.
 async fn route_and_forward<'s>(
     snap: &'s Snapshot,
     mut req: Request<Incoming>,
@@ -102,27 +135,7 @@ async fn route_and_forward<'s>(
     bytes_in: Arc<AtomicU64>,
 ) -> Result<Response<Body>, GatewayError> {
     let cfg = &snap.config;
-    check_request_limits(&cfg.server, &req)?;
-    screen::check_method(req.method())?;
-    screen::canonical_host(&cfg.server, &mut req)?;
-    let path = path::normalize(req.uri().path()).map_err(GatewayError::BadPath)?;
-    // The judged form: a `;jsessionid=` parameter is a session id, and
-    // session ids are not logged.
-    out.path = Some(path.judged().to_owned());
-
-    let (route, honoured_override) = match_route(snap, &req, path.judged())?;
-    if !honoured_override {
-        screen::drop_method_override(req.headers_mut());
-    }
-    out.route = Some(route);
-
-    // The return URL after a login is the judged path too: the parameter
-    // (a session id, usually) must not travel to the login page.
-    let info = auth::RequestInfo { method: req.method(), headers: req.headers(), path: path.judged(), query: req.uri().query() };
-    let identity = auth::authenticate(snap, route, &info).await?;
-    out.sub = identity.as_ref().and_then(|i| i.subject().map(str::to_owned));
-
-    authorize(snap, route, identity.as_ref())?;
+    let Decision { route, path, identity } = decide(snap, &mut req, out).await?;
 
     if let (Some(max), Some(len)) = (route.max_body_size, content_length(&req)) {
         if len > max {
@@ -136,7 +149,7 @@ async fn route_and_forward<'s>(
     let (parts, body) = req.into_parts();
     let fate = Arc::new(BodyFate::default());
     out.body = Some(fate.clone());
-    let mut body = proxy::cap_body(CountingBody::new(body, bytes_in, fate.clone()), route.max_body_size, fate.clone());
+    let mut body = cap_body(CountingBody::new(body, bytes_in, fate.clone()), route.max_body_size, fate.clone());
     if let Some(s) = scanner {
         body = method_param::guard(body, s, override_refused.clone());
     }
@@ -160,7 +173,7 @@ async fn route_and_forward<'s>(
 
 /// Step 0: URI length (414), header count and size (431). HTTP/1.1 heads
 /// are also capped by hyper while reading; this covers HTTP/2 the same way.
-fn check_request_limits(s: &ServerSettings, req: &Request<Incoming>) -> Result<(), GatewayError> {
+fn check_request_limits<B>(s: &ServerSettings, req: &Request<B>) -> Result<(), GatewayError> {
     if req.uri().path_and_query().map_or(0, |pq| pq.as_str().len()) > s.max_uri_length {
         return Err(GatewayError::UriTooLong);
     }
@@ -236,129 +249,6 @@ fn authorize(snap: &Snapshot, route: &Route, identity: Option<&Identity>) -> Res
         return Ok(());
     }
     let id = identity.ok_or(GatewayError::MissingToken)?;
-    let roles_claim = snap.config.issuers.get(id.issuer).map_or(crate::headers::claims::ROLES, |i| i.roles_claim.as_str());
+    let roles_claim = snap.config.issuers.get(id.issuer).map_or(crate::policy::headers::claims::ROLES, |i| i.roles_claim.as_str());
     authz::authorize(&route.require, &id.claims, roles_claim).map_err(GatewayError::Forbidden)
-}
-
-/// A running gateway: its listeners and the handle to stop it.
-pub struct Server {
-    pub addr: SocketAddr,
-    pub admin_addr: Option<SocketAddr>,
-    pub gateway: Arc<Gateway>,
-    /// The listener's TLS when `tls_cert`/`tls_key` are set.
-    pub tls: Option<ListenerTls>,
-    stop: watch::Sender<bool>,
-    accept_task: JoinHandle<()>,
-    admin_task: Option<JoinHandle<()>>,
-}
-
-impl Server {
-    /// Binds the listeners named in the gateway's config and starts serving.
-    pub async fn start(gateway: Arc<Gateway>) -> std::io::Result<Server> {
-        let snap = gateway.snapshot();
-        let settings = snap.config.server.clone();
-        let tls = match &settings.tls {
-            Some(files) => Some(ListenerTls::load(files).map_err(|e| std::io::Error::other(format!("listener TLS: {e}")))?),
-            None => None,
-        };
-        let listener = crate::net::bind(settings.listen, settings.listen_backlog)?;
-        let addr = listener.local_addr()?;
-        let (stop, stop_rx) = watch::channel(false);
-        let admin = match snap.config.admin_listen {
-            Some(a) => {
-                let l = crate::net::bind(a, crate::net::DEFAULT_BACKLOG)?;
-                let admin_addr = l.local_addr()?;
-                Some((admin_addr, tokio::spawn(admin::serve(l, gateway.clone(), stop_rx.clone()))))
-            }
-            None => None,
-        };
-        if let Some(t) = &tls {
-            tokio::spawn(t.clone().watch(settings.tls_reload_interval, stop_rx.clone()));
-        }
-        let workers = Workers::start(settings.workers)?;
-        let worker_count = workers.len();
-        let accept_task = tokio::spawn(accept_loop(listener, tls.clone(), gateway.clone(), workers, stop_rx));
-        info!(%addr, tls = tls.is_some(), admin = ?admin.as_ref().map(|a| a.0), workers = worker_count, "gateway listening");
-        Ok(Server { addr, admin_addr: admin.as_ref().map(|a| a.0), gateway, tls, stop, accept_task, admin_task: admin.map(|a| a.1) })
-    }
-
-    /// Graceful shutdown: report not-ready, keep serving for the drain
-    /// period (so load balancers stop sending), stop accepting, then let
-    /// in-flight requests and open WebSockets finish within the grace
-    /// period; whatever is still open then is cut.
-    pub async fn shutdown(self) {
-        let snap = self.gateway.snapshot();
-        self.gateway.start_draining();
-        let drain = snap.config.server.shutdown_drain;
-        if !drain.is_zero() {
-            info!(drain_secs = drain.as_secs_f64(), "draining before closing the listener");
-            tokio::time::sleep(drain).await;
-        }
-        let _ = self.stop.send(true);
-        let _ = self.accept_task.await;
-        if let Some(t) = self.admin_task {
-            t.abort();
-        }
-        info!("gateway stopped");
-    }
-}
-
-/// Accepts connections until `stop` flips, then waits up to
-/// `shutdown_grace` for every connection (upgraded ones included) to end.
-/// Each connection is served on one of `workers`, which end with this.
-///
-/// Each connection holds one permit of a semaphore sized `max_connections`:
-/// beyond it new connections wait in the kernel's accept backlog instead of
-/// being accepted, and "every permit is back" is "every connection closed".
-async fn accept_loop(listener: TcpListener, tls: Option<ListenerTls>, gw: Arc<Gateway>, workers: Workers, mut stop: watch::Receiver<bool>) {
-    let settings = Arc::new(gw.snapshot().config.server.clone());
-    let builders = Arc::new(conn::builders(&settings));
-    // acquire_many takes a u32; nobody runs a gateway with more sockets.
-    let max = settings.max_connections.min(u32::MAX as usize >> 1);
-    let limit = Arc::new(Semaphore::new(max));
-    let (abort, abort_rx) = watch::channel(false);
-    loop {
-        let permit = tokio::select! {
-            p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            _ = stop.changed() => break,
-        };
-        let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = stop.changed() => break,
-        };
-        let _ = stream.set_nodelay(true);
-        // Moved to the worker's own event loop: registered there afresh.
-        let stream = match stream.into_std() {
-            Ok(s) => s,
-            Err(e) => {
-                warn!(error = %e, "cannot hand a connection to a worker");
-                continue;
-            }
-        };
-        let ticket = ConnTicket::new(permit, abort_rx.clone());
-        let ctx = conn::Context { gw: gw.clone(), builders: builders.clone(), settings: settings.clone(), stop: stop.clone() };
-        let tls = tls.clone();
-        metrics::metrics().connection_opened();
-        workers.spawn(async move {
-            match TcpStream::from_std(stream) {
-                Ok(stream) => conn::serve(stream, peer, tls, ctx, ticket).await,
-                Err(e) => warn!(error = %e, "cannot register a connection with its worker"),
-            }
-            metrics::metrics().connection_closed();
-        });
-    }
-    drop(listener);
-    let grace = settings.shutdown_grace;
-    if tokio::time::timeout(grace, limit.acquire_many(max as u32)).await.is_err() {
-        warn!(grace_secs = grace.as_secs(), "some connections were still open when the grace period ended; closing them");
-    }
-    let _ = abort.send(true);
 }

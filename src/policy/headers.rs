@@ -308,7 +308,7 @@ impl IdentityStrip {
 pub fn remove_counted(headers: &mut HeaderMap, name: &HeaderName, kind: Untrusted) {
     if headers.remove(name).is_some() {
         tracing::debug!(header = name.as_str(), kind = kind.as_str(), "removed a client-sent header");
-        crate::metrics::metrics().stripped_header(kind.as_str());
+        crate::observe::metrics::metrics().stripped_header(kind.as_str());
     }
 }
 

@@ -9,70 +9,8 @@
 //! path without it, and the upstream receives it, because servlet
 //! containers read it as a parameter of the same resource.
 
-use std::fmt;
-
-/// Why a path was refused; each maps to 400 Bad Request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PathError {
-    /// The path does not start with `/` (and is not `*`).
-    NotAbsolute,
-    /// `%` not followed by two hex digits.
-    BadPercentEncoding,
-    /// `%25` followed by two hex digits (`%252e`, `%252f`): a server or
-    /// filter that decodes twice would see a different path than the one
-    /// judged.
-    DoubleEncoding,
-    /// An overlong UTF-8 encoding (`%C0%AE` for `.`, `%C0%AF` for `/`):
-    /// invalid UTF-8 that some decoders still read as the ASCII character.
-    OverlongUtf8,
-    /// `%2F` or `%5C`: an encoded separator means different things to
-    /// different servers, so it is never let through.
-    EncodedSeparator,
-    /// A raw backslash, which some servers treat as `/`.
-    Backslash,
-    /// NUL or another control character, raw or encoded.
-    ControlCharacter,
-    /// `..` that would climb above the root.
-    AboveRoot,
-    /// A `;` where servlet containers would strip a parameter and so change
-    /// which resource is meant: in any segment but the last, or after an
-    /// empty or dot name (`/public/..;/admin` reaches `/admin` there).
-    Semicolon,
-    /// `%3B`: servers disagree on whether it starts a parameter.
-    EncodedSemicolon,
-    /// A last-segment `;` parameter with a byte outside the plain set.
-    BadParameter,
-    /// A character that some servers fold to an ASCII letter when they
-    /// compare paths case-insensitively (`ı`, `ſ`, the Kelvin sign, ...):
-    /// refused while a route matches case-insensitively.
-    CaseFoldLookalike,
-}
-
-impl PathError {
-    /// Short, client-safe description used in the JSON error body.
-    pub fn describe(self) -> &'static str {
-        match self {
-            PathError::NotAbsolute => "path must start with /",
-            PathError::BadPercentEncoding => "malformed percent-encoding in path",
-            PathError::DoubleEncoding => "double percent-encoding in path",
-            PathError::OverlongUtf8 => "overlong UTF-8 encoding in path",
-            PathError::EncodedSeparator => "encoded slash or backslash in path",
-            PathError::Backslash => "backslash in path",
-            PathError::ControlCharacter => "control character in path",
-            PathError::AboveRoot => "path climbs above the root",
-            PathError::Semicolon => "path parameters (;) are accepted only after a name in the last segment",
-            PathError::EncodedSemicolon => "encoded semicolon (%3B) in path",
-            PathError::BadParameter => "path parameter holds a character other than letters, digits and -._~=,;!:+",
-            PathError::CaseFoldLookalike => "path holds a character that case-insensitive servers read as an ASCII letter",
-        }
-    }
-}
-
-impl fmt::Display for PathError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.describe())
-    }
-}
+/// Defined with every other refusal reason in `error`.
+pub use crate::error::PathError;
 
 /// A normalized request path in its two forms: the one routes are judged
 /// on, and the one sent upstream (the same, plus the last segment's `;`

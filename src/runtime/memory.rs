@@ -48,10 +48,10 @@ pub fn tune_allocator() {
 pub fn spawn_trimmer() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     tokio::spawn(async {
-        let mut trimmed_at = crate::metrics::metrics().parking_counts().1;
+        let mut trimmed_at = crate::observe::metrics::metrics().parking_counts().1;
         loop {
             tokio::time::sleep(TRIM_CHECK).await;
-            let parks = crate::metrics::metrics().parking_counts().1;
+            let parks = crate::observe::metrics::metrics().parking_counts().1;
             if parks - trimmed_at >= TRIM_AFTER_PARKS {
                 trimmed_at = parks;
                 // SAFETY: malloc_trim only returns free pages to the OS.

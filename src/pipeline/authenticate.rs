@@ -1,0 +1,93 @@
+//! Step 2: the route's auth mode and method decide how the caller is known:
+//! a bearer JWT verified locally (`auth`), or Authgear's resolver asked
+//! about the session (`session`), or a login redirect for a browser.
+
+use http::{HeaderMap, Method};
+
+use crate::auth::{bearer_token, looks_like_jwt, now_unix, verify_token, AuthFailure, Identity};
+use crate::error::GatewayError;
+use crate::policy::routes::{AuthMethod, AuthMode, Route};
+use crate::session::redirect;
+use crate::session::resolver::Verdict;
+use crate::state::Snapshot;
+
+/// The parts of a request that authentication reads.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestInfo<'a> {
+    pub method: &'a Method,
+    pub headers: &'a HeaderMap,
+    /// The normalized path and the raw query: the login redirect's return URL.
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+}
+
+/// Applies the route's auth mode and method: `Ok(None)` for an anonymous
+/// request the route lets through, `Ok(Some)` for a verified caller. On a
+/// `login_redirect` route, a browser that is not logged in gets
+/// [`GatewayError::LoginRedirect`] instead of a 401.
+pub async fn authenticate(snap: &Snapshot, route: &Route, req: &RequestInfo<'_>) -> Result<Option<Identity>, GatewayError> {
+    if route.auth == AuthMode::Public {
+        return Ok(None);
+    }
+    let result = match route.method {
+        AuthMethod::Jwt => match bearer_token(req.headers)? {
+            Some(token) => authenticate_jwt(snap, route, token).await.map(Some),
+            None if route.auth == AuthMode::Optional => Ok(None),
+            None => Err(GatewayError::MissingToken),
+        },
+        AuthMethod::Session | AuthMethod::JwtOrSession => authenticate_session(snap, route, req.headers).await,
+    };
+    match result {
+        Err(e) if route.login_redirect && e.is_unauthenticated() => {
+            let location = snap.config.session.login.as_ref().and_then(|l| redirect::login_location(l, req.method, req.headers, req.path, req.query));
+            Err(location.map_or(e, GatewayError::LoginRedirect))
+        }
+        other => other,
+    }
+}
+
+/// A bearer JWT, verified locally.
+async fn authenticate_jwt(snap: &Snapshot, route: &Route, token: &str) -> Result<Identity, GatewayError> {
+    let m = crate::observe::metrics::metrics();
+    match verify_token(&snap.config, &snap.keys, snap.token_cache.as_deref(), token, route.audiences.as_deref(), now_unix()).await {
+        Ok(id) => {
+            m.token("ok");
+            Ok(id)
+        }
+        Err(AuthFailure::Token(e)) => {
+            m.token(e.reason());
+            Err(GatewayError::InvalidToken(e))
+        }
+        Err(AuthFailure::KeysUnavailable) => {
+            m.token("keys_unavailable");
+            Err(GatewayError::KeysUnavailable)
+        }
+    }
+}
+
+/// Session mode. With `jwt_or_session`, a bearer token shaped like a JWT is
+/// verified locally (and never sent to Authgear); everything else (session
+/// cookie, opaque token) is judged by the resolver.
+async fn authenticate_session(snap: &Snapshot, route: &Route, headers: &HeaderMap) -> Result<Option<Identity>, GatewayError> {
+    let bearer = bearer_token(headers)?;
+    if route.method == AuthMethod::JwtOrSession {
+        if let Some(token) = bearer.filter(|t| looks_like_jwt(t)) {
+            return authenticate_jwt(snap, route, token).await.map(Some);
+        }
+    }
+    let sessions = snap.sessions.as_ref().ok_or_else(|| GatewayError::Internal("session route without a resolver".into()))?;
+    let creds = sessions.credentials(headers, bearer);
+    if creds.is_empty() {
+        return if route.auth == AuthMode::Optional { Ok(None) } else { Err(GatewayError::MissingSession) };
+    }
+    let cookie_only = creds.authorization.is_none();
+    match sessions.resolve(creds).await {
+        // Resolver identities belong to the first issuer's project.
+        Ok(Verdict::Valid(claims)) => Ok(Some(Identity { claims, issuer: 0, rendered: None })),
+        // A stale cookie is normal for a logged-out browser; on an optional
+        // route it means anonymous. A bad bearer token is still refused.
+        Ok(_) if route.auth == AuthMode::Optional && cookie_only => Ok(None),
+        Ok(_) => Err(GatewayError::InvalidSession),
+        Err(_) => Err(GatewayError::ResolverUnavailable),
+    }
+}
