@@ -14,13 +14,14 @@ use std::path::{Path, PathBuf};
 /// Folders (or root files) from the top of the house to the floor. A file
 /// may import from its own folder and from anything with a lower rank.
 const LAYERS: &[(&str, u8)] = &[
-    ("commands", 13),
-    ("lib.rs", 12),
-    ("reload.rs", 11),
-    ("front", 10),
-    ("pipeline", 9),
-    ("state.rs", 8),
-    ("upstream", 7),
+    ("commands", 14),
+    ("lib.rs", 13),
+    ("reload.rs", 12),
+    ("front", 11),
+    ("pipeline", 10),
+    ("state.rs", 9),
+    ("upstream", 8),
+    ("login", 7),
     ("auth", 6),
     ("session", 6),
     ("config", 5),
