@@ -57,7 +57,7 @@ pub struct InputArgs {
     /// What to do with password hashes that are not bcrypt.
     #[arg(long, value_enum, default_value = "fail")]
     pub non_bcrypt: NonBcrypt,
-    /// Update users that already exist (passwords and MFA are not updated by upsert).
+    /// Update users that already exist (upsert leaves password, mfa.password and mfa.totp alone).
     #[arg(long)]
     pub upsert: bool,
     /// Largest request body in bytes (the server accepts at most 500000).
@@ -237,6 +237,10 @@ pub fn prepare(a: &InputArgs) -> Result<(Format, Mapping, Options), ImportError>
     Ok((format, mapping, opts))
 }
 
+/// What `--upsert` changes and what it leaves alone (authgear-server's upsert path).
+pub const UPSERT_WARNING: &str = "warning: --upsert updates existing users: profile fields, login ids, mfa.email and mfa.phone_number \
+(null removes them); password, mfa.password and mfa.totp are never changed by upsert";
+
 /// Prints one problem row for humans.
 pub fn describe(row: &LocalRow) -> String {
     let who = if row.identifier.is_empty() { String::new() } else { format!(" [{}]", row.identifier) };
@@ -254,7 +258,11 @@ pub fn print_stats(stats: &Stats, json: bool) {
     let mut out = std::io::stderr().lock();
     let _ = writeln!(out, "rows read:            {}", stats.rows);
     let _ = writeln!(out, "valid:                {} (in {} batch(es), largest {} bytes)", stats.valid, stats.batches, stats.max_batch_bytes);
-    let _ = writeln!(out, "invalid:              {} ({} duplicate identifier(s))", stats.invalid, stats.duplicates);
+    let _ = writeln!(
+        out,
+        "invalid:              {} ({} duplicate identifier(s), {} other duplicate login id(s))",
+        stats.invalid, stats.duplicates, stats.duplicate_login_ids
+    );
     let _ = writeln!(out, "skipped by policy:    {}", stats.skipped);
     let _ = writeln!(out, "non-bcrypt hashes:    {}", stats.non_bcrypt);
     let _ = writeln!(out, "need password reset:  {}", stats.password_reset);
@@ -282,7 +290,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ImportError> {
 pub fn validate(a: &ValidateArgs) -> Result<i32, ImportError> {
     let (format, mapping, opts) = prepare(&a.input)?;
     if a.input.upsert {
-        eprintln!("warning: --upsert updates profile fields only; passwords and MFA are not updated by upsert");
+        eprintln!("{}", UPSERT_WARNING);
     }
     if let Some(dir) = &a.write_batches {
         std::fs::create_dir_all(dir).map_err(|e| ImportError::io(format!("create {}", dir.display()), e))?;

@@ -120,7 +120,6 @@ pub fn draft(columns: &[String]) -> String {
     let _ = writeln!(out, "# Targets: record fields (email, name, roles, ...), nested fields (password.password_hash,");
     let _ = writeln!(out, "# address.locality, custom_attributes.KEY[:integer|:number|:boolean]) or \"-\" to drop.");
     let _ = writeln!(out, "identifier = {}", quote(pick_identifier(columns)));
-    let _ = writeln!(out, "lowercase_email = true");
     let _ = writeln!(out, "list_separator = \",\"");
     let _ = writeln!(out, "# Columns not listed below are kept as-is and rejected as unknown keys.");
     let _ = writeln!(out, "unmapped = \"keep\"");

@@ -131,7 +131,7 @@ pub fn run(a: &RunArgs) -> Result<i32, ImportError> {
         return Ok(EXIT_FATAL);
     }
     if opts.upsert {
-        eprintln!("warning: --upsert is on: existing users' profiles are updated, but passwords and MFA are not updated by upsert");
+        eprintln!("{}", super::cli::UPSERT_WARNING);
     }
     let question = format!(
         "Import {} user(s) in {} batch(es) into project `{}` at {}{}?",

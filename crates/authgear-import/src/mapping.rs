@@ -5,7 +5,7 @@
 //! A mapping file is TOML:
 //! ```toml
 //! identifier = "email"          # email | preferred_username | phone_number
-//! lowercase_email = true
+//! empty = "absent"              # absent | null (null removes a profile field on upsert)
 //! list_separator = ","          # for roles / groups held in one cell
 //! unmapped = "keep"             # keep (then flagged as unknown keys) | drop
 //! # default_password_type = "md5"   # type of hashes when no column says so
@@ -14,6 +14,8 @@
 //! "Password Hash" = "password.password_hash"
 //! "Plan" = "custom_attributes.plan"        # `:integer`, `:number`, `:boolean` suffixes convert
 //! "Legacy Id" = "-"                        # "-" drops the column
+//! [login_id]                    # the project's Login ID settings, when changed from the defaults
+//! email_case_sensitive = false
 //! ```
 
 use std::collections::HashMap;
@@ -22,6 +24,7 @@ use std::path::Path;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::loginid::LoginIdRules;
 use super::{draft, schema, ImportError};
 
 /// Defined with the record's shape (`schema`), named here where mappings say it.
@@ -32,7 +35,7 @@ pub use super::schema::Identifier;
 pub enum Kind {
     /// Kept as text (JSON values from JSON input pass through).
     Text,
-    /// Trimmed and (optionally) lower-cased.
+    /// Trimmed (normalized later, with the other login ids).
     Email,
     /// `true/false/yes/no/y/n/1/0/t/f/on/off`, any case.
     Bool,
@@ -103,6 +106,8 @@ struct MappingFile {
     list_separator: Option<String>,
     unmapped: Option<String>,
     default_password_type: Option<String>,
+    empty: Option<String>,
+    login_id: Option<LoginIdRules>,
     #[serde(default)]
     columns: HashMap<String, String>,
 }
@@ -112,8 +117,10 @@ struct MappingFile {
 pub struct Mapping {
     /// The identifier field.
     pub identifier: Identifier,
-    /// Lower-case emails (default on: Authgear compares them case-insensitively anyway).
-    pub lowercase_email: bool,
+    /// How login ids are judged and normalized (the project's Login ID settings).
+    pub login_id: LoginIdRules,
+    /// Empty cells become `null` (for nullable fields) instead of being left out.
+    pub empty_is_null: bool,
     /// Separator for list cells.
     pub list_separator: String,
     /// Keep columns that the mapping does not name (they then fail the schema check).
@@ -132,7 +139,8 @@ impl Mapping {
     pub fn automatic(identifier: Identifier) -> Self {
         Mapping {
             identifier,
-            lowercase_email: true,
+            login_id: LoginIdRules::default(),
+            empty_is_null: false,
             list_separator: ",".into(),
             keep_unmapped: true,
             default_password_type: None,
@@ -160,9 +168,20 @@ impl Mapping {
             Some("drop") => false,
             Some(o) => return Err(ImportError::Mapping(format!("unmapped must be keep or drop, not `{o}`"))),
         };
+        let empty_is_null = match file.empty.as_deref() {
+            None | Some("absent") => false,
+            Some("null") => true,
+            Some(o) => return Err(ImportError::Mapping(format!("empty must be absent or null, not `{o}`"))),
+        };
+        let mut login_id = file.login_id.unwrap_or_default();
+        // The older spelling: `lowercase_email = false` is a case-sensitive project.
+        if file.lowercase_email == Some(false) {
+            login_id.email_case_sensitive = true;
+        }
         Ok(Mapping {
             identifier: file.identifier.unwrap_or(Identifier::Email),
-            lowercase_email: file.lowercase_email.unwrap_or(true),
+            login_id,
+            empty_is_null,
             list_separator: file.list_separator.filter(|s| !s.is_empty()).unwrap_or_else(|| ",".into()),
             keep_unmapped,
             default_password_type: file.default_password_type,
@@ -197,8 +216,14 @@ impl Mapping {
         let mut out = Map::new();
         let mut errors = Vec::new();
         for (column, value) in row {
-            let Target::Field(path, kind) = self.target_for(&column) else { continue };
-            let converted = match self.convert(value, kind) {
+            let Target::Field(mut path, kind) = self.target_for(&column) else { continue };
+            // An export that already holds an address object fills `address` whole.
+            if value.is_object() && path.len() == 2 && path[0] == "address" {
+                path.truncate(1);
+            }
+            let nullable = path.len() == 1 && schema::NULLABLE_FIELDS.contains(&path[0].as_str())
+                || path.len() == 2 && path[0] == "mfa" && matches!(path[1].as_str(), "email" | "phone_number");
+            let converted = match self.convert(value, kind, nullable) {
                 Ok(Some(v)) => v,
                 Ok(None) => continue,
                 Err(e) => {
@@ -233,14 +258,16 @@ impl Mapping {
         }
     }
 
-    fn convert(&self, value: Value, kind: Kind) -> Result<Option<Value>, String> {
+    fn convert(&self, value: Value, kind: Kind, nullable: bool) -> Result<Option<Value>, String> {
         let text = match value {
-            Value::Null => return Ok(None),
+            // JSON `null` is kept: on upsert it removes the value (the schema
+            // check refuses it where the server does).
+            Value::Null => return Ok(Some(Value::Null)),
             Value::String(s) => {
                 let t = s.trim();
                 if t.is_empty() {
                     // An empty cell means "no value", not an empty string.
-                    return Ok(None);
+                    return Ok((self.empty_is_null && nullable).then_some(Value::Null));
                 }
                 if t.len() == s.len() {
                     s
@@ -259,7 +286,7 @@ impl Mapping {
         };
         Ok(Some(match kind {
             Kind::Text => Value::String(text),
-            Kind::Email => Value::String(if self.lowercase_email { text.to_lowercase() } else { text }),
+            Kind::Email => Value::String(text),
             Kind::Bool => Value::Bool(parse_bool(&text).ok_or_else(|| "not a recognisable true/false value".to_string())?),
             Kind::List => Value::Array(self.split_list(&text)?),
             Kind::Integer => Value::from(text.parse::<i64>().map_err(|_| "not a whole number".to_string())?),
