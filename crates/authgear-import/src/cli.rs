@@ -19,7 +19,16 @@ use super::{draft, journal::RowEntry, ImportError, EXIT_OK, EXIT_PARTIAL};
 
 /// Import users into Authgear through the User Import API.
 #[derive(Debug, Parser)]
-#[command(name = "authgear-import", version, about)]
+#[command(
+    name = "authgear-import",
+    version,
+    about = "Moves users from an export (CSV, JSON or NDJSON) into Authgear through the User Import API",
+    long_about = "Moves users from an export (CSV, JSON or NDJSON; Auth0, Firebase, Cognito, Keycloak, \
+Supabase and Django exports are recognised) into an Authgear project through the Admin API's User Import API.\n\n\
+Steps: `mapping` drafts how columns become record fields, `validate` checks every row by the server's \
+rules and sends nothing, `run` imports, `resume` continues an interrupted run from its journal.\n\n\
+Guide: docs/IMPORT.md"
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -347,6 +356,8 @@ pub fn mapping(a: &MappingArgs) -> Result<i32, ImportError> {
         Some(f) => f,
         None => reader::detect_format(&a.input)?,
     };
+    // Columns whose JSON values are objects (an address, nested metadata).
+    let mut objects: Vec<String> = Vec::new();
     let columns = match format {
         Format::Csv => reader::csv_headers(&a.input)?,
         // JSON records may differ in keys: take the union of the first 1000, in order of appearance.
@@ -354,9 +365,12 @@ pub fn mapping(a: &MappingArgs) -> Result<i32, ImportError> {
             let mut cols: Vec<String> = Vec::new();
             for row in reader::open(&a.input, format)?.take(1000) {
                 if let Ok(map) = row?.data {
-                    for k in map.keys() {
+                    for (k, v) in &map {
                         if !cols.contains(k) {
                             cols.push(k.clone());
+                        }
+                        if v.is_object() && !objects.contains(k) {
+                            objects.push(k.clone());
                         }
                     }
                 }
@@ -367,7 +381,7 @@ pub fn mapping(a: &MappingArgs) -> Result<i32, ImportError> {
     if columns.is_empty() {
         return Err(ImportError::Input("no column names found".into()));
     }
-    let text = draft::draft(&columns);
+    let text = draft::draft(&columns, &objects);
     match &a.output {
         None => print!("{text}"),
         Some(p) => {

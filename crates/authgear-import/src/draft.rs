@@ -111,8 +111,9 @@ fn quote(s: &str) -> String {
     serde_json::Value::String(s.to_string()).to_string()
 }
 
-/// Writes a commented mapping file for the given columns.
-pub fn draft(columns: &[String]) -> String {
+/// Writes a commented mapping file for the given columns (`objects`: those
+/// whose values are JSON objects).
+pub fn draft(columns: &[String], objects: &[String]) -> String {
     let source = detect_source(columns);
     let mut out = String::new();
     let _ = writeln!(out, "# Mapping drafted by `authgear-import mapping` — review before use.");
@@ -138,7 +139,11 @@ pub fn draft(columns: &[String]) -> String {
     }
     let _ = writeln!(out, "\n[columns]");
     for c in columns {
-        match recognize(c) {
+        let target = match recognize(c) {
+            Some("address.formatted") if objects.contains(c) => Some("address"),
+            t => t,
+        };
+        match target {
             Some("-") => {
                 let _ = writeln!(out, "{} = \"-\"  # not importable", quote(c));
             }

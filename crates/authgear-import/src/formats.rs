@@ -208,7 +208,7 @@ fn clean_path(p: &str) -> Result<(), String> {
 pub fn bcrypt(hash: &str) -> Result<u32, String> {
     let b = hash.as_bytes();
     if b.first() != Some(&b'$') || !hash[1..].contains('$') {
-        return Err("not a bcrypt hash (it must start with `$2`, or `$bcrypt-sha512$`)".into());
+        return Err("not a bcrypt hash (expected a `$2a$`, `$2b$`, `$2y$` or other version-2 prefix, or `$bcrypt-sha512$`)".into());
     }
     let inner = hash.strip_prefix("$bcrypt-sha512$").unwrap_or(hash);
     go_bcrypt_cost(inner.as_bytes())

@@ -36,6 +36,10 @@ pub const EXIT_FATAL: i32 = 1;
 /// Exit code when some rows were invalid or failed.
 pub const EXIT_PARTIAL: i32 = 2;
 
+/// Starts the message of a row that failed with its whole job (the job's
+/// own `error`), so the report's summary can find them again.
+pub const JOB_ERROR_PREFIX: &str = "the import job failed as a whole: ";
+
 /// The final state of one source row, as written to the report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

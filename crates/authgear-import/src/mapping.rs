@@ -217,8 +217,8 @@ impl Mapping {
         let mut errors = Vec::new();
         for (column, value) in row {
             let Target::Field(mut path, kind) = self.target_for(&column) else { continue };
-            // An export that already holds an address object fills `address` whole.
-            if value.is_object() && path.len() == 2 && path[0] == "address" {
+            // An export that already holds an address object (or null) fills `address` whole.
+            if (value.is_object() || value.is_null()) && path.len() == 2 && path[0] == "address" {
                 path.truncate(1);
             }
             let nullable = path.len() == 1 && schema::NULLABLE_FIELDS.contains(&path[0].as_str())

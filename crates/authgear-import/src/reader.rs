@@ -83,7 +83,10 @@ struct CsvRows<R> {
 
 impl<R: Read> CsvRows<R> {
     fn new(buf: R) -> Result<Self, ImportError> {
-        let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(buf);
+        // Records end at `\n` only: with the default CRLF terminator the csv
+        // crate counts a record's line before the `\n` of the previous `\r\n`,
+        // one too few. The `\r` left at a row's end is trimmed with the value.
+        let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(true).terminator(csv::Terminator::Any(b'\n')).from_reader(buf);
         let headers = reader
             .headers()
             .map_err(|e| ImportError::Input(format!("cannot read CSV header: {e}")))?
@@ -109,7 +112,7 @@ impl<R: Read> Iterator for CsvRows<R> {
                 }
                 let mut map = Map::new();
                 for (h, v) in self.headers.iter().zip(self.record.iter()) {
-                    map.insert(h.clone(), Value::String(v.to_string()));
+                    map.insert(h.clone(), Value::String(v.strip_suffix('\r').unwrap_or(v).to_string()));
                 }
                 Some(Ok(SourceRow { line, data: Ok(map) }))
             }
