@@ -299,11 +299,16 @@ fn check_mfa(value: &Value, phone: PhoneValidation, check: &mut Check) {
                     check.errors.push(format!("mfa.password: only bcrypt hashes can be imported (got {t})"));
                 }
             }
-            ("totp", v) => check_object("mfa.totp", v, &["secret"], check, |f, v, c| {
-                if !matches!(v, Value::String(s) if !s.is_empty()) {
-                    c.errors.push(format!("{f}: must be a non-empty string"));
+            ("totp", v) => {
+                if v.is_object() && v.get("secret").is_none() {
+                    check.errors.push("mfa.totp: secret is required".into());
                 }
-            }),
+                check_object("mfa.totp", v, &["secret"], check, |f, v, c| {
+                    if !matches!(v, Value::String(s) if !s.is_empty()) {
+                        c.errors.push(format!("{f}: must be a non-empty string"));
+                    }
+                })
+            }
             (other, _) => check.errors.push(format!("unknown key `mfa.{}`", printable(other))),
         }
     }
