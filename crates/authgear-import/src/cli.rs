@@ -13,6 +13,7 @@ use super::client::Timing;
 use super::jwt::KeySource;
 use super::mapping::{Identifier, Mapping};
 use super::pipeline::{Item, LocalRow, NonBcrypt, Options, Pipeline, Stats};
+use super::presets::{self, Preset};
 use super::reader::{self, Format};
 use super::report::ReportWriter;
 use super::{draft, journal::RowEntry, ImportError, EXIT_OK, EXIT_PARTIAL};
@@ -106,6 +107,12 @@ pub struct MappingArgs {
     /// Write here instead of stdout (an existing file is not overwritten).
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// The system the export comes from (default: recognised from the columns).
+    #[arg(long, value_enum)]
+    pub from: Option<Preset>,
+    /// Auth0's password hash export (NDJSON from Auth0 support), joined by user id.
+    #[arg(long)]
+    pub password_hashes: Option<PathBuf>,
 }
 
 /// Where the Admin API key comes from (exactly one).
@@ -275,8 +282,19 @@ pub fn print_stats(stats: &Stats, json: bool) {
     let _ = writeln!(out, "skipped by policy:    {}", stats.skipped);
     let _ = writeln!(out, "non-bcrypt hashes:    {}", stats.non_bcrypt);
     let _ = writeln!(out, "need password reset:  {}", stats.password_reset);
+    if !stats.unplaced.is_empty() {
+        let _ = writeln!(out, "no place in Authgear (left out of the records):");
+        let mut unplaced: Vec<_> = stats.unplaced.iter().collect();
+        unplaced.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        for (key, n) in unplaced.iter().take(20) {
+            let _ = writeln!(out, "  {n:>8} x {key}");
+        }
+    }
     let mut errors: Vec<_> = stats.errors.iter().collect();
     errors.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    if !errors.is_empty() {
+        let _ = writeln!(out, "most common problems:");
+    }
     for (msg, n) in errors.iter().take(10) {
         let _ = writeln!(out, "  {n:>8} x {msg}");
     }
@@ -350,38 +368,104 @@ fn write_batch(dir: Option<&Path>, b: &Batch) -> Result<(), ImportError> {
     write_private(&dir.join(format!("batch-{:06}.json", b.number)), &b.body)
 }
 
+fn absolute_display(p: &Path) -> Result<String, ImportError> {
+    if !p.is_file() {
+        return Err(ImportError::Usage(format!("--password-hashes {}: no such file", p.display())));
+    }
+    std::path::absolute(p).map(|a| a.display().to_string()).map_err(|e| ImportError::io(format!("resolve {}", p.display()), e))
+}
+
+/// The columns of an input as `preset` reshapes its rows: the header's order
+/// first (CSV), then keys of the first 1000 records in order of appearance.
+fn scan_columns(input: &Path, format: Format, preset: Option<Preset>) -> Result<(Vec<String>, draft::Sample), ImportError> {
+    let layout = match preset {
+        Some(p) => reader::Layout { records_key: p.records_key(), csv_headers: p.csv_headers() },
+        None => reader::Layout::default(),
+    };
+    let mut sample = draft::Sample::default();
+    let mut columns: Vec<String> = match (format, layout.csv_headers) {
+        (Format::Csv, Some(h)) => h.iter().map(|s| s.to_string()).collect(),
+        (Format::Csv, None) => reader::csv_headers(input)?,
+        _ => Vec::new(),
+    };
+    let mut present: Vec<String> = Vec::new();
+    let mut read_any = false;
+    for row in reader::open_with(input, format, layout)?.take(1000) {
+        let Ok(mut map) = row?.data else { continue };
+        read_any = true;
+        if let Some(p) = preset {
+            p.prepare(&mut map, None);
+        }
+        for (k, v) in &map {
+            if !columns.contains(k) {
+                columns.push(k.clone());
+            }
+            if !present.contains(k) {
+                present.push(k.clone());
+            }
+            note_object(&mut sample, k, v);
+        }
+    }
+    if read_any {
+        // A column the preset reshaped away (Django's `password`) is not drafted.
+        columns.retain(|c| present.contains(c));
+    }
+    Ok((columns, sample))
+}
+
+/// Remembers that a column holds objects (or JSON text holding one), and their keys.
+fn note_object(sample: &mut draft::Sample, column: &str, v: &serde_json::Value) {
+    let parsed;
+    let obj = match v {
+        serde_json::Value::Object(m) => m,
+        serde_json::Value::String(s) if s.starts_with('{') => match serde_json::from_str::<serde_json::Value>(s) {
+            Ok(serde_json::Value::Object(m)) => {
+                parsed = m;
+                &parsed
+            }
+            _ => return,
+        },
+        _ => return,
+    };
+    if v.is_object() && !sample.objects.iter().any(|o| o == column) {
+        sample.objects.push(column.to_string());
+    }
+    let i = match sample.keys.iter().position(|(c, _)| c == column) {
+        Some(i) => i,
+        None => {
+            sample.keys.push((column.to_string(), Vec::new()));
+            sample.keys.len() - 1
+        }
+    };
+    for k in obj.keys() {
+        let keys = &mut sample.keys[i].1;
+        if keys.len() < 30 && !keys.contains(k) {
+            keys.push(k.clone());
+        }
+    }
+}
+
 /// The `mapping` subcommand: drafts a mapping file.
 pub fn mapping(a: &MappingArgs) -> Result<i32, ImportError> {
     let format = match a.format {
         Some(f) => f,
         None => reader::detect_format(&a.input)?,
     };
-    // Columns whose JSON values are objects (an address, nested metadata).
-    let mut objects: Vec<String> = Vec::new();
-    let columns = match format {
-        Format::Csv => reader::csv_headers(&a.input)?,
-        // JSON records may differ in keys: take the union of the first 1000, in order of appearance.
-        _ => {
-            let mut cols: Vec<String> = Vec::new();
-            for row in reader::open(&a.input, format)?.take(1000) {
-                if let Ok(map) = row?.data {
-                    for (k, v) in &map {
-                        if !cols.contains(k) {
-                            cols.push(k.clone());
-                        }
-                        if v.is_object() && !objects.contains(k) {
-                            objects.push(k.clone());
-                        }
-                    }
-                }
-            }
-            cols
+    let (mut columns, mut sample) = scan_columns(&a.input, format, a.from)?;
+    let mut preset = a.from;
+    if preset.is_none() {
+        // A recognised export is drafted as its preset would read it.
+        preset = presets::detect(&columns);
+        if let Some(p) = preset {
+            (columns, sample) = scan_columns(&a.input, format, Some(p))?;
         }
-    };
+    }
     if columns.is_empty() {
         return Err(ImportError::Input("no column names found".into()));
     }
-    let text = draft::draft(&columns, &objects);
+    // Absolute, since `validate` reads it relative to the mapping file otherwise.
+    let hashes = a.password_hashes.as_deref().map(absolute_display).transpose()?;
+    let text = draft::draft(&columns, &sample, preset, hashes.as_deref());
     match &a.output {
         None => print!("{text}"),
         Some(p) => {

@@ -21,6 +21,7 @@ pub mod jwt;
 pub mod loginid;
 pub mod mapping;
 pub mod pipeline;
+pub mod presets;
 pub mod progress;
 pub mod reader;
 pub mod report;

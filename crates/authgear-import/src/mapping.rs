@@ -20,11 +20,13 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::loginid::LoginIdRules;
+use super::presets::{self, Preset};
 use super::{draft, schema, ImportError};
 
 /// Defined with the record's shape (`schema`), named here where mappings say it.
@@ -45,6 +47,12 @@ pub enum Kind {
     Integer,
     /// Any number.
     Number,
+    /// A boolean, inverted (`enabled` / `is_active` into `disabled`).
+    NotBool,
+    /// `true` when the cell has any value (a `confirmed_at` timestamp into `email_verified`).
+    Present,
+    /// A phone number stored without its `+` (GoTrue) gets one.
+    E164,
 }
 
 /// Where a source column goes.
@@ -54,6 +62,8 @@ pub enum Target {
     Drop,
     /// The column fills this (possibly nested) record field.
     Field(Vec<String>, Kind),
+    /// An object (or JSON text holding one) whose keys become custom attributes.
+    Spread,
 }
 
 /// Parses a mapping target such as `email`, `-` or `custom_attributes.age:integer`.
@@ -66,6 +76,12 @@ pub fn parse_target(spec: &str) -> Result<Target, String> {
         Some((p, s)) => (p, Some(s)),
         None => (spec, None),
     };
+    if path == "custom_attributes.*" {
+        return match suffix {
+            None => Ok(Target::Spread),
+            Some(s) => Err(format!("`custom_attributes.*` takes no suffix (`:{s}`)")),
+        };
+    }
     let parts: Vec<String> = path.split('.').map(|p| p.trim().to_string()).collect();
     if parts.iter().any(String::is_empty) {
         return Err(format!("`{spec}` has an empty path segment"));
@@ -76,6 +92,10 @@ pub fn parse_target(spec: &str) -> Result<Target, String> {
     let default_kind = kind_for(&parts);
     let kind = match suffix {
         None => default_kind,
+        Some("not") if default_kind == Kind::Bool => Kind::NotBool,
+        Some("present") if default_kind == Kind::Bool => Kind::Present,
+        Some("e164") if matches!(path, "phone_number" | "mfa.phone_number") => Kind::E164,
+        Some(s @ ("not" | "present" | "e164")) => return Err(format!("`:{s}` does not fit `{path}`")),
         Some(s) if parts[0] != "custom_attributes" => {
             return Err(format!("type suffix `:{s}` is only for custom_attributes"));
         }
@@ -106,6 +126,8 @@ struct MappingFile {
     list_separator: Option<String>,
     unmapped: Option<String>,
     default_password_type: Option<String>,
+    preset: Option<Preset>,
+    password_hashes: Option<String>,
     empty: Option<String>,
     login_id: Option<LoginIdRules>,
     #[serde(default)]
@@ -127,10 +149,16 @@ pub struct Mapping {
     pub keep_unmapped: bool,
     /// Hash type to assume when a record has a hash but no type.
     pub default_password_type: Option<String>,
+    /// The export format the rows come in (reshapes rows before mapping).
+    pub preset: Option<Preset>,
+    /// Auth0's password hashes by user id, joined into the rows.
+    hashes: Option<Arc<HashMap<String, String>>>,
     /// Explicit column targets.
     columns: HashMap<String, Target>,
     /// Without a file, recognise well-known names the way `mapping` would draft them.
     auto: bool,
+    /// The `password_hashes` file named in the mapping, until `load` reads it.
+    password_hashes_file: Option<String>,
 }
 
 impl Mapping {
@@ -144,15 +172,24 @@ impl Mapping {
             list_separator: ",".into(),
             keep_unmapped: true,
             default_password_type: None,
+            preset: None,
+            hashes: None,
             columns: HashMap::new(),
             auto: true,
+            password_hashes_file: None,
         }
     }
 
     /// Loads and checks a TOML mapping file.
     pub fn load(path: &Path) -> Result<Self, ImportError> {
         let text = std::fs::read_to_string(path).map_err(|e| ImportError::io(format!("read {}", path.display()), e))?;
-        Self::parse(&text)
+        let mut m = Self::parse(&text)?;
+        if let Some(file) = m.password_hashes_file.take() {
+            // Relative to the mapping file, which is where the draft points.
+            let p = path.parent().map_or_else(|| Path::new(&file).to_path_buf(), |d| d.join(&file));
+            m.hashes = Some(Arc::new(presets::load_auth0_hashes(&p)?));
+        }
+        Ok(m)
     }
 
     /// Parses mapping TOML text.
@@ -185,8 +222,11 @@ impl Mapping {
             list_separator: file.list_separator.filter(|s| !s.is_empty()).unwrap_or_else(|| ",".into()),
             keep_unmapped,
             default_password_type: file.default_password_type,
+            preset: file.preset,
+            hashes: None,
             columns,
             auto: false,
+            password_hashes_file: file.password_hashes,
         })
     }
 
@@ -195,7 +235,7 @@ impl Mapping {
             return t.clone();
         }
         if self.auto {
-            if let Some(spec) = draft::recognize(column) {
+            if let Some(spec) = self.preset.and_then(|p| p.target(column)).or_else(|| draft::recognize(column)) {
                 if let Ok(t) = parse_target(spec) {
                     return t;
                 }
@@ -213,10 +253,26 @@ impl Mapping {
 
     /// Applies the mapping to one row. Returns the record, or the row's errors.
     pub fn apply(&self, row: Map<String, Value>) -> Result<Map<String, Value>, Vec<String>> {
+        self.apply_noting(row, &mut Vec::new())
+    }
+
+    /// As `apply`, and notes in `unplaced` each value that had no place in
+    /// the record (a nested metadata value, a key no attribute can be named).
+    pub fn apply_noting(&self, mut row: Map<String, Value>, unplaced: &mut Vec<String>) -> Result<Map<String, Value>, Vec<String>> {
+        if let Some(p) = self.preset {
+            p.prepare(&mut row, self.hashes.as_deref());
+        }
         let mut out = Map::new();
         let mut errors = Vec::new();
         for (column, value) in row {
-            let Target::Field(mut path, kind) = self.target_for(&column) else { continue };
+            let (mut path, kind) = match self.target_for(&column) {
+                Target::Drop => continue,
+                Target::Spread => {
+                    spread(&column, value, &mut out, unplaced);
+                    continue;
+                }
+                Target::Field(path, kind) => (path, kind),
+            };
             // An export that already holds an address object (or null) fills `address` whole.
             if (value.is_object() || value.is_null()) && path.len() == 2 && path[0] == "address" {
                 path.truncate(1);
@@ -280,6 +336,8 @@ impl Mapping {
                 return Ok(Some(match (kind, other) {
                     (Kind::Bool, Value::Number(n)) if n.as_u64() == Some(0) => Value::Bool(false),
                     (Kind::Bool, Value::Number(n)) if n.as_u64() == Some(1) => Value::Bool(true),
+                    (Kind::NotBool, Value::Bool(b)) => Value::Bool(!b),
+                    (Kind::Present, _) => Value::Bool(true),
                     (_, o) => o,
                 }))
             }
@@ -288,6 +346,10 @@ impl Mapping {
             Kind::Text => Value::String(text),
             Kind::Email => Value::String(text),
             Kind::Bool => Value::Bool(parse_bool(&text).ok_or_else(|| "not a recognisable true/false value".to_string())?),
+            Kind::NotBool => Value::Bool(!parse_bool(&text).ok_or_else(|| "not a recognisable true/false value".to_string())?),
+            Kind::Present => Value::Bool(true),
+            Kind::E164 if text.starts_with('+') => Value::String(text),
+            Kind::E164 => Value::String(format!("+{text}")),
             Kind::List => Value::Array(self.split_list(&text)?),
             Kind::Integer => Value::from(text.parse::<i64>().map_err(|_| "not a whole number".to_string())?),
             Kind::Number => {
@@ -305,6 +367,63 @@ impl Mapping {
             };
         }
         Ok(text.split(self.list_separator.as_str()).map(str::trim).filter(|s| !s.is_empty()).map(|s| Value::String(s.to_string())).collect())
+    }
+}
+
+/// Whether Authgear accepts `name` as a custom attribute name (one level,
+/// `a-z` first, then `a-z 0-9 _`, ending in `a-z 0-9`).
+pub fn is_attribute_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    let (Some(first), Some(last)) = (b.first(), b.last()) else { return false };
+    first.is_ascii_lowercase()
+        && (last.is_ascii_lowercase() || last.is_ascii_digit())
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
+}
+
+/// Spreads an object's keys into `custom_attributes`: scalar values under
+/// their snake_case names; anything else is noted as having no place.
+fn spread(column: &str, value: Value, out: &mut Map<String, Value>, unplaced: &mut Vec<String>) {
+    let obj = match value {
+        Value::Object(m) => m,
+        Value::String(s) if s.trim().is_empty() => return,
+        // CSV dumps and Firebase hold the metadata as JSON text.
+        Value::String(s) => match serde_json::from_str::<Value>(&s) {
+            Ok(Value::Object(m)) => m,
+            _ => {
+                unplaced.push(format!("{column} (not a JSON object)"));
+                return;
+            }
+        },
+        Value::Null => return,
+        _ => {
+            unplaced.push(format!("{column} (not an object)"));
+            return;
+        }
+    };
+    let attrs = out.entry("custom_attributes").or_insert_with(|| Value::Object(Map::new()));
+    let Value::Object(attrs) = attrs else {
+        unplaced.push(format!("{column} (custom_attributes is already set to a non-object)"));
+        return;
+    };
+    for (k, v) in obj {
+        let name = draft::snake(&k);
+        let why = match &v {
+            Value::Null => continue,
+            Value::Object(_) => Some("an object"),
+            Value::Array(_) => Some("a list"),
+            _ if !is_attribute_name(&name) => Some("not a possible attribute name"),
+            _ if attrs.contains_key(&name) => Some("a second value for the same attribute"),
+            _ => None,
+        };
+        match why {
+            Some(why) => unplaced.push(format!("{column}.{k} ({why})")),
+            None => {
+                attrs.insert(name, v);
+            }
+        }
+    }
+    if attrs.is_empty() {
+        out.remove("custom_attributes");
     }
 }
 

@@ -94,6 +94,8 @@ pub struct Stats {
     pub max_batch_bytes: usize,
     /// How often each error message occurred.
     pub errors: HashMap<String, u64>,
+    /// Source values that had no place in a record (nested metadata), by key.
+    pub unplaced: HashMap<String, u64>,
 }
 
 /// Which rows a run should emit (resume skips settled ones but must still see
@@ -117,7 +119,11 @@ pub struct Pipeline {
 impl Pipeline {
     /// Opens the input and prepares the pipeline.
     pub fn open(path: &Path, format: Format, mapping: Mapping, opts: Options) -> Result<Self, ImportError> {
-        let rows = reader::open(path, format)?;
+        let layout = match mapping.preset {
+            Some(p) => reader::Layout { records_key: p.records_key(), csv_headers: p.csv_headers() },
+            None => reader::Layout::default(),
+        };
+        let rows = reader::open_with(path, format, layout)?;
         let packer = Packer::new(opts.identifier, opts.upsert, opts.max_batch_bytes, opts.first_batch);
         Ok(Pipeline { rows, mapping, opts, seen: HashMap::new(), packer, queue: VecDeque::new(), emit: None, finished: false, stats: Stats::default() })
     }
@@ -157,11 +163,20 @@ impl Pipeline {
             Ok(m) => m,
             Err(e) => return self.local(invalid(String::new(), vec![e], vec![])),
         };
-        let mut record = match self.mapping.apply(raw) {
+        let mut unplaced = Vec::new();
+        let mut record = match self.mapping.apply_noting(raw, &mut unplaced) {
             Ok(r) => r,
             Err(errors) => return self.local(invalid(String::new(), errors, vec![])),
         };
         let mut check = Check::default();
+        for u in unplaced {
+            // Bounded: one counter per distinct key, capped.
+            let key = u.split(" (").next().unwrap_or(&u).to_string();
+            if self.stats.unplaced.len() < 200 || self.stats.unplaced.contains_key(&key) {
+                *self.stats.unplaced.entry(key).or_insert(0) += 1;
+            }
+            check.warnings.push(format!("no place in Authgear, left out: {u}"));
+        }
         let rules = Rules { identifier: self.opts.identifier, phone: self.mapping.login_id.phone_validation };
         let pw = schema::check(&mut record, rules, &mut check);
         let ids = loginid::normalize_record(&mut record, &self.mapping.login_id, &mut check);
