@@ -54,6 +54,49 @@ impl Default for LoginIdRules {
     }
 }
 
+/// A project's reserved usernames, in the server's `reserved_name.txt` form:
+/// one name a line, `#` comments, `/regex/` patterns, `!` to exempt; the last
+/// matching line decides. Names are compared case-folded.
+#[derive(Debug, Default)]
+pub struct ReservedNames {
+    entries: Vec<(bool, regex::Regex)>,
+}
+
+impl ReservedNames {
+    /// Parses the file's text.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut entries = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (negated, line) = match line.strip_prefix('!') {
+                Some(rest) => (true, rest),
+                None => (false, line),
+            };
+            let pattern = match line.strip_prefix('/').and_then(|l| l.strip_suffix('/')).filter(|p| !p.is_empty()) {
+                Some(re) => re.to_string(),
+                None => format!("^{}$", regex::escape(line)),
+            };
+            let re = regex::Regex::new(&pattern).map_err(|e| format!("line {}: {e}", i + 1))?;
+            entries.push((negated, re));
+        }
+        Ok(ReservedNames { entries })
+    }
+
+    /// Whether the (case-folded) username is reserved.
+    pub fn is_reserved(&self, folded: &str) -> bool {
+        let mut blocked = false;
+        for (negated, re) in &self.entries {
+            if re.is_match(folded) {
+                blocked = !negated;
+            }
+        }
+        blocked
+    }
+}
+
 /// The three kinds of login id a record can carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
@@ -145,7 +188,7 @@ pub fn check_username(s: &str, rules: &LoginIdRules) -> Result<(), String> {
 /// Judges and (when `rules.normalize`) rewrites the record's login ids in
 /// place; returns each present one in normalized form, for duplicate checks.
 /// Format errors are the schema's to report; this adds the login-id rules.
-pub fn normalize_record(record: &mut Map<String, Value>, rules: &LoginIdRules, check: &mut Check) -> Vec<(Kind, String)> {
+pub fn normalize_record(record: &mut Map<String, Value>, rules: &LoginIdRules, reserved: Option<&ReservedNames>, check: &mut Check) -> Vec<(Kind, String)> {
     let mut out = Vec::with_capacity(1);
     for kind in [Kind::Email, Kind::Phone, Kind::Username] {
         let Some(Value::String(raw)) = record.get_mut(kind.key()) else { continue };
@@ -179,6 +222,10 @@ pub fn normalize_record(record: &mut Map<String, Value>, rules: &LoginIdRules, c
                     check.errors.push(format!("preferred_username: {e}"));
                     continue;
                 }
+                if reserved.is_some_and(|r| r.is_reserved(&fold(trimmed))) {
+                    check.errors.push("preferred_username: a reserved username in this project".into());
+                    continue;
+                }
                 normalize_username(trimmed, rules)
             }
         };
@@ -208,5 +255,8 @@ mod tests {
         assert!(check_username("jösé", &r).is_err());
         assert!(check_username("jösé", &LoginIdRules { username_ascii_only: false, ..r.clone() }).is_ok());
         assert!(check_username(&"a".repeat(41), &r).is_err());
+        let list = ReservedNames::parse("# names\nadmin\n/^root[0-9]*$/\n!root42\n").expect("list");
+        assert!(list.is_reserved("admin") && list.is_reserved("root7"));
+        assert!(!list.is_reserved("root42") && !list.is_reserved("administrator"));
     }
 }

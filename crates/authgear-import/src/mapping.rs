@@ -25,7 +25,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::loginid::LoginIdRules;
+use super::loginid::{LoginIdRules, ReservedNames};
 use super::presets::{self, Preset};
 use super::{draft, schema, ImportError};
 
@@ -128,6 +128,7 @@ struct MappingFile {
     default_password_type: Option<String>,
     preset: Option<Preset>,
     password_hashes: Option<String>,
+    reserved_usernames: Option<String>,
     empty: Option<String>,
     login_id: Option<LoginIdRules>,
     #[serde(default)]
@@ -153,12 +154,16 @@ pub struct Mapping {
     pub preset: Option<Preset>,
     /// Auth0's password hashes by user id, joined into the rows.
     hashes: Option<Arc<HashMap<String, String>>>,
+    /// The project's reserved usernames, when the mapping names the file.
+    pub reserved_usernames: Option<Arc<ReservedNames>>,
     /// Explicit column targets.
     columns: HashMap<String, Target>,
     /// Without a file, recognise well-known names the way `mapping` would draft them.
     auto: bool,
     /// The `password_hashes` file named in the mapping, until `load` reads it.
     password_hashes_file: Option<String>,
+    /// The `reserved_usernames` file named in the mapping, until `load` reads it.
+    reserved_usernames_file: Option<String>,
 }
 
 impl Mapping {
@@ -174,9 +179,11 @@ impl Mapping {
             default_password_type: None,
             preset: None,
             hashes: None,
+            reserved_usernames: None,
             columns: HashMap::new(),
             auto: true,
             password_hashes_file: None,
+            reserved_usernames_file: None,
         }
     }
 
@@ -184,10 +191,16 @@ impl Mapping {
     pub fn load(path: &Path) -> Result<Self, ImportError> {
         let text = std::fs::read_to_string(path).map_err(|e| ImportError::io(format!("read {}", path.display()), e))?;
         let mut m = Self::parse(&text)?;
+        // Files named in the mapping are relative to the mapping file.
+        let beside = |file: &str| path.parent().map_or_else(|| Path::new(file).to_path_buf(), |d| d.join(file));
         if let Some(file) = m.password_hashes_file.take() {
-            // Relative to the mapping file, which is where the draft points.
-            let p = path.parent().map_or_else(|| Path::new(&file).to_path_buf(), |d| d.join(&file));
-            m.hashes = Some(Arc::new(presets::load_auth0_hashes(&p)?));
+            m.hashes = Some(Arc::new(presets::load_auth0_hashes(&beside(&file))?));
+        }
+        if let Some(file) = m.reserved_usernames_file.take() {
+            let p = beside(&file);
+            let text = std::fs::read_to_string(&p).map_err(|e| ImportError::io(format!("read {}", p.display()), e))?;
+            let list = ReservedNames::parse(&text).map_err(|e| ImportError::Mapping(format!("{}: {e}", p.display())))?;
+            m.reserved_usernames = Some(Arc::new(list));
         }
         Ok(m)
     }
@@ -224,9 +237,11 @@ impl Mapping {
             default_password_type: file.default_password_type,
             preset: file.preset,
             hashes: None,
+            reserved_usernames: None,
             columns,
             auto: false,
             password_hashes_file: file.password_hashes,
+            reserved_usernames_file: file.reserved_usernames,
         })
     }
 

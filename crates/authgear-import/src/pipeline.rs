@@ -179,7 +179,7 @@ impl Pipeline {
         }
         let rules = Rules { identifier: self.opts.identifier, phone: self.mapping.login_id.phone_validation };
         let pw = schema::check(&mut record, rules, &mut check);
-        let ids = loginid::normalize_record(&mut record, &self.mapping.login_id, &mut check);
+        let ids = loginid::normalize_record(&mut record, &self.mapping.login_id, self.mapping.reserved_usernames.as_deref(), &mut check);
         let identifier = match record.get(self.opts.identifier.key()) {
             Some(Value::String(s)) => s.clone(),
             _ => String::new(),

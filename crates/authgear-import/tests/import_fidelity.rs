@@ -330,3 +330,20 @@ fn help_describes_the_importer_and_its_steps() {
         assert!(!help.contains(word), "help mentions {word}: {help}");
     }
 }
+
+#[test]
+fn reserved_usernames_named_in_the_mapping_are_refused() {
+    let dir = scratch("reserved");
+    std::fs::write(dir.join("u.csv"), "Email,Username\nr1@example.com,Admin\nr2@example.com,root7\nr3@example.com,root42\nr4@example.com,alice\n")
+        .expect("write");
+    std::fs::write(dir.join("reserved.txt"), "# the project's reserved names\nadmin\n/^root[0-9]*$/\n!root42\n").expect("write");
+    std::fs::write(dir.join("m.toml"), "reserved_usernames = \"reserved.txt\"\n[columns]\n\"Email\" = \"email\"\n\"Username\" = \"preferred_username\"\n")
+        .expect("write");
+    let (code, rows, records) = validate(&dir, "u.csv", &["--mapping", "m.toml"]);
+    assert_eq!(code, Some(2));
+    let mut lines: Vec<u64> = rows.keys().copied().collect();
+    lines.sort();
+    assert_eq!(lines, [2, 3], "{rows:?}");
+    assert!(rows[&2].1.contains("preferred_username: a reserved username"), "compared case-folded: {rows:?}");
+    assert_eq!(records.len(), 2);
+}
