@@ -148,6 +148,10 @@ fn is_mark(c: char) -> bool {
 
 /// The email as the server stores it (`EmailNormalizer.Normalize`).
 pub fn normalize_email(s: &str, rules: &LoginIdRules) -> String {
+    // The common case, checked once: nothing to fold or drop.
+    if s.is_ascii() && !s.bytes().any(|b| b.is_ascii_uppercase()) && !(rules.email_ignore_dot_sign && s.contains('.')) {
+        return s.to_string();
+    }
     let Some(at) = s.rfind('@') else { return s.to_string() };
     let (local, domain) = (&s[..at], &s[at + 1..]);
     let domain = fold(domain);
@@ -163,6 +167,9 @@ pub fn normalize_email(s: &str, rules: &LoginIdRules) -> String {
 
 /// The username as the server stores it (`UsernameNormalizer.Normalize`).
 pub fn normalize_username(s: &str, rules: &LoginIdRules) -> String {
+    if s.is_ascii() && (rules.username_case_sensitive || !s.bytes().any(|b| b.is_ascii_uppercase())) {
+        return s.to_string();
+    }
     let s = nfkc(s);
     if rules.username_case_sensitive {
         s
