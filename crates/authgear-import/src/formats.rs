@@ -253,6 +253,18 @@ mod tests {
     }
 
     #[test]
+    fn odd_phone_inputs_are_refused_without_panicking() {
+        let long = format!("+{}", "9".repeat(200));
+        for s in ["+", "+0", "+-", "+ ", "+1 ", "+00000000000000000000000", "+1-", "+--1", "+999", "+8", long.as_str(), "+85 2", "  +852"] {
+            let _ = phone(s, PhoneValidation::IsValidNumber);
+            let _ = phone(s, PhoneValidation::IsPossibleNumber);
+        }
+        assert_eq!(phone("+85251234567", PhoneValidation::IsValidNumber).as_deref(), Ok("+85251234567"));
+        assert_eq!(phone("+852 5123-4567", PhoneValidation::IsPossibleNumber).as_deref(), Ok("+85251234567"));
+        assert!(phone("+852 5123 4567", PhoneValidation::IsValidNumber).is_err());
+    }
+
+    #[test]
     fn dates() {
         for ok in ["1990-02-28", "2000-02-29", "0000-12-25", "--12-25", "--02-29", "1990"] {
             assert!(birthdate(ok).is_ok(), "{ok}");
