@@ -124,7 +124,8 @@ pub fn rfc3339(s: &str) -> Result<(), String> {
     if b.len() < 20 || b[10] != b'T' || !s.is_ascii() {
         return bad();
     }
-    let ok = chrono::DateTime::parse_from_rfc3339(s).is_ok();
+    // chrono takes a leap second (`:60`); Go's seconds stop at 59.
+    let ok = chrono::DateTime::parse_from_rfc3339(s).is_ok() && s.get(17..19).is_some_and(|sec| sec < "60");
     let zone_ok = s.ends_with('Z') || matches!(b[b.len() - 6], b'+' | b'-');
     if ok && zone_ok {
         Ok(())
@@ -167,6 +168,13 @@ impl<'a> GoUrl<'a> {
         if s.bytes().any(|b| b < 0x20 || b == 0x7f) {
             return Err("URI contains a control character".into());
         }
+        // Go refuses a `%` that does not start a two-digit hex escape, in
+        // everything but the query (which it keeps raw).
+        let (rest, fragment) = s.split_once('#').unwrap_or((s, ""));
+        let before_query = rest.split_once('?').map_or(rest, |(a, _)| a);
+        if !escapes_ok(before_query) || !escapes_ok(fragment) {
+            return Err("URI has a `%` that is not a %XX escape".into());
+        }
         let s = s.split_once('#').map_or(s, |(a, _)| a);
         let (scheme, rest) = match s.find(':') {
             Some(i) if i > 0 && s.as_bytes()[0].is_ascii_alphabetic() && s[..i].bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b)) => {
@@ -185,6 +193,11 @@ impl<'a> GoUrl<'a> {
         let path = if !scheme.is_empty() && !rest.starts_with('/') { "" } else { rest };
         Ok(GoUrl { scheme, host: "", path })
     }
+}
+
+fn escapes_ok(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.iter().enumerate().all(|(i, &c)| c != b'%' || (b.get(i + 1).is_some_and(u8::is_ascii_hexdigit) && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit)))
 }
 
 /// Go's `FormatAbsolutePath`: the path must start with `/` and equal its
@@ -248,6 +261,9 @@ mod tests {
         assert!(uri("https://example.com/a/../b").is_err());
         assert!(uri("https://example.com//a").is_err());
         assert!(uri("/relative").is_err());
+        assert!(uri("https://example.com/a%2Fb").is_ok());
+        assert!(uri("https://example.com/a%zz").is_err());
+        assert!(uri("https://example.com/a?q=%zz").is_ok(), "Go keeps the query raw");
         assert!(picture("authgearimages:///app/object").is_ok());
         assert!(picture("ftp://example.com/a.png").is_err());
     }
