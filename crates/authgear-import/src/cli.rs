@@ -13,13 +13,23 @@ use super::client::Timing;
 use super::jwt::KeySource;
 use super::mapping::{Identifier, Mapping};
 use super::pipeline::{Item, LocalRow, NonBcrypt, Options, Pipeline, Stats};
+use super::presets::{self, Preset};
 use super::reader::{self, Format};
 use super::report::ReportWriter;
 use super::{draft, journal::RowEntry, ImportError, EXIT_OK, EXIT_PARTIAL};
 
 /// Import users into Authgear through the User Import API.
 #[derive(Debug, Parser)]
-#[command(name = "authgear-import", version, about)]
+#[command(
+    name = "authgear-import",
+    version,
+    about = "Moves users from an export (CSV, JSON or NDJSON) into Authgear through the User Import API",
+    long_about = "Moves users from an export (CSV, JSON or NDJSON; Auth0, Firebase, Cognito, Keycloak, \
+Supabase and Django exports are recognised) into an Authgear project through the Admin API's User Import API.\n\n\
+Steps: `mapping` drafts how columns become record fields, `validate` checks every row by the server's \
+rules and sends nothing, `run` imports, `resume` continues an interrupted run from its journal.\n\n\
+Guide: docs/IMPORT.md"
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -57,7 +67,7 @@ pub struct InputArgs {
     /// What to do with password hashes that are not bcrypt.
     #[arg(long, value_enum, default_value = "fail")]
     pub non_bcrypt: NonBcrypt,
-    /// Update users that already exist (passwords and MFA are not updated by upsert).
+    /// Update users that already exist (upsert leaves password, mfa.password and mfa.totp alone).
     #[arg(long)]
     pub upsert: bool,
     /// Largest request body in bytes (the server accepts at most 500000).
@@ -97,6 +107,12 @@ pub struct MappingArgs {
     /// Write here instead of stdout (an existing file is not overwritten).
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// The system the export comes from (default: recognised from the columns).
+    #[arg(long, value_enum)]
+    pub from: Option<Preset>,
+    /// Auth0's password hash export (NDJSON from Auth0 support), joined by user id.
+    #[arg(long)]
+    pub password_hashes: Option<PathBuf>,
 }
 
 /// Where the Admin API key comes from (exactly one).
@@ -237,6 +253,10 @@ pub fn prepare(a: &InputArgs) -> Result<(Format, Mapping, Options), ImportError>
     Ok((format, mapping, opts))
 }
 
+/// What `--upsert` changes and what it leaves alone (authgear-server's upsert path).
+pub const UPSERT_WARNING: &str = "warning: --upsert updates existing users: profile fields, login ids, mfa.email and mfa.phone_number \
+(null removes them); password, mfa.password and mfa.totp are never changed by upsert";
+
 /// Prints one problem row for humans.
 pub fn describe(row: &LocalRow) -> String {
     let who = if row.identifier.is_empty() { String::new() } else { format!(" [{}]", row.identifier) };
@@ -254,12 +274,27 @@ pub fn print_stats(stats: &Stats, json: bool) {
     let mut out = std::io::stderr().lock();
     let _ = writeln!(out, "rows read:            {}", stats.rows);
     let _ = writeln!(out, "valid:                {} (in {} batch(es), largest {} bytes)", stats.valid, stats.batches, stats.max_batch_bytes);
-    let _ = writeln!(out, "invalid:              {} ({} duplicate identifier(s))", stats.invalid, stats.duplicates);
+    let _ = writeln!(
+        out,
+        "invalid:              {} ({} duplicate identifier(s), {} other duplicate login id(s))",
+        stats.invalid, stats.duplicates, stats.duplicate_login_ids
+    );
     let _ = writeln!(out, "skipped by policy:    {}", stats.skipped);
     let _ = writeln!(out, "non-bcrypt hashes:    {}", stats.non_bcrypt);
     let _ = writeln!(out, "need password reset:  {}", stats.password_reset);
+    if !stats.unplaced.is_empty() {
+        let _ = writeln!(out, "no place in Authgear (left out of the records):");
+        let mut unplaced: Vec<_> = stats.unplaced.iter().collect();
+        unplaced.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        for (key, n) in unplaced.iter().take(20) {
+            let _ = writeln!(out, "  {n:>8} x {key}");
+        }
+    }
     let mut errors: Vec<_> = stats.errors.iter().collect();
     errors.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    if !errors.is_empty() {
+        let _ = writeln!(out, "most common problems:");
+    }
     for (msg, n) in errors.iter().take(10) {
         let _ = writeln!(out, "  {n:>8} x {msg}");
     }
@@ -282,7 +317,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ImportError> {
 pub fn validate(a: &ValidateArgs) -> Result<i32, ImportError> {
     let (format, mapping, opts) = prepare(&a.input)?;
     if a.input.upsert {
-        eprintln!("warning: --upsert updates profile fields only; passwords and MFA are not updated by upsert");
+        eprintln!("{}", UPSERT_WARNING);
     }
     if let Some(dir) = &a.write_batches {
         std::fs::create_dir_all(dir).map_err(|e| ImportError::io(format!("create {}", dir.display()), e))?;
@@ -333,33 +368,104 @@ fn write_batch(dir: Option<&Path>, b: &Batch) -> Result<(), ImportError> {
     write_private(&dir.join(format!("batch-{:06}.json", b.number)), &b.body)
 }
 
+fn absolute_display(p: &Path) -> Result<String, ImportError> {
+    if !p.is_file() {
+        return Err(ImportError::Usage(format!("--password-hashes {}: no such file", p.display())));
+    }
+    std::path::absolute(p).map(|a| a.display().to_string()).map_err(|e| ImportError::io(format!("resolve {}", p.display()), e))
+}
+
+/// The columns of an input as `preset` reshapes its rows: the header's order
+/// first (CSV), then keys of the first 1000 records in order of appearance.
+fn scan_columns(input: &Path, format: Format, preset: Option<Preset>) -> Result<(Vec<String>, draft::Sample), ImportError> {
+    let layout = match preset {
+        Some(p) => reader::Layout { records_key: p.records_key(), csv_headers: p.csv_headers() },
+        None => reader::Layout::default(),
+    };
+    let mut sample = draft::Sample::default();
+    let mut columns: Vec<String> = match (format, layout.csv_headers) {
+        (Format::Csv, Some(h)) => h.iter().map(|s| s.to_string()).collect(),
+        (Format::Csv, None) => reader::csv_headers(input)?,
+        _ => Vec::new(),
+    };
+    let mut present: Vec<String> = Vec::new();
+    let mut read_any = false;
+    for row in reader::open_with(input, format, layout)?.take(1000) {
+        let Ok(mut map) = row?.data else { continue };
+        read_any = true;
+        if let Some(p) = preset {
+            p.prepare(&mut map, None);
+        }
+        for (k, v) in &map {
+            if !columns.contains(k) {
+                columns.push(k.clone());
+            }
+            if !present.contains(k) {
+                present.push(k.clone());
+            }
+            note_object(&mut sample, k, v);
+        }
+    }
+    if read_any {
+        // A column the preset reshaped away (Django's `password`) is not drafted.
+        columns.retain(|c| present.contains(c));
+    }
+    Ok((columns, sample))
+}
+
+/// Remembers that a column holds objects (or JSON text holding one), and their keys.
+fn note_object(sample: &mut draft::Sample, column: &str, v: &serde_json::Value) {
+    let parsed;
+    let obj = match v {
+        serde_json::Value::Object(m) => m,
+        serde_json::Value::String(s) if s.starts_with('{') => match serde_json::from_str::<serde_json::Value>(s) {
+            Ok(serde_json::Value::Object(m)) => {
+                parsed = m;
+                &parsed
+            }
+            _ => return,
+        },
+        _ => return,
+    };
+    if v.is_object() && !sample.objects.iter().any(|o| o == column) {
+        sample.objects.push(column.to_string());
+    }
+    let i = match sample.keys.iter().position(|(c, _)| c == column) {
+        Some(i) => i,
+        None => {
+            sample.keys.push((column.to_string(), Vec::new()));
+            sample.keys.len() - 1
+        }
+    };
+    for k in obj.keys() {
+        let keys = &mut sample.keys[i].1;
+        if keys.len() < 30 && !keys.contains(k) {
+            keys.push(k.clone());
+        }
+    }
+}
+
 /// The `mapping` subcommand: drafts a mapping file.
 pub fn mapping(a: &MappingArgs) -> Result<i32, ImportError> {
     let format = match a.format {
         Some(f) => f,
         None => reader::detect_format(&a.input)?,
     };
-    let columns = match format {
-        Format::Csv => reader::csv_headers(&a.input)?,
-        // JSON records may differ in keys: take the union of the first 1000, in order of appearance.
-        _ => {
-            let mut cols: Vec<String> = Vec::new();
-            for row in reader::open(&a.input, format)?.take(1000) {
-                if let Ok(map) = row?.data {
-                    for k in map.keys() {
-                        if !cols.contains(k) {
-                            cols.push(k.clone());
-                        }
-                    }
-                }
-            }
-            cols
+    let (mut columns, mut sample) = scan_columns(&a.input, format, a.from)?;
+    let mut preset = a.from;
+    if preset.is_none() {
+        // A recognised export is drafted as its preset would read it.
+        preset = presets::detect(&columns);
+        if let Some(p) = preset {
+            (columns, sample) = scan_columns(&a.input, format, Some(p))?;
         }
-    };
+    }
     if columns.is_empty() {
         return Err(ImportError::Input("no column names found".into()));
     }
-    let text = draft::draft(&columns);
+    // Absolute, since `validate` reads it relative to the mapping file otherwise.
+    let hashes = a.password_hashes.as_deref().map(absolute_display).transpose()?;
+    let text = draft::draft(&columns, &sample, preset, hashes.as_deref());
     match &a.output {
         None => print!("{text}"),
         Some(p) => {

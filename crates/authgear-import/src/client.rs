@@ -1,7 +1,7 @@
 //! Admin API client for the User Import endpoints, with retries.
 //!
 //! 429 and 5xx are retried with exponential backoff and jitter, honouring
-//! `Retry-After` (seconds); a quota error is not retried but surfaced as
+//! `Retry-After` (seconds or an HTTP-date); a quota error is not retried but surfaced as
 //! `ImportError::Quota` so the run can stop cleanly and be resumed.
 
 use std::time::Duration;
@@ -81,6 +81,9 @@ pub struct Job {
     pub details: Vec<Detail>,
     /// The whole job object, with credentials removed from echoed records.
     pub redacted: Value,
+    /// The error of the job as a whole (a completed job can carry one in
+    /// place of some or all per-record details).
+    pub error: Option<String>,
 }
 
 /// What a POST of one batch led to.
@@ -154,7 +157,8 @@ pub fn parse_job(v: Value) -> Result<Job, String> {
             }
         }
     }
-    Ok(Job { id, status, details, redacted: v })
+    let error = v.get("error").filter(|e| !e.is_null()).map(text_of);
+    Ok(Job { id, status, details, redacted: v, error })
 }
 
 fn is_quota(body: &Value) -> bool {
@@ -169,7 +173,18 @@ fn is_quota(body: &Value) -> bool {
 
 fn retry_after(resp: &http::response::Parts) -> Option<Duration> {
     let v = resp.headers.get(http::header::RETRY_AFTER)?.to_str().ok()?;
-    v.trim().parse::<u64>().ok().map(Duration::from_secs)
+    retry_after_value(v, std::time::SystemTime::now())
+}
+
+/// Reads a `Retry-After` value: delay-seconds, or an HTTP-date (a date in
+/// the past means "now").
+pub fn retry_after_value(v: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(v).ok()?;
+    Some(when.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 impl ApiClient {

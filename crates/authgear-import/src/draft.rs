@@ -1,6 +1,7 @@
 //! Drafts a mapping file from column names: recognises the obvious names
-//! (`Email`, `Email Verified`, `Password Hash`, ...) and the user export
-//! formats of Auth0, Firebase (`auth:export` JSON) and Amazon Cognito.
+//! (`Email`, `Email Verified`, `Password Hash`, ...) and, through `presets`,
+//! the export formats of Auth0, Firebase, Cognito, Keycloak, Supabase,
+//! Django and Devise.
 //!
 //! Names are compared after lower-casing and dropping everything that is not
 //! a letter or digit, so `Email Verified`, `email_verified` and
@@ -8,29 +9,7 @@
 
 use std::fmt::Write as _;
 
-/// A source system whose export layout was recognised.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    /// Auth0 user export / bulk password export.
-    Auth0,
-    /// Firebase `auth:export` (JSON).
-    Firebase,
-    /// Amazon Cognito user pool CSV.
-    Cognito,
-    /// Anything else.
-    Generic,
-}
-
-impl Source {
-    fn label(self) -> &'static str {
-        match self {
-            Source::Auth0 => "Auth0 user export",
-            Source::Firebase => "Firebase auth:export",
-            Source::Cognito => "Amazon Cognito user pool export",
-            Source::Generic => "generic table",
-        }
-    }
-}
+use super::presets::{self, Preset};
 
 fn normalise(name: &str) -> String {
     name.chars().filter(char::is_ascii_alphanumeric).map(|c| c.to_ascii_lowercase()).collect()
@@ -78,28 +57,15 @@ pub fn recognize(column: &str) -> Option<&'static str> {
     })
 }
 
-/// Guesses which system produced the columns.
-pub fn detect_source(columns: &[String]) -> Source {
-    let has = |n: &str| columns.iter().any(|c| normalise(c) == n);
-    if has("cognitousername") || has("cognitomfaenabled") {
-        Source::Cognito
-    } else if has("localid") || (has("salt") && has("passwordhash")) || has("provideruserinfo") {
-        Source::Firebase
-    } else if has("userid") && (has("identities") || has("blocked") || has("emailverified") || has("passwordhash")) {
-        Source::Auth0
-    } else {
-        Source::Generic
-    }
-}
-
-/// Picks the identifier: email when there is an email column, else username, else phone.
-pub fn pick_identifier(columns: &[String]) -> &'static str {
-    let targets: Vec<&str> = columns.iter().filter_map(|c| recognize(c)).collect();
-    if targets.contains(&"email") {
+/// Picks the identifier from the drafted targets: email when there is an
+/// email column, else username, else phone.
+pub fn pick_identifier(targets: &[Option<String>]) -> &'static str {
+    let has = |t: &str| targets.iter().flatten().any(|x| x.split(':').next() == Some(t));
+    if has("email") {
         "email"
-    } else if targets.contains(&"preferred_username") {
+    } else if has("preferred_username") {
         "preferred_username"
-    } else if targets.contains(&"phone_number") {
+    } else if has("phone_number") {
         "phone_number"
     } else {
         "email"
@@ -111,37 +77,85 @@ fn quote(s: &str) -> String {
     serde_json::Value::String(s.to_string()).to_string()
 }
 
-/// Writes a commented mapping file for the given columns.
-pub fn draft(columns: &[String]) -> String {
-    let source = detect_source(columns);
+/// What the draft knows about the input besides its column names.
+#[derive(Debug, Default)]
+pub struct Sample {
+    /// Columns whose values are JSON objects (an address, nested metadata).
+    pub objects: Vec<String>,
+    /// For object columns: the keys seen in them, in order of appearance.
+    pub keys: Vec<(String, Vec<String>)>,
+}
+
+fn target_of(c: &str, preset: Option<Preset>, sample: &Sample) -> Option<String> {
+    if let Some(t) = preset.and_then(|p| p.target(c)) {
+        return Some(t.to_string());
+    }
+    let metadata = if preset == Some(Preset::Auth0) { c.strip_prefix("user_metadata.").or_else(|| c.strip_prefix("app_metadata.")) } else { None };
+    if let Some(name) = c.strip_prefix("custom:").or(metadata) {
+        // Cognito's custom attributes, and Auth0 metadata exported as columns.
+        let n = snake(name);
+        if super::mapping::is_attribute_name(&n) {
+            return Some(format!("custom_attributes.{n}"));
+        }
+    }
+    match recognize(c) {
+        Some("address.formatted") if sample.objects.iter().any(|o| o == c) => Some("address".into()),
+        t => t.map(str::to_string),
+    }
+}
+
+/// Writes a commented mapping file for the given columns, for an export of
+/// `preset` (detected from the columns when not given).
+pub fn draft(columns: &[String], sample: &Sample, preset: Option<Preset>, password_hashes: Option<&str>) -> String {
+    let preset = preset.or_else(|| presets::detect(columns));
+    let targets: Vec<Option<String>> = columns.iter().map(|c| target_of(c, preset, sample)).collect();
     let mut out = String::new();
     let _ = writeln!(out, "# Mapping drafted by `authgear-import mapping` — review before use.");
-    let _ = writeln!(out, "# Detected: {}.", source.label());
+    let _ = writeln!(out, "# Source: {}.", preset.map_or("generic table", Preset::label));
+    for n in preset.map_or(&[][..], Preset::notes) {
+        let _ = writeln!(out, "# {n}");
+    }
     let _ = writeln!(out, "# Targets: record fields (email, name, roles, ...), nested fields (password.password_hash,");
-    let _ = writeln!(out, "# address.locality, custom_attributes.KEY[:integer|:number|:boolean]) or \"-\" to drop.");
-    let _ = writeln!(out, "identifier = {}", quote(pick_identifier(columns)));
-    let _ = writeln!(out, "lowercase_email = true");
+    let _ = writeln!(out, "# address.locality, custom_attributes.KEY[:integer|:number|:boolean]), custom_attributes.*");
+    let _ = writeln!(out, "# (every key of an object column), `:not` / `:present` for booleans, or \"-\" to drop.");
+    if let Some(p) = preset {
+        let _ = writeln!(out, "preset = {}", quote(p.name()));
+    }
+    let _ = writeln!(out, "identifier = {}", quote(pick_identifier(&targets)));
     let _ = writeln!(out, "list_separator = \",\"");
     let _ = writeln!(out, "# Columns not listed below are kept as-is and rejected as unknown keys.");
     let _ = writeln!(out, "unmapped = \"keep\"");
-    match source {
-        Source::Firebase => {
-            let _ = writeln!(out, "# Firebase hashes are scrypt, which Authgear cannot import: see --non-bcrypt.");
+    match (preset, password_hashes) {
+        (Some(Preset::Firebase), _) => {
             let _ = writeln!(out, "default_password_type = \"firebase-scrypt\"");
         }
-        Source::Cognito => {
-            let _ = writeln!(out, "# Cognito exports carry no password hashes: every user will need a password reset.");
+        (Some(Preset::Auth0), Some(f)) => {
+            let _ = writeln!(out, "password_hashes = {}", quote(f));
         }
-        Source::Auth0 => {
-            let _ = writeln!(out, "# Auth0 hashes (bulk password export) are bcrypt and pass through.");
+        (Some(Preset::Auth0), None) => {
+            let _ = writeln!(out, "# password_hashes = \"auth0-password-hashes.ndjson\"");
         }
-        Source::Generic => {}
+        _ => {}
     }
+    let _ = writeln!(out, "# Login ID settings, when the project changed them from Authgear's defaults:");
+    let _ = writeln!(out, "# [login_id]");
+    let _ = writeln!(out, "# email_case_sensitive = false, email_ignore_dot_sign = false, username_case_sensitive = false,");
+    let _ = writeln!(out, "# username_ascii_only = true, phone_validation = \"is_valid_number\"  # or \"is_possible_number\"");
     let _ = writeln!(out, "\n[columns]");
-    for c in columns {
-        match recognize(c) {
+    if preset == Some(Preset::Auth0) && !columns.iter().any(|c| c == "passwordHash") {
+        // The column the password hash file adds to each row it has a hash for.
+        let hash_line = "\"passwordHash\" = \"password.password_hash\"  # from password_hashes";
+        let _ = writeln!(out, "{}{hash_line}", if password_hashes.is_some() { "" } else { "# " });
+    }
+    for (c, target) in columns.iter().zip(&targets) {
+        match target.as_deref() {
             Some("-") => {
                 let _ = writeln!(out, "{} = \"-\"  # not importable", quote(c));
+            }
+            Some("custom_attributes.*") => {
+                let keys = sample.keys.iter().find(|(k, _)| k == c).map(|(_, v)| v.join(", ")).unwrap_or_default();
+                let seen = if keys.is_empty() { String::new() } else { format!(" (seen: {keys})") };
+                let _ = writeln!(out, "{} = \"custom_attributes.*\"  # each key a custom attribute{seen}", quote(c));
             }
             Some(t) => {
                 let _ = writeln!(out, "{} = {}", quote(c), quote(t));
@@ -155,7 +169,8 @@ pub fn draft(columns: &[String]) -> String {
     out
 }
 
-fn snake(name: &str) -> String {
+/// `favoriteColor` / `Shoe Size` as `favorite_color` / `shoe_size`.
+pub fn snake(name: &str) -> String {
     let mut out = String::new();
     let mut prev_lower = false;
     for ch in name.chars() {

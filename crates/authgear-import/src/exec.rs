@@ -87,6 +87,12 @@ fn print_summary(s: &Summary, report_path: &Path, journal: &Path, json: bool) {
         s.invalid,
         if s.pending > 0 { format!(" ({} not sent yet)", s.pending) } else { String::new() }
     );
+    if s.job_error_rows > 0 {
+        eprintln!("{} row(s) failed because their import job reported an error as a whole:", s.job_error_rows);
+        for e in &s.job_errors {
+            eprintln!("  {e}");
+        }
+    }
     if s.password_reset > 0 {
         eprintln!("{} user(s) were imported without a password and need a reset: {}", s.password_reset, report::password_reset_path(report_path).display());
     }
@@ -131,7 +137,7 @@ pub fn run(a: &RunArgs) -> Result<i32, ImportError> {
         return Ok(EXIT_FATAL);
     }
     if opts.upsert {
-        eprintln!("warning: --upsert is on: existing users' profiles are updated, but passwords and MFA are not updated by upsert");
+        eprintln!("{}", super::cli::UPSERT_WARNING);
     }
     let question = format!(
         "Import {} user(s) in {} batch(es) into project `{}` at {}{}?",

@@ -14,10 +14,14 @@ pub mod cli;
 pub mod client;
 pub mod draft;
 pub mod exec;
+pub mod formats;
+pub mod gomail;
 pub mod journal;
 pub mod jwt;
+pub mod loginid;
 pub mod mapping;
 pub mod pipeline;
+pub mod presets;
 pub mod progress;
 pub mod reader;
 pub mod report;
@@ -32,6 +36,10 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_FATAL: i32 = 1;
 /// Exit code when some rows were invalid or failed.
 pub const EXIT_PARTIAL: i32 = 2;
+
+/// Starts the message of a row that failed with its whole job (the job's
+/// own `error`), so the report's summary can find them again.
+pub const JOB_ERROR_PREFIX: &str = "the import job failed as a whole: ";
 
 /// The final state of one source row, as written to the report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -115,25 +123,38 @@ impl ImportError {
 }
 
 /// Removes anything that looks like a bcrypt hash from free text before it is
-/// written to a report or a log (server messages could echo a record).
+/// written to a report or a log (server messages could echo a record). Only
+/// tokens long enough to be a hash are removed, so that a message may still
+/// name a prefix such as `$2a$`.
 pub fn redact(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    let bytes = text.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'$' && i + 3 < bytes.len() && bytes[i + 1] == b'2' {
-            // Skip to the next whitespace or quote: the hash is one token.
-            let mut j = i;
-            while j < bytes.len() && !matches!(bytes[j], b' ' | b'"' | b'\'' | b',' | b'\n') {
-                j += 1;
-            }
+    let mut rest = text;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        // The hash is one token: it ends at whitespace, a quote or a comma.
+        let end = tail.find([' ', '"', '\'', ',', '\n', '`', ';', ')']).unwrap_or(tail.len());
+        let token = &tail[..end];
+        let hashlike = (token.starts_with("$2") || token.starts_with("$bcrypt")) && token.len() >= 20;
+        if hashlike {
             out.push_str("[redacted]");
-            i = j;
+            rest = &tail[end..];
         } else {
-            let ch_len = text[i..].chars().next().map_or(1, char::len_utf8);
-            out.push_str(&text[i..i + ch_len]);
-            i += ch_len;
+            out.push('$');
+            rest = &tail[1..];
         }
     }
+    out.push_str(rest);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redact_hides_hashes_but_keeps_prefix_names() {
+        let h = "$2a$10$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy";
+        assert_eq!(super::redact(&format!("bad {h}, ok")), "bad [redacted], ok");
+        assert_eq!(super::redact("expected a `$2a$` prefix"), "expected a `$2a$` prefix");
+        assert_eq!(super::redact("$bcrypt-sha512$abcdefghijklmnopqrstuvwxyz"), "[redacted]");
+    }
 }

@@ -5,7 +5,7 @@
 //! A mapping file is TOML:
 //! ```toml
 //! identifier = "email"          # email | preferred_username | phone_number
-//! lowercase_email = true
+//! empty = "absent"              # absent | null (null removes a profile field on upsert)
 //! list_separator = ","          # for roles / groups held in one cell
 //! unmapped = "keep"             # keep (then flagged as unknown keys) | drop
 //! # default_password_type = "md5"   # type of hashes when no column says so
@@ -14,14 +14,19 @@
 //! "Password Hash" = "password.password_hash"
 //! "Plan" = "custom_attributes.plan"        # `:integer`, `:number`, `:boolean` suffixes convert
 //! "Legacy Id" = "-"                        # "-" drops the column
+//! [login_id]                    # the project's Login ID settings, when changed from the defaults
+//! email_case_sensitive = false
 //! ```
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::loginid::{LoginIdRules, ReservedNames};
+use super::presets::{self, Preset};
 use super::{draft, schema, ImportError};
 
 /// Defined with the record's shape (`schema`), named here where mappings say it.
@@ -32,7 +37,7 @@ pub use super::schema::Identifier;
 pub enum Kind {
     /// Kept as text (JSON values from JSON input pass through).
     Text,
-    /// Trimmed and (optionally) lower-cased.
+    /// Trimmed (normalized later, with the other login ids).
     Email,
     /// `true/false/yes/no/y/n/1/0/t/f/on/off`, any case.
     Bool,
@@ -42,6 +47,12 @@ pub enum Kind {
     Integer,
     /// Any number.
     Number,
+    /// A boolean, inverted (`enabled` / `is_active` into `disabled`).
+    NotBool,
+    /// `true` when the cell has any value (a `confirmed_at` timestamp into `email_verified`).
+    Present,
+    /// A phone number stored without its `+` (GoTrue) gets one.
+    E164,
 }
 
 /// Where a source column goes.
@@ -51,6 +62,8 @@ pub enum Target {
     Drop,
     /// The column fills this (possibly nested) record field.
     Field(Vec<String>, Kind),
+    /// An object (or JSON text holding one) whose keys become custom attributes.
+    Spread,
 }
 
 /// Parses a mapping target such as `email`, `-` or `custom_attributes.age:integer`.
@@ -63,6 +76,12 @@ pub fn parse_target(spec: &str) -> Result<Target, String> {
         Some((p, s)) => (p, Some(s)),
         None => (spec, None),
     };
+    if path == "custom_attributes.*" {
+        return match suffix {
+            None => Ok(Target::Spread),
+            Some(s) => Err(format!("`custom_attributes.*` takes no suffix (`:{s}`)")),
+        };
+    }
     let parts: Vec<String> = path.split('.').map(|p| p.trim().to_string()).collect();
     if parts.iter().any(String::is_empty) {
         return Err(format!("`{spec}` has an empty path segment"));
@@ -73,6 +92,10 @@ pub fn parse_target(spec: &str) -> Result<Target, String> {
     let default_kind = kind_for(&parts);
     let kind = match suffix {
         None => default_kind,
+        Some("not") if default_kind == Kind::Bool => Kind::NotBool,
+        Some("present") if default_kind == Kind::Bool => Kind::Present,
+        Some("e164") if matches!(path, "phone_number" | "mfa.phone_number") => Kind::E164,
+        Some(s @ ("not" | "present" | "e164")) => return Err(format!("`:{s}` does not fit `{path}`")),
         Some(s) if parts[0] != "custom_attributes" => {
             return Err(format!("type suffix `:{s}` is only for custom_attributes"));
         }
@@ -103,6 +126,11 @@ struct MappingFile {
     list_separator: Option<String>,
     unmapped: Option<String>,
     default_password_type: Option<String>,
+    preset: Option<Preset>,
+    password_hashes: Option<String>,
+    reserved_usernames: Option<String>,
+    empty: Option<String>,
+    login_id: Option<LoginIdRules>,
     #[serde(default)]
     columns: HashMap<String, String>,
 }
@@ -112,18 +140,30 @@ struct MappingFile {
 pub struct Mapping {
     /// The identifier field.
     pub identifier: Identifier,
-    /// Lower-case emails (default on: Authgear compares them case-insensitively anyway).
-    pub lowercase_email: bool,
+    /// How login ids are judged and normalized (the project's Login ID settings).
+    pub login_id: LoginIdRules,
+    /// Empty cells become `null` (for nullable fields) instead of being left out.
+    pub empty_is_null: bool,
     /// Separator for list cells.
     pub list_separator: String,
     /// Keep columns that the mapping does not name (they then fail the schema check).
     pub keep_unmapped: bool,
     /// Hash type to assume when a record has a hash but no type.
     pub default_password_type: Option<String>,
+    /// The export format the rows come in (reshapes rows before mapping).
+    pub preset: Option<Preset>,
+    /// Auth0's password hashes by user id, joined into the rows.
+    hashes: Option<Arc<HashMap<String, String>>>,
+    /// The project's reserved usernames, when the mapping names the file.
+    pub reserved_usernames: Option<Arc<ReservedNames>>,
     /// Explicit column targets.
     columns: HashMap<String, Target>,
     /// Without a file, recognise well-known names the way `mapping` would draft them.
     auto: bool,
+    /// The `password_hashes` file named in the mapping, until `load` reads it.
+    password_hashes_file: Option<String>,
+    /// The `reserved_usernames` file named in the mapping, until `load` reads it.
+    reserved_usernames_file: Option<String>,
 }
 
 impl Mapping {
@@ -132,19 +172,37 @@ impl Mapping {
     pub fn automatic(identifier: Identifier) -> Self {
         Mapping {
             identifier,
-            lowercase_email: true,
+            login_id: LoginIdRules::default(),
+            empty_is_null: false,
             list_separator: ",".into(),
             keep_unmapped: true,
             default_password_type: None,
+            preset: None,
+            hashes: None,
+            reserved_usernames: None,
             columns: HashMap::new(),
             auto: true,
+            password_hashes_file: None,
+            reserved_usernames_file: None,
         }
     }
 
     /// Loads and checks a TOML mapping file.
     pub fn load(path: &Path) -> Result<Self, ImportError> {
         let text = std::fs::read_to_string(path).map_err(|e| ImportError::io(format!("read {}", path.display()), e))?;
-        Self::parse(&text)
+        let mut m = Self::parse(&text)?;
+        // Files named in the mapping are relative to the mapping file.
+        let beside = |file: &str| path.parent().map_or_else(|| Path::new(file).to_path_buf(), |d| d.join(file));
+        if let Some(file) = m.password_hashes_file.take() {
+            m.hashes = Some(Arc::new(presets::load_auth0_hashes(&beside(&file))?));
+        }
+        if let Some(file) = m.reserved_usernames_file.take() {
+            let p = beside(&file);
+            let text = std::fs::read_to_string(&p).map_err(|e| ImportError::io(format!("read {}", p.display()), e))?;
+            let list = ReservedNames::parse(&text).map_err(|e| ImportError::Mapping(format!("{}: {e}", p.display())))?;
+            m.reserved_usernames = Some(Arc::new(list));
+        }
+        Ok(m)
     }
 
     /// Parses mapping TOML text.
@@ -160,14 +218,30 @@ impl Mapping {
             Some("drop") => false,
             Some(o) => return Err(ImportError::Mapping(format!("unmapped must be keep or drop, not `{o}`"))),
         };
+        let empty_is_null = match file.empty.as_deref() {
+            None | Some("absent") => false,
+            Some("null") => true,
+            Some(o) => return Err(ImportError::Mapping(format!("empty must be absent or null, not `{o}`"))),
+        };
+        let mut login_id = file.login_id.unwrap_or_default();
+        // The older spelling: `lowercase_email = false` is a case-sensitive project.
+        if file.lowercase_email == Some(false) {
+            login_id.email_case_sensitive = true;
+        }
         Ok(Mapping {
             identifier: file.identifier.unwrap_or(Identifier::Email),
-            lowercase_email: file.lowercase_email.unwrap_or(true),
+            login_id,
+            empty_is_null,
             list_separator: file.list_separator.filter(|s| !s.is_empty()).unwrap_or_else(|| ",".into()),
             keep_unmapped,
             default_password_type: file.default_password_type,
+            preset: file.preset,
+            hashes: None,
+            reserved_usernames: None,
             columns,
             auto: false,
+            password_hashes_file: file.password_hashes,
+            reserved_usernames_file: file.reserved_usernames,
         })
     }
 
@@ -176,7 +250,7 @@ impl Mapping {
             return t.clone();
         }
         if self.auto {
-            if let Some(spec) = draft::recognize(column) {
+            if let Some(spec) = self.preset.and_then(|p| p.target(column)).or_else(|| draft::recognize(column)) {
                 if let Ok(t) = parse_target(spec) {
                     return t;
                 }
@@ -194,11 +268,33 @@ impl Mapping {
 
     /// Applies the mapping to one row. Returns the record, or the row's errors.
     pub fn apply(&self, row: Map<String, Value>) -> Result<Map<String, Value>, Vec<String>> {
+        self.apply_noting(row, &mut Vec::new())
+    }
+
+    /// As `apply`, and notes in `unplaced` each value that had no place in
+    /// the record (a nested metadata value, a key no attribute can be named).
+    pub fn apply_noting(&self, mut row: Map<String, Value>, unplaced: &mut Vec<String>) -> Result<Map<String, Value>, Vec<String>> {
+        if let Some(p) = self.preset {
+            p.prepare(&mut row, self.hashes.as_deref());
+        }
         let mut out = Map::new();
         let mut errors = Vec::new();
         for (column, value) in row {
-            let Target::Field(path, kind) = self.target_for(&column) else { continue };
-            let converted = match self.convert(value, kind) {
+            let (mut path, kind) = match self.target_for(&column) {
+                Target::Drop => continue,
+                Target::Spread => {
+                    spread(&column, value, &mut out, unplaced);
+                    continue;
+                }
+                Target::Field(path, kind) => (path, kind),
+            };
+            // An export that already holds an address object (or null) fills `address` whole.
+            if (value.is_object() || value.is_null()) && path.len() == 2 && path[0] == "address" {
+                path.truncate(1);
+            }
+            let nullable = path.len() == 1 && schema::NULLABLE_FIELDS.contains(&path[0].as_str())
+                || path.len() == 2 && path[0] == "mfa" && matches!(path[1].as_str(), "email" | "phone_number");
+            let converted = match self.convert(value, kind, nullable) {
                 Ok(Some(v)) => v,
                 Ok(None) => continue,
                 Err(e) => {
@@ -233,14 +329,16 @@ impl Mapping {
         }
     }
 
-    fn convert(&self, value: Value, kind: Kind) -> Result<Option<Value>, String> {
+    fn convert(&self, value: Value, kind: Kind, nullable: bool) -> Result<Option<Value>, String> {
         let text = match value {
-            Value::Null => return Ok(None),
+            // JSON `null` is kept: on upsert it removes the value (the schema
+            // check refuses it where the server does).
+            Value::Null => return Ok(Some(Value::Null)),
             Value::String(s) => {
                 let t = s.trim();
                 if t.is_empty() {
                     // An empty cell means "no value", not an empty string.
-                    return Ok(None);
+                    return Ok((self.empty_is_null && nullable).then_some(Value::Null));
                 }
                 if t.len() == s.len() {
                     s
@@ -253,14 +351,20 @@ impl Mapping {
                 return Ok(Some(match (kind, other) {
                     (Kind::Bool, Value::Number(n)) if n.as_u64() == Some(0) => Value::Bool(false),
                     (Kind::Bool, Value::Number(n)) if n.as_u64() == Some(1) => Value::Bool(true),
+                    (Kind::NotBool, Value::Bool(b)) => Value::Bool(!b),
+                    (Kind::Present, _) => Value::Bool(true),
                     (_, o) => o,
                 }))
             }
         };
         Ok(Some(match kind {
             Kind::Text => Value::String(text),
-            Kind::Email => Value::String(if self.lowercase_email { text.to_lowercase() } else { text }),
+            Kind::Email => Value::String(text),
             Kind::Bool => Value::Bool(parse_bool(&text).ok_or_else(|| "not a recognisable true/false value".to_string())?),
+            Kind::NotBool => Value::Bool(!parse_bool(&text).ok_or_else(|| "not a recognisable true/false value".to_string())?),
+            Kind::Present => Value::Bool(true),
+            Kind::E164 if text.starts_with('+') => Value::String(text),
+            Kind::E164 => Value::String(format!("+{text}")),
             Kind::List => Value::Array(self.split_list(&text)?),
             Kind::Integer => Value::from(text.parse::<i64>().map_err(|_| "not a whole number".to_string())?),
             Kind::Number => {
@@ -278,6 +382,63 @@ impl Mapping {
             };
         }
         Ok(text.split(self.list_separator.as_str()).map(str::trim).filter(|s| !s.is_empty()).map(|s| Value::String(s.to_string())).collect())
+    }
+}
+
+/// Whether Authgear accepts `name` as a custom attribute name (one level,
+/// `a-z` first, then `a-z 0-9 _`, ending in `a-z 0-9`).
+pub fn is_attribute_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    let (Some(first), Some(last)) = (b.first(), b.last()) else { return false };
+    first.is_ascii_lowercase()
+        && (last.is_ascii_lowercase() || last.is_ascii_digit())
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
+}
+
+/// Spreads an object's keys into `custom_attributes`: scalar values under
+/// their snake_case names; anything else is noted as having no place.
+fn spread(column: &str, value: Value, out: &mut Map<String, Value>, unplaced: &mut Vec<String>) {
+    let obj = match value {
+        Value::Object(m) => m,
+        Value::String(s) if s.trim().is_empty() => return,
+        // CSV dumps and Firebase hold the metadata as JSON text.
+        Value::String(s) => match serde_json::from_str::<Value>(&s) {
+            Ok(Value::Object(m)) => m,
+            _ => {
+                unplaced.push(format!("{column} (not a JSON object)"));
+                return;
+            }
+        },
+        Value::Null => return,
+        _ => {
+            unplaced.push(format!("{column} (not an object)"));
+            return;
+        }
+    };
+    let attrs = out.entry("custom_attributes").or_insert_with(|| Value::Object(Map::new()));
+    let Value::Object(attrs) = attrs else {
+        unplaced.push(format!("{column} (custom_attributes is already set to a non-object)"));
+        return;
+    };
+    for (k, v) in obj {
+        let name = draft::snake(&k);
+        let why = match &v {
+            Value::Null => continue,
+            Value::Object(_) => Some("an object"),
+            Value::Array(_) => Some("a list"),
+            _ if !is_attribute_name(&name) => Some("not a possible attribute name"),
+            _ if attrs.contains_key(&name) => Some("a second value for the same attribute"),
+            _ => None,
+        };
+        match why {
+            Some(why) => unplaced.push(format!("{column}.{k} ({why})")),
+            None => {
+                attrs.insert(name, v);
+            }
+        }
+    }
+    if attrs.is_empty() {
+        out.remove("custom_attributes");
     }
 }
 

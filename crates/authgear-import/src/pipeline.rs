@@ -11,9 +11,10 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::batch::{Batch, BatchRow, Packer};
+use super::loginid::{self, Kind};
 use super::mapping::{Identifier, Mapping};
 use super::reader::{self, Format, SourceRow};
-use super::schema::{self, Check, PasswordKind};
+use super::schema::{self, Check, PasswordKind, Rules};
 use super::{ImportError, Outcome};
 
 /// What to do with a non-bcrypt password hash.
@@ -81,6 +82,8 @@ pub struct Stats {
     pub skipped: u64,
     /// Rows whose identifier repeats an earlier row's.
     pub duplicates: u64,
+    /// Rows sharing another login id (email, phone, username) with an earlier row.
+    pub duplicate_login_ids: u64,
     /// Rows carrying a non-bcrypt hash.
     pub non_bcrypt: u64,
     /// Rows that will be imported without a password.
@@ -91,6 +94,8 @@ pub struct Stats {
     pub max_batch_bytes: usize,
     /// How often each error message occurred.
     pub errors: HashMap<String, u64>,
+    /// Source values that had no place in a record (nested metadata), by key.
+    pub unplaced: HashMap<String, u64>,
 }
 
 /// Which rows a run should emit (resume skips settled ones but must still see
@@ -114,7 +119,11 @@ pub struct Pipeline {
 impl Pipeline {
     /// Opens the input and prepares the pipeline.
     pub fn open(path: &Path, format: Format, mapping: Mapping, opts: Options) -> Result<Self, ImportError> {
-        let rows = reader::open(path, format)?;
+        let layout = match mapping.preset {
+            Some(p) => reader::Layout { records_key: p.records_key(), csv_headers: p.csv_headers() },
+            None => reader::Layout::default(),
+        };
+        let rows = reader::open_with(path, format, layout)?;
         let packer = Packer::new(opts.identifier, opts.upsert, opts.max_batch_bytes, opts.first_batch);
         Ok(Pipeline { rows, mapping, opts, seen: HashMap::new(), packer, queue: VecDeque::new(), emit: None, finished: false, stats: Stats::default() })
     }
@@ -154,16 +163,27 @@ impl Pipeline {
             Ok(m) => m,
             Err(e) => return self.local(invalid(String::new(), vec![e], vec![])),
         };
-        let mut record = match self.mapping.apply(raw) {
+        let mut unplaced = Vec::new();
+        let mut record = match self.mapping.apply_noting(raw, &mut unplaced) {
             Ok(r) => r,
             Err(errors) => return self.local(invalid(String::new(), errors, vec![])),
         };
+        let mut check = Check::default();
+        for u in unplaced {
+            // Bounded: one counter per distinct key, capped.
+            let key = u.split(" (").next().unwrap_or(&u).to_string();
+            if self.stats.unplaced.len() < 200 || self.stats.unplaced.contains_key(&key) {
+                *self.stats.unplaced.entry(key).or_insert(0) += 1;
+            }
+            check.warnings.push(format!("no place in Authgear, left out: {u}"));
+        }
+        let rules = Rules { identifier: self.opts.identifier, phone: self.mapping.login_id.phone_validation };
+        let pw = schema::check(&mut record, rules, &mut check);
+        let ids = loginid::normalize_record(&mut record, &self.mapping.login_id, self.mapping.reserved_usernames.as_deref(), &mut check);
         let identifier = match record.get(self.opts.identifier.key()) {
             Some(Value::String(s)) => s.clone(),
             _ => String::new(),
         };
-        let mut check = Check::default();
-        let pw = schema::check(&mut record, self.opts.identifier, &mut check);
         let mut password_reset = false;
         if let PasswordKind::Other(kind) = pw {
             self.stats.non_bcrypt += 1;
@@ -185,13 +205,9 @@ impl Pipeline {
         if !check.errors.is_empty() {
             return self.local(invalid(identifier, check.errors, check.warnings));
         }
-        let key = self.identifier_hash(&identifier);
-        if let Some(first) = self.seen.get(&key) {
-            self.stats.duplicates += 1;
-            let e = format!("duplicate identifier: same as line {first} (compared case-insensitively)");
+        if let Some(e) = self.duplicate(&ids, line) {
             return self.local(invalid(identifier, vec![e], check.warnings));
         }
-        self.seen.insert(key, line);
         let bytes = match serde_json::to_vec(&record) {
             Ok(b) => b,
             Err(e) => return self.local(invalid(identifier, vec![format!("cannot serialise: {e}")], vec![])),
@@ -219,12 +235,39 @@ impl Pipeline {
         self.queue.push_back(Item::Batch(b));
     }
 
-    fn identifier_hash(&self, identifier: &str) -> u64 {
-        // A fixed-key SipHash: the same input maps to the same key on resume.
-        let mut h = std::hash::DefaultHasher::new();
-        identifier.trim().to_lowercase().hash(&mut h);
-        h.finish()
+    /// Finds the first earlier row sharing a login id with this one; records
+    /// this row's ids only when it has none in common (the first row wins).
+    fn duplicate(&mut self, ids: &[(Kind, String)], line: u64) -> Option<String> {
+        let ident = self.opts.identifier.key();
+        let keys: Vec<(Kind, u64)> = ids.iter().map(|(k, v)| (*k, login_id_hash(*k, v))).collect();
+        for (kind, key) in &keys {
+            if let Some(first) = self.seen.get(key) {
+                if kind.key() == ident {
+                    self.stats.duplicates += 1;
+                    return Some(format!("duplicate identifier: same as line {first} (compared as the server normalizes it)"));
+                }
+                self.stats.duplicate_login_ids += 1;
+                return Some(format!(
+                    "duplicate {}: line {first} has the same {} (every login id must be unique; the server would fail this row)",
+                    kind.key(),
+                    kind.key()
+                ));
+            }
+        }
+        for (_, key) in keys {
+            self.seen.insert(key, line);
+        }
+        None
     }
+}
+
+/// A fixed-key SipHash of the kind and normalized value: the same input maps
+/// to the same key on resume, and an email never collides with a username.
+fn login_id_hash(kind: Kind, normalized: &str) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    kind.hash(&mut h);
+    normalized.hash(&mut h);
+    h.finish()
 }
 
 /// Groups error messages for the summary (drops the per-row detail after a line number).

@@ -52,10 +52,29 @@ pub fn detect_format(path: &Path) -> Result<Format, ImportError> {
     })
 }
 
+/// Where the records sit in an export whose layout a preset knows.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Layout {
+    /// The key of the records array in a JSON object (default: the first array).
+    pub records_key: Option<&'static str>,
+    /// Column names of a CSV file without a header line.
+    pub csv_headers: Option<&'static [&'static str]>,
+}
+
 /// Opens `path` and returns a streaming iterator over its rows.
 pub fn open(path: &Path, format: Format) -> Result<Box<dyn Iterator<Item = Result<SourceRow, ImportError>>>, ImportError> {
+    open_with(path, format, Layout::default())
+}
+
+/// As [`open`], for an export with a known layout.
+pub fn open_with(path: &Path, format: Format, layout: Layout) -> Result<Box<dyn Iterator<Item = Result<SourceRow, ImportError>>>, ImportError> {
     let file = File::open(path).map_err(|e| ImportError::io(format!("open {}", path.display()), e))?;
-    rows_from(BufReader::with_capacity(256 * 1024, file), format)
+    let input = BufReader::with_capacity(256 * 1024, file);
+    Ok(match format {
+        Format::Csv => Box::new(CsvRows::with_headers(input, layout.csv_headers)?),
+        Format::Ndjson => Box::new(NdjsonRows { inner: input, line: 0, text: String::new() }),
+        Format::Json => Box::new(JsonArrayRows { key: layout.records_key, ..JsonArrayRows::new(input) }),
+    })
 }
 
 /// The same rows as [`open`], read from any buffered source (the fuzz
@@ -83,7 +102,18 @@ struct CsvRows<R> {
 
 impl<R: Read> CsvRows<R> {
     fn new(buf: R) -> Result<Self, ImportError> {
-        let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(buf);
+        Self::with_headers(buf, None)
+    }
+
+    /// `given`: the names of a header-less file's columns (its first line is data).
+    fn with_headers(buf: R, given: Option<&[&str]>) -> Result<Self, ImportError> {
+        // Records end at `\n` only: with the default CRLF terminator the csv
+        // crate counts a record's line before the `\n` of the previous `\r\n`,
+        // one too few. The `\r` left at a row's end is trimmed with the value.
+        let mut reader = csv::ReaderBuilder::new().has_headers(given.is_none()).flexible(true).terminator(csv::Terminator::Any(b'\n')).from_reader(buf);
+        if let Some(names) = given {
+            return Ok(CsvRows { reader, headers: names.iter().map(|n| n.to_string()).collect(), record: csv::StringRecord::new() });
+        }
         let headers = reader
             .headers()
             .map_err(|e| ImportError::Input(format!("cannot read CSV header: {e}")))?
@@ -109,7 +139,7 @@ impl<R: Read> Iterator for CsvRows<R> {
                 }
                 let mut map = Map::new();
                 for (h, v) in self.headers.iter().zip(self.record.iter()) {
-                    map.insert(h.clone(), Value::String(v.to_string()));
+                    map.insert(h.clone(), Value::String(v.strip_suffix('\r').unwrap_or(v).to_string()));
                 }
                 Some(Ok(SourceRow { line, data: Ok(map) }))
             }
@@ -174,6 +204,8 @@ fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, String> {
 /// value, which covers wrappers such as Firebase's `{"users": [...]}`.
 struct JsonArrayRows<R> {
     inner: R,
+    /// The key whose array holds the records (None: the first array found).
+    key: Option<&'static str>,
     line: u64,
     started: bool,
     done: bool,
@@ -182,7 +214,7 @@ struct JsonArrayRows<R> {
 
 impl<R: BufRead> JsonArrayRows<R> {
     fn new(inner: R) -> Self {
-        JsonArrayRows { inner, line: 1, started: false, done: false, element: Vec::new() }
+        JsonArrayRows { inner, key: None, line: 1, started: false, done: false, element: Vec::new() }
     }
 
     fn byte(&mut self) -> Result<Option<u8>, ImportError> {
@@ -271,12 +303,21 @@ impl<R: BufRead> JsonArrayRows<R> {
                     Some(b',') => continue,
                     _ => return Err(ImportError::Input("JSON object holds no array of records".into())),
                 }
-                self.scan_value(b'"', false)?;
+                self.scan_value(b'"', true)?;
+                let wanted = match self.key {
+                    None => true,
+                    Some(k) => serde_json::from_slice::<String>(&self.element).is_ok_and(|name| name == k),
+                };
                 if self.skip_ws()? != Some(b':') {
                     return Err(ImportError::Input("malformed JSON object".into()));
                 }
                 match self.skip_ws()? {
-                    Some(b'[') => return Ok(()),
+                    Some(b'[') if wanted => return Ok(()),
+                    Some(b'[') => {
+                        if let Some(b'}') = self.scan_value(b'[', false)? {
+                            return Err(ImportError::Input("JSON object holds no array of records".into()));
+                        }
+                    }
                     Some(b) => {
                         if let Some(b'}') = self.scan_value(b, false)? {
                             return Err(ImportError::Input("JSON object holds no array of records".into()));

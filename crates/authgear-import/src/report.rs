@@ -52,6 +52,10 @@ pub struct Summary {
     pub pending: u64,
     /// Imported without a password.
     pub password_reset: u64,
+    /// Rows that failed because their whole job reported an error.
+    pub job_error_rows: u64,
+    /// The distinct job-level errors (at most a few).
+    pub job_errors: Vec<String>,
 }
 
 impl Summary {
@@ -66,6 +70,12 @@ impl Summary {
         }
         if r.pending {
             self.pending += 1;
+        }
+        if let Some(e) = r.errors.iter().find_map(|e| e.strip_prefix(super::JOB_ERROR_PREFIX)) {
+            self.job_error_rows += 1;
+            if self.job_errors.len() < 5 && !self.job_errors.iter().any(|x| x == e) {
+                self.job_errors.push(redact(e));
+            }
         }
         if r.password_reset && matches!(r.outcome, Some(Outcome::Inserted | Outcome::Updated)) {
             self.password_reset += 1;

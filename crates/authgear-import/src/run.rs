@@ -14,7 +14,7 @@ use super::client::{ApiClient, Job, Posted};
 use super::journal::{Entry, JournalWriter, RowEntry};
 use super::pipeline::{Item, LocalRow, Pipeline};
 use super::progress::Progress;
-use super::{ImportError, Outcome};
+use super::{ImportError, Outcome, JOB_ERROR_PREFIX};
 
 /// How many times a batch whose job result was lost is sent again.
 const MAX_RESENDS: u32 = 2;
@@ -118,10 +118,19 @@ impl Runner {
             return Ok(false);
         };
         self.save_job(&job)?;
+        if let Some(e) = &job.error {
+            self.progress.note(&format!("batch {batch}: job {job_id} reported an error for the whole job: {e}"));
+        }
         for (i, r) in rows.iter().enumerate() {
             let (outcome, user_id, errors, warnings) = match job.details.iter().find(|d| d.index == i) {
                 Some(d) => (Outcome::from_server(&d.outcome), d.user_id.clone(), d.errors.clone(), d.warnings.clone()),
-                None => (Outcome::Failed, None, vec!["the job reported no result for this record".into()], vec![]),
+                None => {
+                    let why = match &job.error {
+                        Some(e) => format!("{JOB_ERROR_PREFIX}{e}"),
+                        None => "the job reported no result for this record".into(),
+                    };
+                    (Outcome::Failed, None, vec![why], vec![])
+                }
             };
             self.write_outcome(batch, Some(job_id), r, outcome, user_id, errors, warnings)?;
         }

@@ -5,6 +5,9 @@
 
 use serde_json::{Map, Value};
 
+use super::formats::{self, PhoneValidation};
+use super::gomail;
+
 /// Top-level record fields the import API accepts.
 pub const RECORD_FIELDS: &[&str] = &[
     "preferred_username",
@@ -29,15 +32,36 @@ pub const RECORD_FIELDS: &[&str] = &[
     "roles",
     "groups",
     "disabled",
+    "account_valid_from",
+    "account_valid_until",
     "password",
     "mfa",
 ];
 
-const ADDRESS_FIELDS: &[&str] = &["formatted", "street_address", "locality", "region", "postal_code", "country"];
-const PASSWORD_FIELDS: &[&str] = &["type", "password_hash"];
-const STRING_FIELDS: &[&str] = &["preferred_username", "name", "given_name", "family_name", "middle_name", "nickname", "gender", "zoneinfo", "locale"];
-const URL_FIELDS: &[&str] = &["profile", "picture", "website"];
+/// The standard address fields (the server keeps other keys of `address` too).
+pub const ADDRESS_FIELDS: &[&str] = &["formatted", "street_address", "locality", "region", "postal_code", "country"];
+const PASSWORD_FIELDS: &[&str] = &["type", "password_hash", "expire_after"];
+const STRING_FIELDS: &[&str] = &["preferred_username", "name", "given_name", "family_name", "middle_name", "nickname", "gender"];
 const BOOL_FIELDS: &[&str] = &["email_verified", "phone_number_verified", "disabled"];
+/// Fields where `null` means "remove on upsert" (the identifier excepted).
+pub const NULLABLE_FIELDS: &[&str] = &[
+    "email",
+    "phone_number",
+    "preferred_username",
+    "name",
+    "given_name",
+    "family_name",
+    "middle_name",
+    "nickname",
+    "profile",
+    "picture",
+    "website",
+    "gender",
+    "birthdate",
+    "zoneinfo",
+    "locale",
+    "address",
+];
 
 /// Which record field identifies a user (sent as the request's `identifier`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, clap::ValueEnum)]
@@ -97,9 +121,26 @@ pub struct Check {
     pub warnings: Vec<String>,
 }
 
+/// The request-level settings a record is judged under.
+#[derive(Debug, Clone, Copy)]
+pub struct Rules {
+    /// The request's identifier.
+    pub identifier: Identifier,
+    /// The project's phone number validation.
+    pub phone: PhoneValidation,
+}
+
+impl From<Identifier> for Rules {
+    fn from(identifier: Identifier) -> Self {
+        Rules { identifier, phone: PhoneValidation::default() }
+    }
+}
+
 /// Checks the record; also fills in `password.type = "bcrypt"` when the type
 /// was absent but the hash is plainly bcrypt. Returns what the password is.
-pub fn check(record: &mut Map<String, Value>, identifier: Identifier, check: &mut Check) -> PasswordKind {
+pub fn check(record: &mut Map<String, Value>, rules: impl Into<Rules>, check: &mut Check) -> PasswordKind {
+    let rules = rules.into();
+    let identifier = rules.identifier;
     for key in record.keys() {
         if !RECORD_FIELDS.contains(&key.as_str()) {
             check.errors.push(format!("unknown key `{}`", printable(key)));
@@ -107,19 +148,20 @@ pub fn check(record: &mut Map<String, Value>, identifier: Identifier, check: &mu
     }
     match record.get(identifier.key()) {
         None => check.errors.push(format!("missing identifier `{}`", identifier.key())),
+        Some(Value::Null) => check.errors.push(format!("identifier `{}` cannot be null", identifier.key())),
         Some(Value::String(s)) if s.trim().is_empty() => check.errors.push(format!("identifier `{}` is empty", identifier.key())),
         _ => {}
     }
     for (key, value) in record.iter() {
         let k = key.as_str();
-        if STRING_FIELDS.contains(&k) {
-            expect_string(k, value, check);
-        } else if URL_FIELDS.contains(&k) {
-            if let Some(s) = expect_string(k, value, check) {
-                if !(s.starts_with("https://") || s.starts_with("http://")) {
-                    check.errors.push(format!("{k}: not an absolute http(s) URL"));
-                }
+        if value.is_null() {
+            if k != identifier.key() && RECORD_FIELDS.contains(&k) && !NULLABLE_FIELDS.contains(&k) {
+                check.errors.push(format!("{k}: cannot be null (only profile fields, login ids and mfa.email / mfa.phone_number can)"));
             }
+            continue;
+        }
+        if STRING_FIELDS.contains(&k) {
+            non_empty_string(k, value, check);
         } else if BOOL_FIELDS.contains(&k) {
             if !value.is_boolean() {
                 check.errors.push(format!("{k}: must be true or false"));
@@ -127,33 +169,34 @@ pub fn check(record: &mut Map<String, Value>, identifier: Identifier, check: &mu
         } else {
             match k {
                 "email" => check_email(k, value, check),
-                "phone_number" => check_phone(k, value, check),
-                "birthdate" => {
-                    if let Some(s) = expect_string(k, value, check) {
-                        if !is_birthdate(s) {
-                            check.errors.push(format!("{k}: must be YYYY-MM-DD"));
-                        }
-                    }
-                }
+                "phone_number" => check_phone(k, value, rules.phone, check),
+                "profile" | "website" => format_rule(k, value, check, formats::uri),
+                "picture" => format_rule(k, value, check, formats::picture),
+                "birthdate" => format_rule(k, value, check, formats::birthdate),
+                "zoneinfo" => format_rule(k, value, check, formats::zoneinfo),
+                "locale" => format_rule(k, value, check, formats::locale),
+                "account_valid_from" | "account_valid_until" => format_rule(k, value, check, formats::rfc3339),
                 "roles" | "groups" => check_list(k, value, check),
                 "custom_attributes" if !value.is_object() => {
                     check.errors.push(format!("{k}: must be an object"));
                 }
-                "address" => check_object(k, value, ADDRESS_FIELDS, check, |f, v, c| {
-                    expect_string(f, v, c);
-                }),
-                "mfa" => check_mfa(value, check),
+                "address" => check_address(value, check),
+                "mfa" => check_mfa(value, rules.phone, check),
                 _ => {}
             }
         }
     }
-    if let Some(Value::String(u)) = record.get("preferred_username") {
-        if u.chars().any(char::is_whitespace) {
-            check.warnings.push("preferred_username contains whitespace".into());
+    if let (Some(Value::String(from)), Some(Value::String(until))) = (record.get("account_valid_from"), record.get("account_valid_until")) {
+        if formats::rfc3339(from).is_ok() && formats::rfc3339(until).is_ok() {
+            if let (Ok(f), Ok(u)) = (chrono::DateTime::parse_from_rfc3339(from), chrono::DateTime::parse_from_rfc3339(until)) {
+                if u <= f {
+                    check.warnings.push("account_valid_until is not after account_valid_from: the account can never be used".into());
+                }
+            }
         }
     }
     match record.get_mut("password") {
-        None => PasswordKind::None,
+        None | Some(Value::Null) => PasswordKind::None,
         Some(pw) => check_password("password", pw, check),
     }
 }
@@ -172,26 +215,56 @@ fn expect_string<'a>(key: &str, value: &'a Value, check: &mut Check) -> Option<&
     }
 }
 
-fn check_email(key: &str, value: &Value, check: &mut Check) {
+fn non_empty_string(key: &str, value: &Value, check: &mut Check) {
     if let Some(s) = expect_string(key, value, check) {
-        if !is_email(s) {
-            check.errors.push(format!("{key}: not a valid email address"));
+        if s.is_empty() {
+            check.errors.push(format!("{key}: must not be empty"));
         }
     }
 }
 
-fn check_phone(key: &str, value: &Value, check: &mut Check) {
+fn format_rule(key: &str, value: &Value, check: &mut Check, rule: fn(&str) -> Result<(), String>) {
     if let Some(s) = expect_string(key, value, check) {
-        if !is_e164(s) {
-            check.errors.push(format!("{key}: not in E.164 form (+ and 7-15 digits, e.g. +85298765432)"));
+        if let Err(why) = rule(s) {
+            check.errors.push(format!("{key}: {why}"));
+        }
+    }
+}
+
+fn check_email(key: &str, value: &Value, check: &mut Check) {
+    if let Some(s) = expect_string(key, value, check) {
+        if let Err(why) = gomail::check_email(s) {
+            check.errors.push(format!("{key}: not a valid email address ({why})"));
+        }
+    }
+}
+
+fn check_phone(key: &str, value: &Value, mode: PhoneValidation, check: &mut Check) {
+    if let Some(s) = expect_string(key, value, check) {
+        if let Err(why) = formats::phone(s, mode) {
+            check.errors.push(format!("{key}: {why}"));
         }
     }
 }
 
 fn check_list(key: &str, value: &Value, check: &mut Check) {
     match value {
-        Value::Array(items) if items.iter().all(|i| matches!(i, Value::String(s) if !s.trim().is_empty())) => {}
+        Value::Array(items) if items.iter().all(|i| matches!(i, Value::String(s) if !s.is_empty())) => {}
         _ => check.errors.push(format!("{key}: must be a list of non-empty strings")),
+    }
+}
+
+fn check_address(value: &Value, check: &mut Check) {
+    let Value::Object(m) = value else {
+        check.errors.push("address: must be an object of strings (formatted, street_address, locality, region, postal_code, country)".into());
+        return;
+    };
+    for (k, v) in m {
+        if ADDRESS_FIELDS.contains(&k.as_str()) {
+            non_empty_string(&format!("address.{k}"), v, check);
+        } else {
+            check.warnings.push(format!("address.{} is not a standard address field (stored as given)", printable(k)));
+        }
     }
 }
 
@@ -209,27 +282,34 @@ fn check_object(key: &str, value: &Value, allowed: &[&str], check: &mut Check, e
     }
 }
 
-fn check_mfa(value: &Value, check: &mut Check) {
+fn check_mfa(value: &Value, phone: PhoneValidation, check: &mut Check) {
     let Value::Object(m) = value else {
         check.errors.push("mfa: must be an object".into());
         return;
     };
     for (k, v) in m {
-        match k.as_str() {
-            "email" => check_email("mfa.email", v, check),
-            "phone_number" => check_phone("mfa.phone_number", v, check),
-            "password" => {
+        match (k.as_str(), v) {
+            // `null` removes the OOB-OTP authenticator on upsert.
+            ("email" | "phone_number", Value::Null) => {}
+            ("email", v) => check_email("mfa.email", v, check),
+            ("phone_number", v) => check_phone("mfa.phone_number", v, phone, check),
+            ("password", v) => {
                 let mut v = v.clone();
                 if let PasswordKind::Other(t) = check_password("mfa.password", &mut v, check) {
                     check.errors.push(format!("mfa.password: only bcrypt hashes can be imported (got {t})"));
                 }
             }
-            "totp" => check_object("mfa.totp", v, &["secret"], check, |f, v, c| {
-                if !matches!(v, Value::String(s) if !s.is_empty()) {
-                    c.errors.push(format!("{f}: must be a non-empty string"));
+            ("totp", v) => {
+                if v.is_object() && v.get("secret").is_none() {
+                    check.errors.push("mfa.totp: secret is required".into());
                 }
-            }),
-            other => check.errors.push(format!("unknown key `mfa.{}`", printable(other))),
+                check_object("mfa.totp", v, &["secret"], check, |f, v, c| {
+                    if !matches!(v, Value::String(s) if !s.is_empty()) {
+                        c.errors.push(format!("{f}: must be a non-empty string"));
+                    }
+                })
+            }
+            (other, _) => check.errors.push(format!("unknown key `mfa.{}`", printable(other))),
         }
     }
 }
@@ -239,9 +319,11 @@ fn check_password(key: &str, value: &mut Value, check: &mut Check) -> PasswordKi
         check.errors.push(format!("{key}: must be an object with type and password_hash"));
         return PasswordKind::None;
     };
-    for k in pw.keys() {
+    for (k, v) in pw.iter() {
         if !PASSWORD_FIELDS.contains(&k.as_str()) {
             check.errors.push(format!("unknown key `{key}.{}`", printable(k)));
+        } else if k == "expire_after" {
+            format_rule(&format!("{key}.expire_after"), v, check, formats::rfc3339);
         }
     }
     let hash = match pw.get("password_hash") {
@@ -263,7 +345,7 @@ fn check_password(key: &str, value: &mut Value, check: &mut Check) -> PasswordKi
         }
         None => None,
     };
-    let shape = bcrypt_shape(&hash);
+    let shape = formats::bcrypt(&hash);
     match declared.as_deref() {
         Some("bcrypt") => {}
         None if shape.is_ok() => {
@@ -283,64 +365,5 @@ fn check_password(key: &str, value: &mut Value, check: &mut Check) -> PasswordKi
             check.errors.push(format!("{key}.password_hash: {why}"));
             PasswordKind::Bcrypt
         }
-    }
-}
-
-/// Checks a bcrypt hash's shape (`$2a|2b|2y$NN$` + 53 characters of bcrypt's
-/// base64) and returns its cost. The error never includes the hash.
-pub fn bcrypt_shape(hash: &str) -> Result<u32, String> {
-    let b = hash.as_bytes();
-    if b.len() != 60 {
-        return Err(format!("not a bcrypt hash (length {}, expected 60)", b.len()));
-    }
-    if !(b[0] == b'$' && b[1] == b'2' && matches!(b[2], b'a' | b'b' | b'y') && b[3] == b'$' && b[6] == b'$') {
-        return Err("not a bcrypt hash (expected a $2a$, $2b$ or $2y$ prefix)".into());
-    }
-    let cost = match (b[4], b[5]) {
-        (d1 @ b'0'..=b'9', d2 @ b'0'..=b'9') => u32::from(d1 - b'0') * 10 + u32::from(d2 - b'0'),
-        _ => return Err("bcrypt cost is not a number".into()),
-    };
-    if !(4..=31).contains(&cost) {
-        return Err(format!("bcrypt cost {cost} is outside 4-31"));
-    }
-    if !b[7..].iter().all(|c| c.is_ascii_alphanumeric() || *c == b'.' || *c == b'/') {
-        return Err("bcrypt salt/hash has characters outside bcrypt's alphabet".into());
-    }
-    Ok(cost)
-}
-
-/// A pragmatic email shape check: one `@`, a sane local part, a dotted domain.
-pub fn is_email(s: &str) -> bool {
-    if s.len() > 254 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return false;
-    }
-    let Some((local, domain)) = s.rsplit_once('@') else { return false };
-    if local.is_empty() || local.len() > 64 || local.contains('@') || local.contains(['<', '>', ',', ';', '(', ')']) {
-        return false;
-    }
-    if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
-        return false;
-    }
-    let labels: Vec<&str> = domain.split('.').collect();
-    labels.len() >= 2
-        && labels
-            .iter()
-            .all(|l| !l.is_empty() && l.len() <= 63 && !l.starts_with('-') && !l.ends_with('-') && l.chars().all(|c| c.is_alphanumeric() || c == '-'))
-        && labels.last().is_some_and(|t| t.chars().count() >= 2)
-}
-
-/// E.164: `+`, a non-zero first digit, 7 to 15 digits in all.
-pub fn is_e164(s: &str) -> bool {
-    let Some(digits) = s.strip_prefix('+') else { return false };
-    (7..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0')
-}
-
-fn is_birthdate(s: &str) -> bool {
-    let b = s.as_bytes();
-    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
-    match b.len() {
-        4 => digits(0..4),
-        10 => digits(0..4) && b[4] == b'-' && digits(5..7) && b[7] == b'-' && digits(8..10),
-        _ => false,
     }
 }

@@ -237,7 +237,11 @@ fn running_twice_without_upsert_is_safe_and_upsert_warns() {
 
     let out = cli(&dir, &args(&base, &["--report", "third.csv", "--upsert"]));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("passwords and MFA are not updated"));
+    // Upsert does change mfa.email / mfa.phone_number; only password, mfa.password and mfa.totp stay.
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(err.contains("mfa.email and mfa.phone_number"), "{err}");
+    assert!(err.contains("password, mfa.password and mfa.totp are never changed"), "{err}");
+    assert!(!err.contains("passwords and MFA are not updated"), "{err}");
     assert!(read_report(&dir.join("third.csv")).iter().all(|r| r["outcome"] == "updated"));
 }
 

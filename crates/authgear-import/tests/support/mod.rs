@@ -158,6 +158,10 @@ pub enum Fault {
     LoseResult,
     /// Process the request, then never answer.
     Hang,
+    /// 429 with a Retry-After HTTP-date this many seconds ahead.
+    TooManyUntil(u64),
+    /// Complete the job with this job-level error and no per-record details.
+    JobError(String),
 }
 
 /// What the fake server has seen and holds.
@@ -284,6 +288,8 @@ const RECORD_KEYS: &[&str] = &[
     "roles",
     "groups",
     "disabled",
+    "account_valid_from",
+    "account_valid_until",
     "password",
     "mfa",
 ];
@@ -326,6 +332,12 @@ fn respond(s: &mut State, jwt: Result<(), String>, method: &str, path: &str, bod
         Some(Fault::TooMany(secs)) => {
             let mut r = error(StatusCode::TOO_MANY_REQUESTS, "RateLimited", "slow down");
             r.headers_mut().insert("retry-after", secs.to_string().parse().expect("header"));
+            return (r, false);
+        }
+        Some(Fault::TooManyUntil(secs)) => {
+            let mut r = error(StatusCode::TOO_MANY_REQUESTS, "RateLimited", "slow down");
+            let when = std::time::SystemTime::now() + Duration::from_secs(secs);
+            r.headers_mut().insert("retry-after", httpdate::fmt_http_date(when).parse().expect("header"));
             return (r, false);
         }
         Some(Fault::ServerError) => return (error(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "boom"), false),
@@ -371,7 +383,11 @@ fn respond(s: &mut State, jwt: Result<(), String>, method: &str, path: &str, bod
     let mut details = Vec::new();
     let (mut ins, mut upd, mut skp, mut fl) = (0, 0, 0, 0);
     for (index, rec) in records.iter().enumerate() {
-        let key = rec.get(&ident).and_then(Value::as_str).unwrap_or("").to_lowercase();
+        // Like Authgear: users are stored under the normalized (here: lower-cased)
+        // login id but looked up by the value exactly as sent, so a value sent
+        // un-normalized misses its user and then collides with it.
+        let sent = rec.get(&ident).and_then(Value::as_str).unwrap_or("").to_string();
+        let key = sent.to_lowercase();
         *s.posted.entry(key.clone()).or_insert(0) += 1;
         let bad_key = rec.as_object().is_some_and(|o| o.keys().any(|k| !RECORD_KEYS.contains(&k.as_str())));
         let bad_pw = rec.get("password").is_some_and(|p| p.get("type").and_then(Value::as_str) != Some("bcrypt"));
@@ -379,6 +395,9 @@ fn respond(s: &mut State, jwt: Result<(), String>, method: &str, path: &str, bod
         let (outcome, user_id, errors) = if bad_key || bad_pw || failing || key.is_empty() {
             fl += 1;
             ("failed", Value::Null, json!([{"name": "Invalid", "reason": "ValidationFailed", "message": "record rejected"}]))
+        } else if sent != key && s.users.contains_key(&key) {
+            fl += 1;
+            ("failed", Value::Null, json!([{"name": "Invalid", "reason": "DuplicatedIdentity", "message": "identity already exists"}]))
         } else if let Some((uid, _)) = s.users.get(&key).cloned() {
             if upsert {
                 upd += 1;
@@ -403,6 +422,11 @@ fn respond(s: &mut State, jwt: Result<(), String>, method: &str, path: &str, bod
     let result = json!({"id": id, "created_at": "2025-01-01T00:00:00Z", "status": "completed",
         "summary": {"total": records.len(), "inserted": ins, "updated": upd, "skipped": skp, "failed": fl},
         "details": details});
+    let result = match &fault {
+        Some(Fault::JobError(msg)) => json!({"id": id, "created_at": "2025-01-01T00:00:00Z", "status": "completed",
+            "error": {"name": "InternalError", "reason": "UnexpectedError", "message": msg, "code": 500}}),
+        _ => result,
+    };
     let lost = matches!(fault, Some(Fault::LoseResult));
     s.jobs.insert(id.clone(), (1, result, lost));
     (reply(StatusCode::OK, wrap(n, json!({"id": id, "created_at": "2025-01-01T00:00:00Z", "status": "pending"}))), hang)
