@@ -483,3 +483,11 @@ fn the_reader_resolves_what_rust_resolves() {
     let want: Vec<(String, String)> = want.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
     assert_eq!(got, want);
 }
+
+#[test]
+fn the_importer_has_no_import_cycle() {
+    let g = build(&Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/authgear-import/src"));
+    assert!(g.files.len() > 10, "the walk found {} files", g.files.len());
+    let cyc = cycles(&g);
+    assert!(cyc.is_empty(), "import cycles in the importer: {cyc:?}");
+}

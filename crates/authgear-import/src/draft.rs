@@ -94,7 +94,7 @@ fn target_of(c: &str, preset: Option<Preset>, sample: &Sample) -> Option<String>
     if let Some(name) = c.strip_prefix("custom:").or(metadata) {
         // Cognito's custom attributes, and Auth0 metadata exported as columns.
         let n = snake(name);
-        if super::mapping::is_attribute_name(&n) {
+        if super::schema::is_attribute_name(&n) {
             return Some(format!("custom_attributes.{n}"));
         }
     }

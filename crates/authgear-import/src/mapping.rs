@@ -385,16 +385,6 @@ impl Mapping {
     }
 }
 
-/// Whether Authgear accepts `name` as a custom attribute name (one level,
-/// `a-z` first, then `a-z 0-9 _`, ending in `a-z 0-9`).
-pub fn is_attribute_name(name: &str) -> bool {
-    let b = name.as_bytes();
-    let (Some(first), Some(last)) = (b.first(), b.last()) else { return false };
-    first.is_ascii_lowercase()
-        && (last.is_ascii_lowercase() || last.is_ascii_digit())
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
-}
-
 /// Spreads an object's keys into `custom_attributes`: scalar values under
 /// their snake_case names; anything else is noted as having no place.
 fn spread(column: &str, value: Value, out: &mut Map<String, Value>, unplaced: &mut Vec<String>) {
@@ -426,7 +416,7 @@ fn spread(column: &str, value: Value, out: &mut Map<String, Value>, unplaced: &m
             Value::Null => continue,
             Value::Object(_) => Some("an object"),
             Value::Array(_) => Some("a list"),
-            _ if !is_attribute_name(&name) => Some("not a possible attribute name"),
+            _ if !schema::is_attribute_name(&name) => Some("not a possible attribute name"),
             _ if attrs.contains_key(&name) => Some("a second value for the same attribute"),
             _ => None,
         };

@@ -367,3 +367,13 @@ fn check_password(key: &str, value: &mut Value, check: &mut Check) -> PasswordKi
         }
     }
 }
+
+/// Whether Authgear accepts `name` as a custom attribute name (one level,
+/// `a-z` first, then `a-z 0-9 _`, ending in `a-z 0-9`).
+pub fn is_attribute_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    let (Some(first), Some(last)) = (b.first(), b.last()) else { return false };
+    first.is_ascii_lowercase()
+        && (last.is_ascii_lowercase() || last.is_ascii_digit())
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
+}
