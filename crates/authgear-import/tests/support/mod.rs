@@ -265,7 +265,7 @@ fn check_jwt(req: &Request<hyper::body::Incoming>) -> Result<(), String> {
 
 // The keys Authgear's import API accepts, written out here rather than taken
 // from `schema::RECORD_FIELDS`: the test server must not trust the code it tests.
-const RECORD_KEYS: &[&str] = &[
+pub const RECORD_KEYS: &[&str] = &[
     "preferred_username",
     "email",
     "phone_number",
