@@ -46,6 +46,11 @@ fn respond(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
             r
         }
         "/healthz" => json(StatusCode::OK, serde_json::json!({"status": "ok"})),
+        "/readyz" if super::readiness::wants_verbose(req.uri().query()) => {
+            let doc = super::readiness::verbose(gw);
+            let status = if doc["ready"] == true { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+            json(status, doc)
+        }
         "/readyz" => {
             let snap = gw.snapshot();
             let issuers: Vec<_> = snap
