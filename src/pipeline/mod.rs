@@ -66,6 +66,11 @@ pub async fn handle_request(gw: &Gateway, mut req: Request<Incoming>, client: Cl
         }
     };
     resp.headers_mut().insert(access::REQUEST_ID, request_id.clone());
+    // Only over TLS: a browser ignores HSTS on plain HTTP, and a plain
+    // listener behind a TLS proxy leaves the header to that proxy.
+    if let (Some(hsts), "https") = (&snap.config.server.hsts, client.proto) {
+        resp.headers_mut().insert(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+    }
     let to_headers = started.elapsed();
     let m = metrics::metrics();
     m.request(trace.route.map(|r| (r.name.as_str(), &r.counters)), &method, outcome);
