@@ -192,6 +192,12 @@ impl GatewayError {
         }
     }
 
+    /// The `error_description` of the response, for answers that carry it
+    /// elsewhere (`grpc-message`).
+    pub fn description(&self) -> String {
+        self.body_fields().1
+    }
+
     /// The response the client gets. `realm` goes into `WWW-Authenticate`.
     pub fn into_response(self, realm: &str) -> Response<Body> {
         let (head, body) = self.into_head(realm);

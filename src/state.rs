@@ -41,6 +41,8 @@ pub struct Gateway {
     pub reloads_failed: AtomicU64,
     /// 0: no reload yet, 1: the last one succeeded, 2: it failed.
     last_reload: std::sync::atomic::AtomicU8,
+    /// Unix seconds of the last reload attempt (0: none yet), for `/readyz?verbose`.
+    last_reload_at: AtomicU64,
 }
 
 impl Gateway {
@@ -53,6 +55,7 @@ impl Gateway {
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
             last_reload: std::sync::atomic::AtomicU8::new(0),
+            last_reload_at: AtomicU64::new(0),
         }))
     }
 
@@ -70,6 +73,7 @@ impl Gateway {
         self.current.store(Arc::new(snap));
         self.reloads_ok.fetch_add(1, Ordering::Relaxed);
         self.last_reload.store(1, Ordering::Relaxed);
+        self.last_reload_at.store(crate::auth::now_unix(), Ordering::Relaxed);
         Ok(v)
     }
 
@@ -77,6 +81,12 @@ impl Gateway {
     pub fn reload_rejected(&self) {
         self.reloads_failed.fetch_add(1, Ordering::Relaxed);
         self.last_reload.store(2, Ordering::Relaxed);
+        self.last_reload_at.store(crate::auth::now_unix(), Ordering::Relaxed);
+    }
+
+    /// Unix seconds of the last reload attempt, good or rejected.
+    pub fn last_reload_at(&self) -> Option<u64> {
+        Some(self.last_reload_at.load(Ordering::Relaxed)).filter(|&t| t != 0)
     }
 
     /// `None` before any reload, then whether the last one succeeded.

@@ -172,6 +172,13 @@ impl Compiler<'_> {
             max_header_bytes: self.count(&r.max_header_bytes, "server.max_header_bytes", 32 * 1024),
             tls: self.pair(&r.tls_cert, &r.tls_key, "server.tls_cert", "server.tls_key").map(|(cert, key)| TlsFiles { cert, key }),
             tls_reload_interval: self.duration(&r.tls_reload_interval, "server.tls_reload_interval", Duration::from_secs(10)),
+            hsts: r.hsts.as_ref().and_then(|v| match crate::policy::hsts::parse(v.get_ref()) {
+                Ok(h) => Some(h),
+                Err(msg) => {
+                    self.rep.error(v.span(), "server.hsts", msg);
+                    None
+                }
+            }),
             workers: match &r.workers {
                 None => crate::runtime::workers::default_count(),
                 some => self.count(some, "server.workers", 1),

@@ -33,6 +33,8 @@ pub struct ServerSettings {
     pub tls: Option<TlsFiles>,
     /// How often the certificate files are checked for a renewal.
     pub tls_reload_interval: Duration,
+    /// `Strict-Transport-Security` value sent on responses over the TLS listener.
+    pub hsts: Option<http::HeaderValue>,
     /// Connection worker threads (see `workers`); default: the CPU count.
     pub workers: usize,
     /// Hosts this gateway serves; any other gets 421. `None`: any host.

@@ -1,11 +1,11 @@
 //! The admin listener: `/healthz` (the process is alive), `/readyz`
 //! (signing keys loaded and not shutting down) and `/metrics`
-//! (Prometheus text). Kept off the public port.
+//! (Prometheus text or OpenMetrics, as the scraper asks). Kept off the public port.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use http::header::{HeaderValue, CONTENT_TYPE};
+use http::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::error::{full, Body};
+use crate::observe::exposition::Format;
 use crate::observe::metrics::metrics;
 use crate::state::Gateway;
 
@@ -39,11 +40,17 @@ pub async fn serve(listener: TcpListener, gw: Arc<Gateway>, mut stop: watch::Rec
 fn respond(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
     match req.uri().path() {
         "/metrics" => {
-            let mut r = Response::new(full(render_metrics(gw)));
-            r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+            let format = Format::negotiate(req.headers().get(ACCEPT).and_then(|v| v.to_str().ok()));
+            let mut r = Response::new(full(render_metrics(gw, format)));
+            r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
             r
         }
         "/healthz" => json(StatusCode::OK, serde_json::json!({"status": "ok"})),
+        "/readyz" if super::readiness::wants_verbose(req.uri().query()) => {
+            let doc = super::readiness::verbose(gw);
+            let status = if doc["ready"] == true { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+            json(status, doc)
+        }
         "/readyz" => {
             let snap = gw.snapshot();
             let issuers: Vec<_> = snap
@@ -92,12 +99,12 @@ fn respond(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
 
 /// The metrics, with the per-issuer key gauges read from the live keys
 /// first (they are state, not events, so they are set at scrape time).
-fn render_metrics(gw: &Gateway) -> String {
+fn render_metrics(gw: &Gateway, format: Format) -> String {
     let m = metrics();
     for store in gw.snapshot().keys.iter() {
         m.issuer_keys(&store.issuer, store.snapshot().map_or(0, |s| s.keys.len()), store.key_age());
     }
-    m.render()
+    m.render(format)
 }
 
 fn json(status: StatusCode, v: serde_json::Value) -> Response<Body> {

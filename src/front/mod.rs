@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod conn;
 pub mod parkio;
+pub mod readiness;
 pub mod refusal;
 pub mod server;
 pub mod tls;

@@ -66,6 +66,10 @@ impl ListenerTls {
             .with_no_client_auth()
             .with_cert_resolver(resolver.clone());
         cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        // The provider lists its suites strongest first (AEADs with forward
+        // secrecy only); letting the client pick would let an old or
+        // misconfigured client settle on a weaker one of them.
+        cfg.ignore_client_order = true;
         Ok(ListenerTls { acceptor: TlsAcceptor::from(Arc::new(cfg)), resolver, files: files.clone() })
     }
 

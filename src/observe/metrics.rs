@@ -1,4 +1,5 @@
-//! Prometheus metrics, served as text on the admin listener's `/metrics`.
+//! Prometheus metrics, served on the admin listener's `/metrics` in the
+//! format the scraper asked for (`exposition`).
 //!
 //! One process-wide registry: counters survive config reloads, and every
 //! label value comes from the config or a fixed list (route names, issuers,
@@ -15,6 +16,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+
+use super::exposition::Format;
 
 /// Request method, folded into a fixed set.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
@@ -341,10 +344,15 @@ impl Metrics {
         self.jwks_key_age.get_or_create(&l).set(age.map_or(-1.0, |a| a.as_secs_f64()));
     }
 
-    /// The text exposition.
-    pub fn render(&self) -> String {
+    /// The exposition in `format`.
+    pub fn render(&self, format: Format) -> String {
         let mut out = String::new();
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        // Writing into a String cannot fail; an encoder error would only
+        // shorten the body, which the scraper then reports.
+        let _ = match format {
+            Format::Classic => prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry),
+            Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut out, &self.registry),
+        };
         out
     }
 }

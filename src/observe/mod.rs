@@ -4,5 +4,6 @@
 
 pub mod access;
 pub mod body;
+pub mod exposition;
 pub mod logwriter;
 pub mod metrics;

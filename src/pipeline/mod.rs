@@ -4,6 +4,7 @@
 //! connection code calls it; it never reaches back into the connection.
 
 pub mod authenticate;
+pub mod grpc;
 pub mod method_param;
 pub mod screen;
 
@@ -49,6 +50,7 @@ pub async fn handle_request(gw: &Gateway, mut req: Request<Incoming>, client: Cl
     let method = req.method().clone();
     let request_id = access::ensure_request_id(req.headers_mut());
     let bytes_in = Arc::new(AtomicU64::new(0));
+    let grpc = grpc::is_grpc(req.headers());
     let mut trace = Trace::default();
     let result = route_and_forward(&snap, req, client, &mut trace, bytes_in.clone()).await;
     let (mut resp, reason, outcome) = match result {
@@ -58,12 +60,17 @@ pub async fn handle_request(gw: &Gateway, mut req: Request<Incoming>, client: Cl
                 warn!(error = %detail, route = trace.route.map(|r| r.name.as_str()), request_id = request_id.to_str().unwrap_or("-"), "request failed");
             }
             let reason = e.reason();
-            let resp = e.into_response(&snap.config.realm);
-            let outcome = Outcome::of_refusal(resp.status().as_u16());
+            let outcome = Outcome::of_refusal(e.status().as_u16());
+            let resp = if grpc { grpc::refusal(e, &snap.config.realm) } else { e.into_response(&snap.config.realm) };
             (resp, Some(reason), outcome)
         }
     };
     resp.headers_mut().insert(access::REQUEST_ID, request_id.clone());
+    // Only over TLS: a browser ignores HSTS on plain HTTP, and a plain
+    // listener behind a TLS proxy leaves the header to that proxy.
+    if let (Some(hsts), "https") = (&snap.config.server.hsts, client.proto) {
+        resp.headers_mut().insert(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+    }
     let to_headers = started.elapsed();
     let m = metrics::metrics();
     m.request(trace.route.map(|r| (r.name.as_str(), &r.counters)), &method, outcome);

@@ -5,5 +5,6 @@
 
 pub mod authz;
 pub mod headers;
+pub mod hsts;
 pub mod path;
 pub mod routes;

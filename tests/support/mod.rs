@@ -264,6 +264,7 @@ pub mod process;
 pub mod rawhttp;
 pub mod resolver;
 pub mod tls;
+pub mod tools;
 
 /// Raises this process's open-file limit to its hard limit, for tests with
 /// a thousand simultaneous connections.

@@ -49,8 +49,15 @@ impl TestCa {
 
     /// A leaf for `names` (DNS names or IPs), signed by this CA.
     pub fn leaf(&self, names: &[&str]) -> Leaf {
+        self.leaf_with(names, |_| {})
+    }
+
+    /// [`leaf`](Self::leaf) with its parameters adjusted by `tune` first
+    /// (validity, CRL distribution points, ...).
+    pub fn leaf_with(&self, names: &[&str], tune: impl FnOnce(&mut CertificateParams)) -> Leaf {
         let key = KeyPair::generate().expect("leaf key");
-        let params = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).expect("params");
+        let mut params = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).expect("params");
+        tune(&mut params);
         let cert = params.signed_by(&key, &self.issuer).expect("leaf cert");
         Leaf {
             cert_pem: cert.pem(),
