@@ -45,7 +45,7 @@ impl Format {
                 }
             }
             match media.as_str() {
-                "application/openmetrics-text" if version.as_deref().is_none_or(|v| v == "1.0.0") => open = open.max(q),
+                "application/openmetrics-text" if version.as_deref().map_or(true, |v| v == "1.0.0") => open = open.max(q),
                 "text/plain" => classic = classic.max(q),
                 _ => {}
             }
