@@ -41,11 +41,18 @@ pub struct Gateway {
     pub reloads_failed: AtomicU64,
     /// 0: no reload yet, 1: the last one succeeded, 2: it failed.
     last_reload: std::sync::atomic::AtomicU8,
+    /// The OTLP exporter; `None` when tracing is off (read at start only).
+    tracing: Option<crate::observe::trace::Tracing>,
 }
 
 impl Gateway {
     /// Builds the first snapshot and starts the key refreshers.
     pub fn new(config: Config) -> Result<Arc<Gateway>, String> {
+        Self::with_tracing(config, None)
+    }
+
+    /// [`new`](Self::new), exporting request spans through `tracing`.
+    pub fn with_tracing(config: Config, tracing: Option<crate::observe::trace::Tracing>) -> Result<Arc<Gateway>, String> {
         let snap = build_snapshot(config, None, 1)?;
         Ok(Arc::new(Gateway {
             current: ArcSwap::from_pointee(snap),
@@ -53,7 +60,13 @@ impl Gateway {
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
             last_reload: std::sync::atomic::AtomicU8::new(0),
+            tracing,
         }))
+    }
+
+    /// The trace exporter, when tracing is on.
+    pub fn tracing(&self) -> Option<&crate::observe::trace::Tracing> {
+        self.tracing.as_ref()
     }
 
     /// The snapshot to serve one request with.

@@ -6,3 +6,4 @@ pub mod access;
 pub mod body;
 pub mod logwriter;
 pub mod metrics;
+pub mod trace;
