@@ -164,6 +164,17 @@ impl Tracing {
     }
 }
 
+impl Drop for Tracing {
+    fn drop(&mut self) {
+        // The SDK's shutdown blocks until the batch task answers, and that
+        // task lives on a runtime thread: blocking one (a current-thread
+        // runtime's only one, say) would never return. A thread of its own
+        // waits instead; after `shutdown` it returns at once.
+        let provider = self.provider.clone();
+        let _ = std::thread::Builder::new().name("otel-shutdown".into()).spawn(move || provider.shutdown());
+    }
+}
+
 /// The server span of one request; ended when dropped.
 pub struct RequestSpan {
     cx: Context,
