@@ -41,7 +41,8 @@ pub fn install_crypto_provider() {
 /// Builds the gateway from a compiled config and starts its listeners.
 pub async fn start(config: Config) -> Result<Server, String> {
     install_crypto_provider();
-    let gw = Gateway::new(config)?;
+    let tracing = observe::trace::Tracing::start(&config.tracing)?;
+    let gw = Gateway::with_tracing(config, tracing)?;
     Server::start(gw).await.map_err(|e| format!("cannot listen: {e}"))
 }
 
@@ -65,5 +66,9 @@ pub async fn run(config: Config, config_path: std::path::PathBuf) -> Result<(), 
     tracing::info!("shutdown signal received");
     watcher.abort();
     server.shutdown().await;
+    // After the last request: its spans are the ones most worth sending.
+    if let Some(t) = gw.tracing() {
+        t.shutdown().await;
+    }
     Ok(())
 }

@@ -40,6 +40,9 @@ pub fn reload_from(gw: &Gateway, path: &Path) -> bool {
             if cfg.admin_listen != old.config.admin_listen {
                 warn!(target: "reload", "admin.listen changed: it takes effect only after a restart");
             }
+            if cfg.tracing != old.config.tracing {
+                warn!(target: "reload", "[tracing] changed: it takes effect only after a restart");
+            }
             for w in cfg.warnings.warnings() {
                 warn!(target: "reload", "{w}");
             }

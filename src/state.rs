@@ -43,11 +43,18 @@ pub struct Gateway {
     last_reload: std::sync::atomic::AtomicU8,
     /// Unix seconds of the last reload attempt (0: none yet), for `/readyz?verbose`.
     last_reload_at: AtomicU64,
+    /// The OTLP exporter; `None` when tracing is off (read at start only).
+    tracing: Option<crate::observe::trace::Tracing>,
 }
 
 impl Gateway {
     /// Builds the first snapshot and starts the key refreshers.
     pub fn new(config: Config) -> Result<Arc<Gateway>, String> {
+        Self::with_tracing(config, None)
+    }
+
+    /// [`new`](Self::new), exporting request spans through `tracing`.
+    pub fn with_tracing(config: Config, tracing: Option<crate::observe::trace::Tracing>) -> Result<Arc<Gateway>, String> {
         let snap = build_snapshot(config, None, 1)?;
         Ok(Arc::new(Gateway {
             current: ArcSwap::from_pointee(snap),
@@ -56,7 +63,13 @@ impl Gateway {
             reloads_failed: AtomicU64::new(0),
             last_reload: std::sync::atomic::AtomicU8::new(0),
             last_reload_at: AtomicU64::new(0),
+            tracing,
         }))
+    }
+
+    /// The trace exporter, when tracing is on.
+    pub fn tracing(&self) -> Option<&crate::observe::trace::Tracing> {
+        self.tracing.as_ref()
     }
 
     /// The snapshot to serve one request with.

@@ -14,6 +14,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 use crate::error::error_chain;
+use crate::observe::trace::Child;
 
 /// Why a fetch failed; the text is safe to log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,9 +97,13 @@ impl Fetcher {
             .body(Empty::<Bytes>::new())
             .map_err(|e| FetchError::BadUrl(e.to_string()))?;
         let max = self.max_bytes;
-        let work = async move {
+        // A fetch a request waits for (keys not loaded, an unknown `kid`)
+        // is a span of that request; the background refresh has none.
+        let span = Child::http_client(req.method(), req.uri());
+        let work = async {
             let resp = self.client.request(req).await.map_err(|e| FetchError::Connect(error_chain(&e)))?;
             let (parts, body) = resp.into_parts();
+            span.set_status_code(parts.status.as_u16());
             if !parts.status.is_success() {
                 return Err(FetchError::Status(parts.status.as_u16()));
             }
@@ -116,7 +121,11 @@ impl Fetcher {
             })?;
             Ok(Fetched { status: parts.status, headers: parts.headers, body: collected.to_bytes() })
         };
-        tokio::time::timeout(self.total_timeout, work).await.map_err(|_| FetchError::Timeout)?
+        let result = tokio::time::timeout(self.total_timeout, work).await.map_err(|_| FetchError::Timeout).and_then(|r| r);
+        if let Err(e) = &result {
+            span.fail(e.kind(), "key fetch failed");
+        }
+        result
     }
 }
 

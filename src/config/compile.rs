@@ -39,6 +39,7 @@ pub(super) fn compile(text: &str, file: &str, env: &dyn Fn(&str) -> Option<Strin
     };
     check_unknown_keys(&mut rep, root.get_mut());
     expand_env(&mut rep, root.get_mut(), env);
+    let mut tracing = None;
     let mut s = Sections { server: None, admin: None, upstream: None, upstreams: None, auth: None, headers: None, routes: None, log: None };
     for (k, v) in root.into_inner() {
         match &**k.get_ref() {
@@ -50,15 +51,18 @@ pub(super) fn compile(text: &str, file: &str, env: &dyn Fn(&str) -> Option<Strin
             "headers" => s.headers = Some(v),
             "routes" => s.routes = Some(v),
             "log" => s.log = Some(v),
+            "tracing" => tracing = Some(v),
             _ => {}
         }
     }
     let mut c = Compiler { rep };
     let cfg = c.build(s);
+    let tracing = c.tracing(tracing, env);
     let diags = c.rep.finish();
     match cfg {
         Some(mut cfg) if !diags.has_errors() => {
             cfg.warnings = diags;
+            cfg.tracing = tracing;
             Ok(cfg)
         }
         _ => Err(diags),
@@ -152,6 +156,7 @@ impl Compiler<'_> {
             routes,
             strip,
             log,
+            tracing: Default::default(),
             warnings: Diagnostics::default(),
         })
     }

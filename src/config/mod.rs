@@ -9,6 +9,7 @@
 mod compile;
 mod compile_routes;
 mod compile_session;
+mod compile_tracing;
 pub mod diag;
 pub mod raw;
 pub mod settings;

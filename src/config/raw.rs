@@ -175,6 +175,20 @@ pub struct RawLog {
     pub access: Option<bool>,
 }
 
+/// `[tracing]`: OpenTelemetry trace export (`compile_tracing`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTracing {
+    pub enabled: Option<Spanned<bool>>,
+    pub endpoint: Option<Spanned<String>>,
+    pub protocol: Option<Spanned<String>>,
+    pub sample_ratio: Option<Spanned<f64>>,
+    pub parent_based: Option<Spanned<bool>>,
+    pub service_name: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub export_delay: Option<Spanned<String>>,
+}
+
 /// Every key the file may hold, as table path -> keys. Used to report all
 /// unknown keys at once (serde stops at the first) and to suggest fixes.
 pub fn known_keys(table: &str) -> Option<&'static [&'static str]> {
@@ -213,7 +227,7 @@ pub fn known_keys(table: &str) -> Option<&'static [&'static str]> {
         "insecure_skip_verify",
     ];
     Some(match table {
-        "" => &["server", "admin", "upstream", "upstreams", "auth", "headers", "routes", "log"],
+        "" => &["server", "admin", "upstream", "upstreams", "auth", "headers", "routes", "log", "tracing"],
         "server" => &[
             "listen",
             "trust_forwarded_headers",
@@ -262,6 +276,7 @@ pub fn known_keys(table: &str) -> Option<&'static [&'static str]> {
             "path_case",
         ],
         "log" => &["format", "level", "access"],
+        "tracing" => &["enabled", "endpoint", "protocol", "sample_ratio", "parent_based", "service_name", "timeout", "export_delay"],
         _ => return None,
     })
 }

@@ -202,6 +202,8 @@ pub struct Config {
     pub routes: RouteTable,
     pub strip: IdentityStrip,
     pub log: LogSettings,
+    /// `[tracing]`, with the OTEL_* variables applied; read at start only.
+    pub tracing: crate::observe::trace::TraceSettings,
     /// Warnings found while compiling (shadowed routes, ...).
     pub warnings: Diagnostics,
 }

@@ -7,3 +7,4 @@ pub mod body;
 pub mod exposition;
 pub mod logwriter;
 pub mod metrics;
+pub mod trace;

@@ -6,6 +6,7 @@ use http::{HeaderMap, Method};
 
 use crate::auth::{bearer_token, looks_like_jwt, now_unix, verify_token, AuthFailure, Identity};
 use crate::error::GatewayError;
+use crate::observe::trace::{Child, Kind};
 use crate::policy::routes::{AuthMethod, AuthMode, Route};
 use crate::session::redirect;
 use crate::session::resolver::Verdict;
@@ -49,20 +50,25 @@ pub async fn authenticate(snap: &Snapshot, route: &Route, req: &RequestInfo<'_>)
 /// A bearer JWT, verified locally.
 async fn authenticate_jwt(snap: &Snapshot, route: &Route, token: &str) -> Result<Identity, GatewayError> {
     let m = crate::observe::metrics::metrics();
-    match verify_token(&snap.config, &snap.keys, snap.token_cache.as_deref(), token, route.audiences.as_deref(), now_unix()).await {
+    let span = Child::start("verify token", Kind::Internal);
+    let verified = span.run(verify_token(&snap.config, &snap.keys, snap.token_cache.as_deref(), token, route.audiences.as_deref(), now_unix())).await;
+    let (outcome, result) = match verified {
         Ok(id) => {
-            m.token("ok");
-            Ok(id)
+            if let Some(iss) = snap.config.issuers.get(id.issuer).filter(|_| span.is_active()) {
+                span.set("authgear_gateway.token.issuer", iss.issuer.clone());
+            }
+            ("ok", Ok(id))
         }
-        Err(AuthFailure::Token(e)) => {
-            m.token(e.reason());
-            Err(GatewayError::InvalidToken(e))
-        }
-        Err(AuthFailure::KeysUnavailable) => {
-            m.token("keys_unavailable");
-            Err(GatewayError::KeysUnavailable)
-        }
+        Err(AuthFailure::Token(e)) => (e.reason(), Err(GatewayError::InvalidToken(e))),
+        Err(AuthFailure::KeysUnavailable) => ("keys_unavailable", Err(GatewayError::KeysUnavailable)),
+    };
+    m.token(outcome);
+    // The outcome is a fixed label (`ok`, `expired`, ...), never token text.
+    span.set("authgear_gateway.token.outcome", outcome);
+    if outcome != "ok" {
+        span.fail(outcome, "token refused");
     }
+    result
 }
 
 /// Session mode. With `jwt_or_session`, a bearer token shaped like a JWT is

@@ -23,6 +23,7 @@ use crate::error::{BadRequest, Body, GatewayError};
 use crate::observe::access::{self, AccessRecord, CountingBody, LoggedBody};
 use crate::observe::body::BodyFate;
 use crate::observe::metrics::{self, Outcome};
+use crate::observe::trace::Child;
 use crate::policy::authz;
 use crate::policy::path;
 use crate::policy::routes::Route;
@@ -52,7 +53,12 @@ pub async fn handle_request(gw: &Gateway, mut req: Request<Incoming>, client: Cl
     let bytes_in = Arc::new(AtomicU64::new(0));
     let grpc = grpc::is_grpc(req.headers());
     let mut trace = Trace::default();
-    let result = route_and_forward(&snap, req, client, &mut trace, bytes_in.clone()).await;
+    let span = gw.tracing().map(|t| t.request_span(req.headers(), &method, req.version(), client.proto, client.addr.ip()));
+    let judged = route_and_forward(&snap, req, client, &mut trace, bytes_in.clone());
+    let result = match &span {
+        Some(s) => s.run(judged).await,
+        None => judged.await,
+    };
     let (mut resp, reason, outcome) = match result {
         Ok(r) => (r, None, Outcome::forwarded),
         Err(e) => {
@@ -70,6 +76,10 @@ pub async fn handle_request(gw: &Gateway, mut req: Request<Incoming>, client: Cl
     // listener behind a TLS proxy leaves the header to that proxy.
     if let (Some(hsts), "https") = (&snap.config.server.hsts, client.proto) {
         resp.headers_mut().insert(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+    }
+    if let Some(s) = &span {
+        let route = trace.route.map(|r| (r.name.as_str(), r.path.as_str()));
+        s.finish(&method, route, trace.path.as_deref(), resp.status().as_u16(), reason, request_id.to_str().unwrap_or("-"));
     }
     let to_headers = started.elapsed();
     let m = metrics::metrics();
@@ -160,14 +170,26 @@ async fn route_and_forward<'s>(
     if let Some(s) = scanner {
         body = method_param::guard(body, s, override_refused.clone());
     }
-    let up_req = proxy::rewrite_request(cfg, route, &upstream.settings, parts, body, &path, identity.as_ref(), client)?;
+    let mut up_req = proxy::rewrite_request(cfg, route, &upstream.settings, parts, body, &path, identity.as_ref(), client)?;
 
+    // With tracing on, the upstream sees this call's span as its parent;
+    // with it off, the client's `traceparent` went through untouched.
+    let call = Child::http_client(up_req.method(), up_req.uri());
+    if call.is_active() {
+        call.set("authgear_gateway.upstream", upstream.settings.name.clone());
+    }
+    call.inject(up_req.headers_mut());
     let sent = Instant::now();
     let _in_flight = upstream.metrics.in_flight();
     let result = match upgrade {
         Some(pending) => upgrade::forward(upstream, up_req, pending).await,
         None => upstream.send(up_req).await,
     };
+    match &result {
+        Ok(r) => call.set_status_code(r.status().as_u16()),
+        Err(e) => call.fail(e.reason(), "upstream call failed"),
+    }
+    drop(call);
     let elapsed = sent.elapsed();
     upstream.metrics.observe(elapsed);
     out.upstream = Some(elapsed);

@@ -83,7 +83,7 @@ impl SessionResolver {
         let authz = creds.authorization.as_ref().map_or(&b""[..], HeaderValue::as_bytes);
         let key = key_of(&[cookie, authz]);
         let (client, reachable, stats) = (self.client.clone(), self.reachable.clone(), self.stats.clone());
-        let lookup = async move {
+        let lookup = crate::observe::trace::carry(async move {
             stats.resolver_calls.fetch_add(1, Ordering::Relaxed);
             let outcome = client.resolve(&creds).await;
             crate::observe::metrics::metrics().resolver_call(match &outcome {
@@ -111,7 +111,7 @@ impl SessionResolver {
                 }
             }
             outcome
-        };
+        });
         let (outcome, source) = self.cache.get_or_resolve(key, lookup).await;
         let label = match source {
             Source::Hit => {

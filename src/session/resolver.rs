@@ -17,6 +17,7 @@ use serde_json::{Map, Value};
 
 use crate::config::SessionSettings;
 use crate::error::error_chain;
+use crate::observe::trace::Child;
 use crate::policy::headers::claims;
 use authgear_tls_roots::client_tls;
 
@@ -133,6 +134,10 @@ impl ResolverClient {
         if let Some(a) = &creds.authorization {
             req.headers_mut().insert(AUTHORIZATION, a.clone());
         }
+        // Only the URL and the status are recorded: never the cookie or
+        // the token that were asked about.
+        let span = Child::http_client(req.method(), req.uri());
+        span.set("authgear_gateway.call", "session_resolver");
         let work = async {
             let resp = self.client.request(req).await.map_err(|e| {
                 let chain = error_chain(&e);
@@ -143,6 +148,7 @@ impl ResolverClient {
                 }
             })?;
             let (parts, body) = resp.into_parts();
+            span.set_status_code(parts.status.as_u16());
             // Drain a small body so the pooled connection can be reused.
             let _ = Limited::new(body, MAX_BODY_BYTES).collect().await;
             if parts.status != StatusCode::OK {
@@ -150,7 +156,19 @@ impl ResolverClient {
             }
             verdict_from_headers(&parts.headers, self.extra_roles_claim.as_deref())
         };
-        tokio::time::timeout(self.timeout, work).await.map_err(|_| ResolverError::Timeout)?
+        let result = tokio::time::timeout(self.timeout, work).await.map_err(|_| ResolverError::Timeout).and_then(|r| r);
+        if let Err(e) = &result {
+            let kind = match e {
+                ResolverError::Connect(_) => "connect",
+                ResolverError::Timeout => "timeout",
+                ResolverError::Status(_) => "status",
+                ResolverError::Malformed(_) => "malformed",
+                ResolverError::Abandoned => "abandoned",
+                ResolverError::Saturated => "saturated",
+            };
+            span.fail(kind, "session resolver call failed");
+        }
+        result
     }
 }
 

@@ -260,6 +260,7 @@ pub fn raw_status(answer: &str) -> u16 {
 
 pub mod front;
 pub mod obs;
+pub mod otlp;
 pub mod process;
 pub mod rawhttp;
 pub mod resolver;
