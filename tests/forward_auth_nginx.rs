@@ -7,11 +7,11 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use authgear_gateway::commands::devissuer::DevIssuer;
 use serde_json::json;
+use support::ingress::{self, IDENTITY};
 use support::process::{free_port, ChildServer};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -35,18 +35,6 @@ login_redirect = true
 path = "/api/**"
 auth = "required"
 "#;
-
-/// The default identity headers, as the gateway names them.
-const IDENTITY: &[&str] = &[
-    "x-authgear-session-valid",
-    "x-authgear-user-id",
-    "x-authgear-user-anonymous",
-    "x-authgear-user-verified",
-    "x-authgear-user-can-reauthenticate",
-    "x-authgear-user-roles",
-    "x-authgear-session-amr",
-    "x-authgear-session-authenticated-at",
-];
 
 struct Rig {
     rt: tokio::runtime::Runtime,
@@ -104,22 +92,8 @@ async fn start_nginx(gateway: SocketAddr, app: SocketAddr) -> ChildServer {
     ChildServer::start("nginx-forward-auth", cmd, port).await
 }
 
-/// A raw request to nginx (so paths travel exactly as written), and what
-/// the app saw of it: tests share the app, so each request carries its own
-/// `x-test-id` and only the app's requests with it are returned.
 fn via_nginx(r: &Rig, target: &str, headers: &[(&str, &str)]) -> (rawhttp::RawAnswer, Vec<Seen>) {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let id = format!("t{}", NEXT.fetch_add(1, Ordering::Relaxed));
-    let mut req = format!("GET {target} HTTP/1.1\r\nHost: app.example.test\r\nConnection: close\r\nx-test-id: {id}\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    let addr = r.nginx.addr;
-    let mut answers = r.rt.block_on(rawhttp::exchange(addr, req.as_bytes(), false));
-    assert_eq!(answers.len(), 1, "one answer for {target}");
-    let seen = r.app.seen().into_iter().filter(|s| s.headers.get("x-test-id").is_some_and(|v| v == id.as_str())).collect();
-    (answers.remove(0), seen)
+    ingress::via(&r.rt, r.nginx.addr, &r.app, target, headers)
 }
 
 fn bearer(t: &str) -> String {

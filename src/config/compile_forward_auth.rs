@@ -41,7 +41,12 @@ impl Compiler<'_> {
                 // Caddy's forward_auth sends Traefik's headers.
                 "traefik" | "caddy" => Some(Flavour::Traefik),
                 other => {
-                    self.rep.error_hint(f.span(), "forward_auth.flavour", format!("`{other}` is not a known flavour"), "one of \"nginx\", \"traefik\", \"caddy\"");
+                    self.rep.error_hint(
+                        f.span(),
+                        "forward_auth.flavour",
+                        format!("`{other}` is not a known flavour"),
+                        "one of \"nginx\", \"traefik\", \"caddy\"",
+                    );
                     None
                 }
             },
