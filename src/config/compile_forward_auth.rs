@@ -32,7 +32,7 @@ impl Compiler<'_> {
                     span,
                     "forward_auth.flavour",
                     "the flavour of the calling ingress is required (it is never guessed from the headers)",
-                    "one of \"nginx\" (nginx auth_request, ingress-nginx), \"traefik\" or \"caddy\"",
+                    "one of \"nginx\" (nginx auth_request, ingress-nginx), \"traefik\", \"caddy\" or \"envoy\" (ext_authz HTTP mode)",
                 );
                 None
             }
@@ -40,6 +40,7 @@ impl Compiler<'_> {
                 "nginx" => Some(Flavour::Nginx),
                 // Caddy's forward_auth sends Traefik's headers.
                 "traefik" | "caddy" => Some(Flavour::Traefik),
+                "envoy" => Some(Flavour::Envoy),
                 other => {
                     self.rep.error_hint(
                         f.span(),
@@ -51,7 +52,31 @@ impl Compiler<'_> {
                 }
             },
         };
-        Some(ForwardAuthSettings { listen: listen?, trusted_proxies: trusted_proxies?, flavour: flavour? })
+        let path_prefix = self.path_prefix(&raw, flavour)?;
+        Some(ForwardAuthSettings { listen: listen?, trusted_proxies: trusted_proxies?, flavour: flavour?, path_prefix })
+    }
+
+    /// `path_prefix`: only for the Envoy flavour (the others carry the
+    /// original path in a header); `None` on an error.
+    fn path_prefix(&mut self, raw: &RawForwardAuth, flavour: Option<Flavour>) -> Option<String> {
+        let key = "forward_auth.path_prefix";
+        let Some(p) = &raw.path_prefix else { return Some(String::new()) };
+        if flavour.is_some_and(|f| f != Flavour::Envoy) {
+            self.rep.error_hint(p.span(), key, "only the envoy flavour puts the original path after a prefix", "remove the key");
+            return None;
+        }
+        let text = p.get_ref().trim_end_matches('/');
+        let plain = text.bytes().all(|b| b.is_ascii_alphanumeric() || b"/-._~".contains(&b));
+        if !(text.is_empty() || text.starts_with('/')) || !plain || text.contains("//") || text.split('/').any(|s| s == "." || s == "..") {
+            self.rep.error_hint(
+                p.span(),
+                key,
+                format!("`{}` is not a plain path prefix", p.get_ref()),
+                "a path such as \"/agw-check\", as in Envoy's path_prefix",
+            );
+            return None;
+        }
+        Some(text.to_owned())
     }
 
     fn trusted_proxies(&mut self, raw: &RawForwardAuth, span: std::ops::Range<usize>) -> Option<Vec<ipnet::IpNet>> {

@@ -45,6 +45,7 @@ pub struct RawForwardAuth {
     pub listen: Option<Spanned<String>>,
     pub trusted_proxies: Option<Spanned<Vec<Spanned<String>>>>,
     pub flavour: Option<Spanned<String>>,
+    pub path_prefix: Option<Spanned<String>>,
 }
 
 /// `[upstream]` and each `[upstreams.NAME]`
@@ -243,7 +244,7 @@ pub fn known_keys(table: &str) -> Option<&'static [&'static str]> {
             "path_case",
         ],
         "admin" => &["listen"],
-        "forward_auth" => &["listen", "trusted_proxies", "flavour"],
+        "forward_auth" => &["listen", "trusted_proxies", "flavour", "path_prefix"],
         "upstream" | "upstreams.*" => UPSTREAM,
         "auth" => AUTH.get_or_init(|| [ISSUER, AUTH_ONLY, SESSION_KEYS].concat()).as_slice(),
         "auth.issuers" => ISSUER,

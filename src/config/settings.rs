@@ -221,6 +221,9 @@ pub struct ForwardAuthSettings {
     /// Never empty: a request from any other address is refused (403).
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub flavour: Flavour,
+    /// Envoy flavour: the prefix Envoy's `path_prefix` puts before the
+    /// original path (starts with `/`, no trailing `/`; empty for none).
+    pub path_prefix: String,
 }
 
 impl ForwardAuthSettings {
@@ -245,6 +248,10 @@ pub enum Flavour {
     /// Traefik `forwardAuth` and Caddy `forward_auth`: `X-Forwarded-Method`,
     /// `-Proto`, `-Host`, `-Uri`.
     Traefik,
+    /// Envoy `ext_authz` in HTTP mode (Istio `CUSTOM`, Envoy Gateway
+    /// `extAuth`): the original method, `path_prefix` + the original
+    /// path, the original `Host`.
+    Envoy,
 }
 
 impl Flavour {
@@ -253,6 +260,7 @@ impl Flavour {
         match self {
             Flavour::Nginx => "nginx",
             Flavour::Traefik => "traefik",
+            Flavour::Envoy => "envoy",
         }
     }
 }

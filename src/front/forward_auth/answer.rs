@@ -3,8 +3,8 @@
 //! nginx's `auth_request` turns every answer but 2xx, 401 and 403 into a
 //! 500 for the client, so in that flavour a refusal for a malformed or
 //! ambiguous request is a 403 with the reason, and a login redirect is a
-//! 401 naming the login page in `X-Auth-Signin`. Traefik and Caddy hand a
-//! non-2xx answer to the client as it is.
+//! 401 naming the login page in `X-Auth-Signin`. Traefik, Caddy and Envoy
+//! hand a non-2xx answer to the client as it is.
 
 use http::header::{HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use http::{Response, StatusCode};

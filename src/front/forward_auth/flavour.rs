@@ -57,6 +57,7 @@ fn own_headers(f: Flavour) -> &'static [&'static str] {
     match f {
         Flavour::Nginx => &[X_ORIGINAL_URL, X_ORIGINAL_METHOD],
         Flavour::Traefik => &[X_FORWARDED_METHOD, X_FORWARDED_URI],
+        Flavour::Envoy => &[],
     }
 }
 
@@ -64,12 +65,25 @@ fn foreign_headers(f: Flavour) -> &'static [&'static str] {
     match f {
         Flavour::Nginx => own_headers(Flavour::Traefik),
         Flavour::Traefik => own_headers(Flavour::Nginx),
+        // Envoy describes the request by the check request itself: every
+        // description header is a client's own.
+        Flavour::Envoy => &[X_ORIGINAL_URL, X_ORIGINAL_METHOD, X_FORWARDED_METHOD, X_FORWARDED_URI],
     }
+}
+
+/// The decision request as it arrived: its method, target and headers.
+#[derive(Debug, Clone, Copy)]
+pub struct Asked<'a> {
+    pub method: &'a Method,
+    pub uri: &'a Uri,
+    pub headers: &'a HeaderMap,
 }
 
 /// The original request: method, origin-form target, `Host`, and the
 /// client's headers the ingress passed on (credentials among them).
-pub fn rebuild(flavour: Flavour, headers: &HeaderMap) -> Result<Request<()>, Malformed> {
+/// `path_prefix` is the Envoy flavour's (empty for none).
+pub fn rebuild(flavour: Flavour, path_prefix: &str, asked: Asked<'_>) -> Result<Request<()>, Malformed> {
+    let headers = asked.headers;
     for name in foreign_headers(flavour) {
         if headers.contains_key(*name) {
             return Err(Malformed::Foreign(name));
@@ -78,6 +92,7 @@ pub fn rebuild(flavour: Flavour, headers: &HeaderMap) -> Result<Request<()>, Mal
     let (method, host, target) = match flavour {
         Flavour::Nginx => nginx(headers)?,
         Flavour::Traefik => traefik(headers)?,
+        Flavour::Envoy => envoy(path_prefix, asked)?,
     };
     let mut req = Request::new(());
     *req.method_mut() = method;
@@ -150,6 +165,20 @@ fn traefik(headers: &HeaderMap) -> Result<(Method, HeaderValue, Uri), Malformed>
     Ok((parse_method(method, "X-Forwarded-Method")?, host.clone(), target))
 }
 
+/// Envoy `ext_authz` (HTTP): the check request is the original one, its
+/// path behind `path_prefix`, its `Host` the original authority.
+fn envoy(path_prefix: &str, asked: Asked<'_>) -> Result<(Method, HeaderValue, Uri), Malformed> {
+    let bad = Malformed::Invalid("the path after path_prefix");
+    let pq = asked.uri.path_and_query().map_or("/", |p| p.as_str());
+    let rest = pq.strip_prefix(path_prefix).ok_or_else(|| bad.clone())?;
+    if !rest.starts_with('/') {
+        return Err(bad);
+    }
+    let target = Uri::try_from(rest).map_err(|_| bad)?;
+    let host = single(asked.headers, "host")?.ok_or(Malformed::Missing("Host"))?;
+    Ok((asked.method.clone(), host.clone(), target))
+}
+
 fn parse_method(v: &HeaderValue, header: &'static str) -> Result<Method, Malformed> {
     Method::from_bytes(v.as_bytes()).map_err(|_| Malformed::Invalid(header))
 }
@@ -171,6 +200,7 @@ fn display_name(name: &'static str) -> &'static str {
         X_FORWARDED_METHOD => "X-Forwarded-Method",
         X_FORWARDED_PROTO => "X-Forwarded-Proto",
         X_FORWARDED_HOST => "X-Forwarded-Host",
+        "host" => "Host",
         _ => "X-Forwarded-Uri",
     }
 }
@@ -178,6 +208,12 @@ fn display_name(name: &'static str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn asked<'a>(h: &'a HeaderMap) -> Asked<'a> {
+        static GET: Method = Method::GET;
+        static ROOT: std::sync::OnceLock<Uri> = std::sync::OnceLock::new();
+        Asked { method: &GET, uri: ROOT.get_or_init(|| Uri::from_static("/")), headers: h }
+    }
 
     fn headers(list: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -195,7 +231,7 @@ mod tests {
             ("authorization", "Bearer t"),
             ("x-forwarded-for", "1.2.3.4"),
         ]);
-        let r = rebuild(Flavour::Nginx, &h).expect("rebuilt");
+        let r = rebuild(Flavour::Nginx, "", asked(&h)).expect("rebuilt");
         assert_eq!(r.method(), Method::DELETE);
         assert_eq!(r.uri().to_string(), "/a/%2e%2e/b?x=1");
         assert_eq!(r.headers()["host"], "app.example.test");
@@ -206,7 +242,7 @@ mod tests {
     #[test]
     fn another_flavours_headers_are_refused() {
         let h = headers(&[("x-original-url", "http://a/x"), ("x-original-method", "GET"), ("x-forwarded-uri", "/admin")]);
-        assert_eq!(rebuild(Flavour::Nginx, &h).unwrap_err(), Malformed::Foreign("x-forwarded-uri"));
+        assert_eq!(rebuild(Flavour::Nginx, "", asked(&h)).unwrap_err(), Malformed::Foreign("x-forwarded-uri"));
         let h = headers(&[
             ("x-forwarded-method", "GET"),
             ("x-forwarded-proto", "http"),
@@ -214,18 +250,36 @@ mod tests {
             ("x-forwarded-uri", "/x"),
             ("x-original-url", "http://a/admin"),
         ]);
-        assert_eq!(rebuild(Flavour::Traefik, &h).unwrap_err(), Malformed::Foreign("x-original-url"));
+        assert_eq!(rebuild(Flavour::Traefik, "", asked(&h)).unwrap_err(), Malformed::Foreign("x-original-url"));
+    }
+
+    #[test]
+    fn envoy_takes_the_check_request_itself_behind_the_prefix() {
+        let h = headers(&[("host", "app.example.test"), ("authorization", "Bearer t")]);
+        let uri = Uri::from_static("/agw-check/a/%2e%2e/b?x=1");
+        let r = rebuild(Flavour::Envoy, "/agw-check", Asked { method: &Method::PUT, uri: &uri, headers: &h }).expect("rebuilt");
+        assert_eq!(r.method(), Method::PUT);
+        assert_eq!(r.uri().to_string(), "/a/%2e%2e/b?x=1");
+        assert_eq!(r.headers()["host"], "app.example.test");
+        for bad in ["/other/a", "/agw-checkx/a", "/agw-check"] {
+            let uri = Uri::from_static(bad);
+            assert!(rebuild(Flavour::Envoy, "/agw-check", Asked { method: &Method::GET, uri: &uri, headers: &h }).is_err(), "{bad}");
+        }
+        let h = headers(&[("host", "a"), ("x-original-url", "http://a/public")]);
+        let uri = Uri::from_static("/agw-check/admin");
+        let e = rebuild(Flavour::Envoy, "/agw-check", Asked { method: &Method::GET, uri: &uri, headers: &h }).unwrap_err();
+        assert_eq!(e, Malformed::Foreign("x-original-url"));
     }
 
     #[test]
     fn malformed_descriptions_are_refused() {
         for (url, method) in [("/relative", "GET"), ("ftp://a/x", "GET"), ("http://u@a/x", "GET"), ("http://a/x#f", "GET"), ("http://a/x", "G T")] {
             let h = headers(&[("x-original-url", url), ("x-original-method", method)]);
-            assert!(rebuild(Flavour::Nginx, &h).is_err(), "{url} {method}");
+            assert!(rebuild(Flavour::Nginx, "", asked(&h)).is_err(), "{url} {method}");
         }
         let h = headers(&[("x-original-url", "http://a/x"), ("x-original-url", "http://a/y"), ("x-original-method", "GET")]);
-        assert_eq!(rebuild(Flavour::Nginx, &h).unwrap_err(), Malformed::Repeated("X-Original-URL"));
+        assert_eq!(rebuild(Flavour::Nginx, "", asked(&h)).unwrap_err(), Malformed::Repeated("X-Original-URL"));
         let h = headers(&[("x-original-url", "http://a/x")]);
-        assert_eq!(rebuild(Flavour::Nginx, &h).unwrap_err(), Malformed::Missing("X-Original-Method"));
+        assert_eq!(rebuild(Flavour::Nginx, "", asked(&h)).unwrap_err(), Malformed::Missing("X-Original-Method"));
     }
 }

@@ -58,19 +58,21 @@ pub async fn handle(gw: &Gateway, mut req: Request<Incoming>, peer: SocketAddr) 
     // (listeners are fixed at start): then nobody is trusted.
     let settings = snap.config.forward_auth.as_ref();
     let (mut resp, reason) = match settings {
-        Some(fa) if fa.trusts(peer.ip()) => match flavour::rebuild(fa.flavour, req.headers()) {
-            Ok(mut original) => {
-                method = Some(original.method().clone());
-                match pipeline::decide(&snap, &mut original, &mut trace).await {
-                    Ok(d) => (answer::allow(d.route, d.identity.as_ref()), None),
-                    Err(e) => {
-                        let reason = e.reason();
-                        (answer::refuse(fa.flavour, e, &snap.config.realm), Some(reason))
+        Some(fa) if fa.trusts(peer.ip()) => {
+            match flavour::rebuild(fa.flavour, &fa.path_prefix, flavour::Asked { method: req.method(), uri: req.uri(), headers: req.headers() }) {
+                Ok(mut original) => {
+                    method = Some(original.method().clone());
+                    match pipeline::decide(&snap, &mut original, &mut trace).await {
+                        Ok(d) => (answer::allow(d.route, d.identity.as_ref()), None),
+                        Err(e) => {
+                            let reason = e.reason();
+                            (answer::refuse(fa.flavour, e, &snap.config.realm), Some(reason))
+                        }
                     }
                 }
+                Err(m) => (answer::malformed(fa.flavour, &m), Some(m.reason())),
             }
-            Err(m) => (answer::malformed(fa.flavour, &m), Some(m.reason())),
-        },
+        }
         _ => {
             warn!(peer = %peer.ip(), "forward-auth request from an address outside trusted_proxies refused");
             (answer::untrusted(), Some(answer::UNTRUSTED))
