@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 use authgear_gateway::commands::devissuer::DevIssuer;
 use serde_json::json;
-use support::ingress::{self, IDENTITY};
+use support::ingress;
 use support::process::{free_port, ChildServer};
 use support::*;
 
