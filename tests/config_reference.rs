@@ -11,6 +11,7 @@ fn every_known_key_is_documented() {
         ("", ""),
         ("server", "server."),
         ("admin", "admin."),
+        ("forward_auth", "forward_auth."),
         ("upstream", "upstream."),
         ("auth", "auth."),
         ("log", "log."),

@@ -5,3 +5,4 @@
 pub mod demo;
 pub mod devissuer;
 pub mod explain;
+pub mod explain_forward_auth;

@@ -20,6 +20,7 @@ use crate::policy::routes::PathCase;
 struct Sections<'i> {
     server: Option<Spanned<DeValue<'i>>>,
     admin: Option<Spanned<DeValue<'i>>>,
+    forward_auth: Option<Spanned<DeValue<'i>>>,
     upstream: Option<Spanned<DeValue<'i>>>,
     upstreams: Option<Spanned<DeValue<'i>>>,
     auth: Option<Spanned<DeValue<'i>>>,
@@ -40,11 +41,12 @@ pub(super) fn compile(text: &str, file: &str, env: &dyn Fn(&str) -> Option<Strin
     check_unknown_keys(&mut rep, root.get_mut());
     expand_env(&mut rep, root.get_mut(), env);
     let mut tracing = None;
-    let mut s = Sections { server: None, admin: None, upstream: None, upstreams: None, auth: None, headers: None, routes: None, log: None };
+    let mut s = Sections { server: None, admin: None, forward_auth: None, upstream: None, upstreams: None, auth: None, headers: None, routes: None, log: None };
     for (k, v) in root.into_inner() {
         match &**k.get_ref() {
             "server" => s.server = Some(v),
             "admin" => s.admin = Some(v),
+            "forward_auth" => s.forward_auth = Some(v),
             "upstream" => s.upstream = Some(v),
             "upstreams" => s.upstreams = Some(v),
             "auth" => s.auth = Some(v),
@@ -76,6 +78,7 @@ impl Compiler<'_> {
         let log: RawLog = self.de(s.log, "log");
         let server = self.server(&server)?;
         let admin_listen = self.addr(&admin.listen, "admin.listen", "127.0.0.1:9090");
+        let forward_auth = self.forward_auth(s.forward_auth);
         let log = self.log(&log);
 
         let mut upstream_names: Vec<String> = Vec::new();
@@ -147,6 +150,7 @@ impl Compiler<'_> {
         Some(Config {
             server,
             admin_listen,
+            forward_auth,
             upstreams,
             issuers,
             session,

@@ -7,6 +7,7 @@
 //! this file; the rest of the gateway imports through it.
 
 mod compile;
+mod compile_forward_auth;
 mod compile_routes;
 mod compile_session;
 mod compile_tracing;

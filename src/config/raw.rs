@@ -39,6 +39,16 @@ pub struct RawAdmin {
     pub listen: Option<Spanned<String>>,
 }
 
+/// `[forward_auth]`: the decision endpoint an ingress asks (issue 17).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawForwardAuth {
+    pub listen: Option<Spanned<String>>,
+    pub trusted_proxies: Option<Spanned<Vec<Spanned<String>>>>,
+    pub flavour: Option<Spanned<String>>,
+    pub path_prefix: Option<Spanned<String>>,
+}
+
 /// `[upstream]` and each `[upstreams.NAME]`
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -227,7 +237,7 @@ pub fn known_keys(table: &str) -> Option<&'static [&'static str]> {
         "insecure_skip_verify",
     ];
     Some(match table {
-        "" => &["server", "admin", "upstream", "upstreams", "auth", "headers", "routes", "log", "tracing"],
+        "" => &["server", "admin", "forward_auth", "upstream", "upstreams", "auth", "headers", "routes", "log", "tracing"],
         "server" => &[
             "listen",
             "trust_forwarded_headers",
@@ -250,6 +260,7 @@ pub fn known_keys(table: &str) -> Option<&'static [&'static str]> {
             "path_case",
         ],
         "admin" => &["listen"],
+        "forward_auth" => &["listen", "trusted_proxies", "flavour", "path_prefix"],
         "upstream" | "upstreams.*" => UPSTREAM,
         "auth" => AUTH.get_or_init(|| [ISSUER, AUTH_ONLY, SESSION_KEYS].concat()).as_slice(),
         "auth.issuers" => ISSUER,

@@ -191,6 +191,8 @@ pub struct Config {
     pub server: ServerSettings,
     /// `None` disables the admin listener.
     pub admin_listen: Option<SocketAddr>,
+    /// `[forward_auth]`: `None` when the decision endpoint is not configured.
+    pub forward_auth: Option<ForwardAuthSettings>,
     /// Index 0 is the default upstream.
     pub upstreams: Vec<Arc<UpstreamSettings>>,
     pub issuers: Vec<IssuerSettings>,
@@ -212,6 +214,58 @@ impl Config {
     /// The issuer whose `issuer` equals `iss`.
     pub fn issuer_index(&self, iss: &str) -> Option<usize> {
         self.issuers.iter().position(|i| i.issuer == iss)
+    }
+}
+
+/// `[forward_auth]`, compiled: where the decision endpoint listens, whom
+/// it believes, and how its callers describe the original request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardAuthSettings {
+    pub listen: SocketAddr,
+    /// Never empty: a request from any other address is refused (403).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub flavour: Flavour,
+    /// Envoy flavour: the prefix Envoy's `path_prefix` puts before the
+    /// original path (starts with `/`, no trailing `/`; empty for none).
+    pub path_prefix: String,
+}
+
+impl ForwardAuthSettings {
+    /// True when `ip` is inside one of `trusted_proxies`.
+    pub fn trusts(&self, ip: std::net::IpAddr) -> bool {
+        // An IPv4 peer reached over a dual-stack socket arrives as ::ffff:a.b.c.d.
+        let ip = match ip {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        self.trusted_proxies.iter().any(|n| n.contains(&ip))
+    }
+}
+
+/// Which ingress calls the endpoint: set in the config, never guessed from
+/// the headers a request happens to carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavour {
+    /// nginx `auth_request` and ingress-nginx `auth-url`: `X-Original-URL`
+    /// and `X-Original-Method`.
+    Nginx,
+    /// Traefik `forwardAuth` and Caddy `forward_auth`: `X-Forwarded-Method`,
+    /// `-Proto`, `-Host`, `-Uri`.
+    Traefik,
+    /// Envoy `ext_authz` in HTTP mode (Istio `CUSTOM`, Envoy Gateway
+    /// `extAuth`): the original method, `path_prefix` + the original
+    /// path, the original `Host`.
+    Envoy,
+}
+
+impl Flavour {
+    /// The name used in the config file and the logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Flavour::Nginx => "nginx",
+            Flavour::Traefik => "traefik",
+            Flavour::Envoy => "envoy",
+        }
     }
 }
 

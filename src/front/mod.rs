@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod conn;
+pub mod forward_auth;
 pub mod parkio;
 pub mod readiness;
 pub mod refusal;

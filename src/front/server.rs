@@ -23,12 +23,15 @@ use crate::upstream::upgrade::ConnTicket;
 pub struct Server {
     pub addr: SocketAddr,
     pub admin_addr: Option<SocketAddr>,
+    /// The forward-auth decision endpoint's address, when configured.
+    pub forward_auth_addr: Option<SocketAddr>,
     pub gateway: Arc<Gateway>,
     /// The listener's TLS when `tls_cert`/`tls_key` are set.
     pub tls: Option<ListenerTls>,
     stop: watch::Sender<bool>,
     accept_task: JoinHandle<()>,
     admin_task: Option<JoinHandle<()>>,
+    forward_auth_task: Option<JoinHandle<()>>,
 }
 
 impl Server {
@@ -51,14 +54,32 @@ impl Server {
             }
             None => None,
         };
+        let forward_auth = match snap.config.forward_auth.as_ref().map(|f| f.listen) {
+            Some(a) => {
+                let l = crate::runtime::net::bind(a, crate::runtime::net::DEFAULT_BACKLOG)?;
+                let fa_addr = l.local_addr()?;
+                Some((fa_addr, tokio::spawn(crate::front::forward_auth::serve(l, gateway.clone(), stop_rx.clone()))))
+            }
+            None => None,
+        };
         if let Some(t) = &tls {
             tokio::spawn(t.clone().watch(settings.tls_reload_interval, stop_rx.clone()));
         }
         let workers = Workers::start(settings.workers)?;
         let worker_count = workers.len();
         let accept_task = tokio::spawn(accept_loop(listener, tls.clone(), gateway.clone(), workers, stop_rx));
-        info!(%addr, tls = tls.is_some(), admin = ?admin.as_ref().map(|a| a.0), workers = worker_count, "gateway listening");
-        Ok(Server { addr, admin_addr: admin.as_ref().map(|a| a.0), gateway, tls, stop, accept_task, admin_task: admin.map(|a| a.1) })
+        info!(%addr, tls = tls.is_some(), admin = ?admin.as_ref().map(|a| a.0), forward_auth = ?forward_auth.as_ref().map(|a| a.0), workers = worker_count, "gateway listening");
+        Ok(Server {
+            addr,
+            admin_addr: admin.as_ref().map(|a| a.0),
+            forward_auth_addr: forward_auth.as_ref().map(|a| a.0),
+            gateway,
+            tls,
+            stop,
+            accept_task,
+            admin_task: admin.map(|a| a.1),
+            forward_auth_task: forward_auth.map(|a| a.1),
+        })
     }
 
     /// Graceful shutdown: report not-ready, keep serving for the drain
@@ -76,6 +97,9 @@ impl Server {
         let _ = self.stop.send(true);
         let _ = self.accept_task.await;
         if let Some(t) = self.admin_task {
+            t.abort();
+        }
+        if let Some(t) = self.forward_auth_task {
             t.abort();
         }
         info!("gateway stopped");

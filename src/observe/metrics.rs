@@ -134,6 +134,7 @@ pub struct Metrics {
     connection_parks: Counter,
     upstream_in_flight: Family<UpstreamLabels, Gauge>,
     stripped_headers: Family<KindLabels, Counter>,
+    forward_auth: Family<ReasonLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -225,9 +226,11 @@ impl Metrics {
             connection_parks: Counter::default(),
             upstream_in_flight: Family::default(),
             stripped_headers: Family::default(),
+            forward_auth: Family::default(),
             registry: Registry::default(),
         };
         registry.register("requests", "Requests by route, method class and outcome", m.requests.clone());
+        registry.register("forward_auth_decisions", "Forward-auth decisions by result (allowed or the refusal reason)", m.forward_auth.clone());
         registry.register("gateway_duration_seconds", "Time the gateway itself added to a request (total minus upstream)", m.gateway_seconds.clone());
         registry.register("upstream_duration_seconds", "Time until the upstream's response headers", m.upstream_seconds.clone());
         registry.register("token_verifications", "Token verifications by result (ok or the refusal reason)", m.token_verifications.clone());
@@ -297,6 +300,11 @@ impl Metrics {
             return;
         }
         self.token_verifications.get_or_create(&ReasonLabels { result: result.to_owned() }).inc();
+    }
+
+    /// Counts one forward-auth decision: `allowed` or the refusal reason.
+    pub fn forward_auth(&self, result: &str) {
+        self.forward_auth.get_or_create(&ReasonLabels { result: result.to_owned() }).inc();
     }
 
     /// Counts one JWKS fetch attempt.

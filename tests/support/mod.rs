@@ -259,6 +259,7 @@ pub fn raw_status(answer: &str) -> u16 {
 }
 
 pub mod front;
+pub mod ingress;
 pub mod obs;
 pub mod otlp;
 pub mod process;

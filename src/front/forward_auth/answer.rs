@@ -1,0 +1,91 @@
+//! The decision, in the language of the ingress that asked.
+//!
+//! nginx's `auth_request` turns every answer but 2xx, 401 and 403 into a
+//! 500 for the client, so in that flavour a refusal for a malformed or
+//! ambiguous request is a 403 with the reason, and a login redirect is a
+//! 401 naming the login page in `X-Auth-Signin`. Traefik, Caddy and Envoy
+//! hand a non-2xx answer to the client as it is.
+
+use http::header::{HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
+use http::{Response, StatusCode};
+
+use super::flavour::Malformed;
+use crate::auth::Identity;
+use crate::config::Flavour;
+use crate::error::{full, Body, GatewayError};
+use crate::policy::headers::{render_claim, ClaimSource};
+use crate::policy::routes::Route;
+
+/// Why a request was refused, for the ingress's logs and the tests.
+pub const REASON: HeaderName = HeaderName::from_static("x-forward-auth-reason");
+/// nginx flavour: where a browser goes to log in (`auth_request_set`
+/// reads it; ingress-nginx's `auth-signin` annotation can point at it).
+pub const SIGNIN: HeaderName = HeaderName::from_static("x-auth-signin");
+
+/// 200 with every identity header of the route. A header whose claim is
+/// absent (or the whole set, for an anonymous caller) is present and
+/// empty, so an ingress that copies a fixed list overwrites a client's own
+/// copy instead of letting it through.
+pub fn allow(route: &Route, identity: Option<&Identity>) -> Response<Body> {
+    let mut resp = Response::new(full(""));
+    let h = resp.headers_mut();
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let empty = HeaderValue::from_static("");
+    for (name, src) in &route.headers.entries {
+        let value = identity.and_then(|id| match src {
+            ClaimSource::Authenticated => Some(HeaderValue::from_static("true")),
+            ClaimSource::Claim(c) => id.claims.get(c).and_then(render_claim),
+        });
+        h.insert(name.clone(), value.unwrap_or_else(|| empty.clone()));
+    }
+    resp
+}
+
+/// A refusal by the judging steps, translated for `flavour`.
+pub fn refuse(flavour: Flavour, e: GatewayError, realm: &str) -> Response<Body> {
+    let reason = e.reason();
+    let login = match &e {
+        GatewayError::LoginRedirect(location) => HeaderValue::from_str(location).ok(),
+        _ => None,
+    };
+    let mut resp = e.into_response(realm);
+    if flavour == Flavour::Nginx {
+        let status = resp.status();
+        if login.is_some() {
+            resp.headers_mut().remove(http::header::LOCATION);
+            *resp.status_mut() = StatusCode::UNAUTHORIZED;
+        } else if status.is_client_error() && status != StatusCode::UNAUTHORIZED {
+            *resp.status_mut() = StatusCode::FORBIDDEN;
+        }
+        if let Some(l) = login {
+            resp.headers_mut().insert(SIGNIN, l);
+        }
+    }
+    resp.headers_mut().insert(REASON, HeaderValue::from_static(reason));
+    resp
+}
+
+/// The ingress's description of the request could not be believed.
+pub fn malformed(flavour: Flavour, m: &Malformed) -> Response<Body> {
+    let status = if flavour == Flavour::Nginx { StatusCode::FORBIDDEN } else { StatusCode::BAD_REQUEST };
+    json(status, "invalid_request", &m.describe(), m.reason())
+}
+
+/// The caller is not one of `trusted_proxies`.
+pub fn untrusted() -> Response<Body> {
+    json(StatusCode::FORBIDDEN, "access_denied", "this endpoint answers only the configured trusted_proxies", UNTRUSTED)
+}
+
+/// The reason for a caller outside `trusted_proxies`.
+pub const UNTRUSTED: &str = "forward_auth_untrusted_proxy";
+
+fn json(status: StatusCode, code: &str, description: &str, reason: &'static str) -> Response<Body> {
+    let body = serde_json::json!({ "error": code, "error_description": description }).to_string();
+    let mut resp = Response::new(full(body));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(REASON, HeaderValue::from_static(reason));
+    resp
+}

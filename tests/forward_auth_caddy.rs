@@ -1,0 +1,176 @@
+//! The forward-auth endpoint behind a real Caddy 2.6 (`forward_auth` with
+//! `copy_headers`, the snippet of docs/FORWARD_AUTH.md) in front of a
+//! recording app, flavour `caddy` (Traefik's headers). One issuer, app,
+//! gateway and Caddy for the whole binary.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+
+use authgear_gateway::commands::devissuer::DevIssuer;
+use serde_json::json;
+use support::ingress::{self, IDENTITY};
+use support::process::{free_port, ChildServer};
+use support::*;
+
+const LOGIN: &str = "https://login.example.test/login";
+
+const ROUTES: &str = r#"
+[[routes]]
+path = "/public/**"
+auth = "public"
+
+[[routes]]
+path = "/admin/**"
+roles = ["admin"]
+
+[[routes]]
+path = "/web/**"
+login_redirect = true
+
+[[routes]]
+path = "/api/**"
+auth = "required"
+"#;
+
+struct Rig {
+    rt: tokio::runtime::Runtime,
+    issuer: DevIssuer,
+    app: Upstream,
+    _gw: Gw,
+    caddy: ChildServer,
+}
+
+fn rig() -> &'static Rig {
+    static RIG: OnceLock<Rig> = OnceLock::new();
+    RIG.get_or_init(|| {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+        let (issuer, app, gw, caddy) = rt.block_on(async {
+            authgear_gateway::install_crypto_provider();
+            let issuer = DevIssuer::start().await.expect("issuer");
+            let app = Upstream::start().await;
+            let fa = "[forward_auth]\nlisten = \"127.0.0.1:0\"\ntrusted_proxies = [\"127.0.0.1/32\"]\nflavour = \"caddy\"\n";
+            let text = config_text(&issuer, app.addr, &format!("login_url = \"{LOGIN}\""), &format!("{fa}\n{ROUTES}"));
+            let gw = start_ready(&text).await;
+            let caddy = start_caddy(gw.server.forward_auth_addr.expect("forward-auth listener"), app.addr).await;
+            (issuer, app, gw, caddy)
+        });
+        Rig { rt, issuer, app, _gw: gw, caddy }
+    })
+}
+
+async fn start_caddy(gateway: SocketAddr, app: SocketAddr) -> ChildServer {
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("agw-fa-caddy-{port}"));
+    std::fs::create_dir_all(&dir).expect("caddy dir");
+    let names: Vec<String> = IDENTITY.iter().map(|h| h.to_string()).collect();
+    let conf = include_str!("forward_auth/Caddyfile")
+        .replace("{{DIR}}", &dir.display().to_string())
+        .replace("{{PORT}}", &port.to_string())
+        .replace("{{GATEWAY}}", &gateway.to_string())
+        .replace("{{APP}}", &app.to_string())
+        .replace("{{IDENTITY}}", &names.join(" "));
+    let path = dir.join("Caddyfile");
+    std::fs::write(&path, conf).expect("Caddyfile");
+    let mut cmd = std::process::Command::new("/usr/bin/caddy");
+    cmd.args(["run", "--adapter", "caddyfile", "--config", &path.display().to_string()])
+        .env("HOME", &dir)
+        .env("XDG_DATA_HOME", &dir)
+        .env("XDG_CONFIG_HOME", &dir);
+    ChildServer::start("caddy-forward-auth", cmd, port).await
+}
+
+fn via_caddy(r: &Rig, target: &str, headers: &[(&str, &str)]) -> (rawhttp::RawAnswer, Vec<Seen>) {
+    ingress::via(&r.rt, r.caddy.addr, &r.app, target, headers)
+}
+
+fn bearer(t: &str) -> String {
+    format!("Bearer {t}")
+}
+
+#[test]
+fn caddy_passes_a_valid_token_and_the_app_gets_the_gateways_identity() {
+    let r = rig();
+    let auth = bearer(&r.issuer.mint("user-1", json!({})));
+    let (a, seen) = via_caddy(r, "/api/orders?x=1", &[("authorization", &auth)]);
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].target, "/api/orders?x=1");
+    assert_eq!(seen[0].headers["x-authgear-user-id"], "user-1");
+    assert_eq!(seen[0].headers["x-authgear-session-valid"], "true");
+}
+
+#[test]
+fn caddy_denies_with_401_and_challenge_or_403_and_the_app_is_not_reached() {
+    let r = rig();
+    let (a, seen) = via_caddy(r, "/api/orders", &[]);
+    assert_eq!(a.status, 401);
+    assert!(a.header("www-authenticate").is_some_and(|c| c.starts_with("Bearer")), "challenge passed to the client");
+    assert_eq!(a.json()["error"], "unauthorized", "the JSON body passed to the client");
+    assert!(seen.is_empty());
+    let auth = bearer(&r.issuer.mint("user-2", json!({})));
+    let (a, seen) = via_caddy(r, "/admin/panel", &[("authorization", &auth)]);
+    assert_eq!(a.status, 403);
+    assert!(seen.is_empty());
+}
+
+#[test]
+fn a_client_identity_header_never_reaches_the_app_through_caddy_even_when_the_claim_is_absent() {
+    let r = rig();
+    let spoofs = [("x-authgear-user-id", "admin"), ("x-authgear-user-roles", "admin"), ("x-authgear-session-amr", "mfa")];
+    let (a, seen) = via_caddy(r, "/public/page", &spoofs);
+    assert_eq!(a.status, 200);
+    for (name, bad) in spoofs {
+        let v = seen[0].headers.get(name).map(|v| v.to_str().unwrap_or("?").to_owned()).unwrap_or_default();
+        assert!(v.is_empty(), "{name} reached the app as {v:?} (client sent {bad:?})");
+    }
+    let auth = bearer(&r.issuer.mint("user-4", json!({"amr": null, "https://authgear.com/claims/user/roles": null})));
+    let mut h = spoofs.to_vec();
+    h.push(("authorization", &auth));
+    let (a, seen) = via_caddy(r, "/api/x", &h);
+    assert_eq!(a.status, 200);
+    assert_eq!(seen[0].headers.get_all("x-authgear-user-id").iter().collect::<Vec<_>>(), ["user-4"]);
+    for name in ["x-authgear-user-roles", "x-authgear-session-amr"] {
+        let v = seen[0].headers.get(name).map(|v| v.to_str().unwrap_or("?").to_owned()).unwrap_or_default();
+        assert!(v.is_empty(), "{name} reached the app as {v:?}");
+    }
+}
+
+#[test]
+fn a_client_x_original_url_passed_through_by_caddy_is_refused() {
+    let r = rig();
+    // Caddy passes a client's own X-Original-URL to the auth service: in
+    // the caddy flavour it is another flavour's header, so it is refused.
+    let (a, seen) = via_caddy(r, "/admin/panel", &[("x-original-url", "http://app.example.test/public/x"), ("x-original-method", "GET")]);
+    assert_eq!(a.status, 400);
+    assert!(seen.is_empty());
+    // A client's own X-Forwarded-Uri is overwritten by Caddy: the real path is judged.
+    let (a, seen) = via_caddy(r, "/admin/panel", &[("x-forwarded-uri", "/public/x"), ("x-forwarded-method", "GET")]);
+    assert_eq!(a.status, 401);
+    assert!(seen.is_empty());
+}
+
+#[test]
+fn path_tricks_through_caddy_are_judged_on_the_normalized_path() {
+    let r = rig();
+    for target in ["/public/../admin/panel", "/public/%2e%2e/admin/panel", "/public/..%2fadmin/panel", "/public/./../admin/x"] {
+        let (a, seen) = via_caddy(r, target, &[]);
+        assert!(matches!(a.status, 400 | 401 | 403), "{target}: {}", a.status);
+        assert!(seen.is_empty(), "{target} reached the app");
+    }
+    let (a, seen) = via_caddy(r, "/admin/panel?/public/x", &[]);
+    assert_eq!(a.status, 401);
+    assert!(seen.is_empty());
+    assert_eq!(via_caddy(r, "/public/ok", &[]).0.status, 200);
+}
+
+#[test]
+fn a_browser_on_a_login_route_gets_the_302_through_caddy() {
+    let r = rig();
+    let (a, seen) = via_caddy(r, "/web/home?tab=1", &[("accept", "text/html")]);
+    assert_eq!(a.status, 302);
+    let location = a.header("location").unwrap_or_default();
+    assert!(location.starts_with(LOGIN) && location.contains("%2Fweb%2Fhome"), "{location}");
+    assert!(seen.is_empty());
+}
