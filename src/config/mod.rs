@@ -7,6 +7,7 @@
 //! this file; the rest of the gateway imports through it.
 
 mod compile;
+mod compile_login;
 mod compile_routes;
 mod compile_session;
 pub mod diag;

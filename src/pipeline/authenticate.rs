@@ -6,6 +6,7 @@ use http::{HeaderMap, Method};
 
 use crate::auth::{bearer_token, looks_like_jwt, now_unix, verify_token, AuthFailure, Identity};
 use crate::error::GatewayError;
+use crate::login::Lookup;
 use crate::policy::routes::{AuthMethod, AuthMode, Route};
 use crate::session::redirect;
 use crate::session::resolver::Verdict;
@@ -36,6 +37,7 @@ pub async fn authenticate(snap: &Snapshot, route: &Route, req: &RequestInfo<'_>)
             None => Err(GatewayError::MissingToken),
         },
         AuthMethod::Session | AuthMethod::JwtOrSession => authenticate_session(snap, route, req.headers).await,
+        AuthMethod::Login => return login(snap, route, req).await.map(|(id, _)| id),
     };
     match result {
         Err(e) if route.login_redirect && e.is_unauthenticated() => {
@@ -90,4 +92,66 @@ async fn authenticate_session(snap: &Snapshot, route: &Route, headers: &HeaderMa
         Ok(_) => Err(GatewayError::InvalidSession),
         Err(_) => Err(GatewayError::ResolverUnavailable),
     }
+}
+
+/// `method = "login"`: the gateway's own sealed session. Returns the
+/// identity and the session's access token (for `pass_access_token`). A
+/// browser navigation without a usable session is sent to log in
+/// ([`GatewayError::LoginStart`]); anything else gets the 401.
+pub async fn login(snap: &Snapshot, route: &Route, req: &RequestInfo<'_>) -> Result<(Option<Identity>, Option<String>), GatewayError> {
+    if route.auth == AuthMode::Public {
+        return Ok((None, None));
+    }
+    let service = snap.login.as_ref().ok_or_else(|| GatewayError::Internal("login route without [login]".into()))?;
+    let now = now_unix();
+    let refusal = match service.lookup(req.headers, now) {
+        Lookup::Valid(session) => {
+            let token = session.access_token.clone();
+            return Ok((Some(service.identity(*session)), Some(token)));
+        }
+        Lookup::Absent => GatewayError::MissingSession,
+        Lookup::Invalid(reason) => {
+            tracing::debug!(reason, route = %route.name, "login session refused");
+            GatewayError::InvalidSession
+        }
+    };
+    if route.auth == AuthMode::Optional {
+        return Ok((None, None));
+    }
+    if !is_navigation(req.method, req.headers) {
+        return Err(refusal);
+    }
+    match return_path(req.path, req.query) {
+        Some(ret) => Err(service.start(&ret, req.headers, now).await?),
+        None => Err(refusal),
+    }
+}
+
+/// A browser loading a page: GET or HEAD, announced by Fetch Metadata
+/// (`Sec-Fetch-Mode: navigate` or `Sec-Fetch-Dest: document`), or, from a
+/// browser that sends neither, an `Accept` preferring HTML. Never a request
+/// marked `X-Requested-With` (a script, which cannot follow a redirect to
+/// another site).
+pub fn is_navigation(method: &Method, headers: &HeaderMap) -> bool {
+    if !(method == Method::GET || method == Method::HEAD) || headers.contains_key("x-requested-with") {
+        return false;
+    }
+    let mode = headers.get("sec-fetch-mode");
+    let dest = headers.get("sec-fetch-dest");
+    if mode.is_some() || dest.is_some() {
+        return mode.is_some_and(|m| m.as_bytes() == b"navigate") || dest.is_some_and(|d| d.as_bytes() == b"document");
+    }
+    redirect::prefers_html(headers)
+}
+
+/// The same-site path and query a login returns to, or `None` when the
+/// path is not unmistakably one of this site's (the `login_redirect` rules).
+pub fn return_path(path: &str, query: Option<&str>) -> Option<String> {
+    if !redirect::is_local_path(path) || query.is_some_and(|q| q.bytes().any(|b| !(0x21..=0x7e).contains(&b) || b == b'#')) {
+        return None;
+    }
+    Some(match query {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_owned(),
+    })
 }

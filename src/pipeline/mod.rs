@@ -4,6 +4,7 @@
 //! connection code calls it; it never reaches back into the connection.
 
 pub mod authenticate;
+pub mod login;
 pub mod method_param;
 pub mod screen;
 
@@ -95,6 +96,8 @@ pub struct Decision<'s> {
     pub path: path::NormalPath,
     /// `None` for an anonymous request the route lets through.
     pub identity: Option<Identity>,
+    /// A `method = "login"` session's access token.
+    pub access_token: Option<String>,
 }
 
 /// Steps 0b to 4, shared by every way a request can arrive: limits, screen,
@@ -119,11 +122,14 @@ pub async fn decide<'s, B>(snap: &'s Snapshot, req: &mut Request<B>, out: &mut T
     // The return URL after a login is the judged path too: the parameter
     // (a session id, usually) must not travel to the login page.
     let info = authenticate::RequestInfo { method: req.method(), headers: req.headers(), path: path.judged(), query: req.uri().query() };
-    let identity = authenticate::authenticate(snap, route, &info).await?;
+    let (identity, access_token) = match route.method {
+        crate::policy::routes::AuthMethod::Login => authenticate::login(snap, route, &info).await?,
+        _ => (authenticate::authenticate(snap, route, &info).await?, None),
+    };
     out.sub = identity.as_ref().and_then(|i| i.subject().map(str::to_owned));
 
     authorize(snap, route, identity.as_ref())?;
-    Ok(Decision { route, path, identity })
+    Ok(Decision { route, path, identity, access_token })
 }
 
 /// Judges the request (`decide`), then steps 5 and 6: rewrite and forward.
@@ -135,7 +141,11 @@ async fn route_and_forward<'s>(
     bytes_in: Arc<AtomicU64>,
 ) -> Result<Response<Body>, GatewayError> {
     let cfg = &snap.config;
-    let Decision { route, path, identity } = decide(snap, &mut req, out).await?;
+    if let Some(resp) = login::own_paths(snap, &mut req, out).await? {
+        return Ok(resp);
+    }
+    let Decision { route, path, identity, access_token } = decide(snap, &mut req, out).await?;
+    login::set_authorization(route, access_token.as_deref(), req.headers_mut());
 
     if let (Some(max), Some(len)) = (route.max_body_size, content_length(&req)) {
         if len > max {
@@ -173,7 +183,7 @@ async fn route_and_forward<'s>(
 
 /// Step 0: URI length (414), header count and size (431). HTTP/1.1 heads
 /// are also capped by hyper while reading; this covers HTTP/2 the same way.
-fn check_request_limits<B>(s: &ServerSettings, req: &Request<B>) -> Result<(), GatewayError> {
+pub(crate) fn check_request_limits<B>(s: &ServerSettings, req: &Request<B>) -> Result<(), GatewayError> {
     if req.uri().path_and_query().map_or(0, |pq| pq.as_str().len()) > s.max_uri_length {
         return Err(GatewayError::UriTooLong);
     }
