@@ -4,4 +4,5 @@
 
 pub mod demo;
 pub mod devissuer;
+pub mod devissuer_oauth;
 pub mod explain;
