@@ -7,7 +7,16 @@ use authgear_gateway::config::raw::known_keys;
 fn every_known_key_is_documented() {
     let example = std::fs::read_to_string("gateway.toml").expect("gateway.toml");
     let readme = std::fs::read_to_string("README.md").expect("README.md");
-    let tables = [("", ""), ("server", "server."), ("admin", "admin."), ("upstream", "upstream."), ("auth", "auth."), ("log", "log."), ("routes", "routes[].")];
+    let tables = [
+        ("", ""),
+        ("server", "server."),
+        ("admin", "admin."),
+        ("upstream", "upstream."),
+        ("auth", "auth."),
+        ("log", "log."),
+        ("login", "login."),
+        ("routes", "routes[]."),
+    ];
     let mut missing = Vec::new();
     for (table, prefix) in tables {
         for key in known_keys(table).unwrap_or_default() {

@@ -269,7 +269,7 @@ impl DevIssuer {
     }
 }
 
-pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -296,7 +296,11 @@ async fn serve(listener: TcpListener, control: Arc<IssuerControl>, issuer: Strin
                 let (parts, body) = req.into_parts();
                 if super::devissuer_oauth::is_oauth_path(parts.uri.path()) && *lock(&control.mode) == Mode::Up {
                     let body = http_body_util::Limited::new(body, 64 * 1024).collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                    return Ok(super::devissuer_oauth::answer(&control, &issuer, &parts, &body));
+                    let sign = |typ: &str, claims: &Value| {
+                        let key = lock(&control.signing).clone();
+                        key.sign_jwt(&json!({"alg": key.default_alg(), "typ": typ, "kid": key.kid}), claims)
+                    };
+                    return Ok(super::devissuer_oauth::answer(&control.oauth, &sign, &issuer, &parts, &body));
                 }
                 Ok(answer(&control, &issuer, parts.uri.path()).await)
             }
@@ -385,7 +389,7 @@ fn futures_stream(chunk: Bytes) -> impl futures_core::Stream<Item = Result<Frame
     Endless(chunk)
 }
 
-pub(super) fn json_response(body: String, cache_control: Option<String>) -> Response<Body> {
+fn json_response(body: String, cache_control: Option<String>) -> Response<Body> {
     let mut r = Response::new(full(body));
     r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
     if let Some(cc) = cache_control.and_then(|c| http::HeaderValue::from_str(&c).ok()) {

@@ -5,6 +5,7 @@
 //! login to run against it in the demo and the tests; loopback only.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 use aws_lc_rs::digest::{digest, SHA256};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -13,8 +14,23 @@ use http::request::Parts;
 use http::{Method, Response, StatusCode};
 use serde_json::{json, Value};
 
-use super::devissuer::{json_response, lock, IssuerControl};
 use crate::error::{full, Body};
+
+/// Signs claims as a JWT of the given `typ` with the issuer's current key.
+pub type Signer<'a> = &'a dyn Fn(&str, &Value) -> String;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn json_response(body: String, cache_control: Option<&'static str>) -> Response<Body> {
+    let mut r = Response::new(full(body));
+    r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    if let Some(cc) = cache_control {
+        r.headers_mut().insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static(cc));
+    }
+    r
+}
 
 /// The demo users: (user name, `sub`, roles).
 pub const DEMO_USERS: &[(&str, &str, &[&str])] = &[("alice", "user-alice", &["admin"]), ("bob", "user-bob", &[])];
@@ -76,7 +92,7 @@ fn random() -> String {
 }
 
 fn oauth_error(status: StatusCode, code: &str) -> Response<Body> {
-    let mut r = json_response(json!({"error": code}).to_string(), Some("no-store".into()));
+    let mut r = json_response(json!({"error": code}).to_string(), Some("no-store"));
     *r.status_mut() = status;
     r
 }
@@ -107,15 +123,15 @@ fn with_query(base: &str, pairs: &[(&str, &str)]) -> String {
 }
 
 /// Answers one request to an OAuth path.
-pub fn answer(control: &IssuerControl, issuer: &str, parts: &Parts, body: &[u8]) -> Response<Body> {
+pub fn answer(oauth: &Mutex<OAuthState>, sign: Signer<'_>, issuer: &str, parts: &Parts, body: &[u8]) -> Response<Body> {
     let query = params(parts.uri.query().unwrap_or(""));
     match (parts.uri.path(), &parts.method) {
-        ("/oauth2/authorize", &Method::GET) => authorize(control, &query),
-        ("/oauth2/authorize/done", &Method::GET) => done(control, &query),
-        ("/oauth2/token", &Method::POST) => token(control, issuer, parts, &params(&String::from_utf8_lossy(body))),
+        ("/oauth2/authorize", &Method::GET) => authorize(oauth, &query),
+        ("/oauth2/authorize/done", &Method::GET) => done(oauth, &query),
+        ("/oauth2/token", &Method::POST) => token(oauth, sign, issuer, parts, &params(&String::from_utf8_lossy(body))),
         ("/oauth2/revoke", &Method::POST) => {
             let form = params(&String::from_utf8_lossy(body));
-            let mut st = lock(&control.oauth);
+            let mut st = lock(oauth);
             if let Some(t) = form.get("token") {
                 st.refresh.remove(t);
                 st.revoked.push(t.clone());
@@ -123,7 +139,7 @@ pub fn answer(control: &IssuerControl, issuer: &str, parts: &Parts, body: &[u8])
             json_response("{}".into(), None)
         }
         ("/oauth2/end_session", &Method::GET) => {
-            lock(&control.oauth).end_sessions.push(parts.uri.query().unwrap_or("").to_owned());
+            lock(oauth).end_sessions.push(parts.uri.query().unwrap_or("").to_owned());
             match query.get("post_logout_redirect_uri") {
                 Some(u) => found(u),
                 None => html(StatusCode::OK, "<!doctype html><p>You are logged out.</p>".into()),
@@ -134,7 +150,7 @@ pub fn answer(control: &IssuerControl, issuer: &str, parts: &Parts, body: &[u8])
 }
 
 /// The one-click login page: the request is checked and kept under an id.
-fn authorize(control: &IssuerControl, q: &HashMap<String, String>) -> Response<Body> {
+fn authorize(oauth: &Mutex<OAuthState>, q: &HashMap<String, String>) -> Response<Body> {
     let get = |k: &str| q.get(k).cloned().unwrap_or_default();
     if get("response_type") != "code" || get("code_challenge_method") != "S256" || get("code_challenge").is_empty() {
         return html(StatusCode::BAD_REQUEST, "<!doctype html><p>Unsupported request: code flow with PKCE S256 only.</p>".into());
@@ -154,7 +170,7 @@ fn authorize(control: &IssuerControl, q: &HashMap<String, String>) -> Response<B
         state: get("state"),
         sid: String::new(),
     };
-    lock(&control.oauth).pending.insert(rid.clone(), grant);
+    lock(oauth).pending.insert(rid.clone(), grant);
     let mut links = String::new();
     for (name, _, roles) in DEMO_USERS {
         links.push_str(&format!("<li><a href=\"/oauth2/authorize/done?rid={rid}&amp;user={name}\">Log in as {name}</a> (roles: {})</li>", roles.join(", ")));
@@ -164,8 +180,8 @@ fn authorize(control: &IssuerControl, q: &HashMap<String, String>) -> Response<B
 }
 
 /// The click: a code for the user (or `access_denied`) back to the client.
-fn done(control: &IssuerControl, q: &HashMap<String, String>) -> Response<Body> {
-    let mut st = lock(&control.oauth);
+fn done(oauth: &Mutex<OAuthState>, q: &HashMap<String, String>) -> Response<Body> {
+    let mut st = lock(oauth);
     let Some(mut grant) = q.get("rid").and_then(|r| st.pending.remove(r)) else {
         return html(StatusCode::BAD_REQUEST, "<!doctype html><p>Unknown or used login request.</p>".into());
     };
@@ -182,8 +198,8 @@ fn done(control: &IssuerControl, q: &HashMap<String, String>) -> Response<Body> 
     found(&location)
 }
 
-fn token(control: &IssuerControl, issuer: &str, parts: &Parts, form: &HashMap<String, String>) -> Response<Body> {
-    let mut st = lock(&control.oauth);
+fn token(oauth: &Mutex<OAuthState>, sign: Signer<'_>, issuer: &str, parts: &Parts, form: &HashMap<String, String>) -> Response<Body> {
+    let mut st = lock(oauth);
     let grant_type = form.get("grant_type").cloned().unwrap_or_default();
     *st.token_calls.entry(grant_type.clone()).or_default() += 1;
     if st.fault == Some(Fault::TokenDown) {
@@ -223,7 +239,6 @@ fn token(control: &IssuerControl, issuer: &str, parts: &Parts, form: &HashMap<St
     };
     let now = crate::auth::now_unix();
     let ttl = if st.access_ttl == 0 { 300 } else { st.access_ttl };
-    let key = lock(&control.signing).clone();
     let roles_claim = crate::policy::headers::claims::ROLES;
     let access = json!({
         "iss": issuer, "aud": [issuer], "sub": g_sub(&grant), "client_id": grant.client_id, "scope": grant.scope,
@@ -239,12 +254,12 @@ fn token(control: &IssuerControl, issuer: &str, parts: &Parts, form: &HashMap<St
         "iss": issuer, "aud": aud, "azp": grant.client_id, "sub": g_sub(&grant), "sid": grant.sid, "nonce": nonce,
         "iat": now, "exp": now + 3600, "auth_time": now, "email": format!("{user}@example.com"), roles_claim: grant.roles,
     });
-    let at = key.sign_jwt(&json!({"alg": key.default_alg(), "typ": "at+jwt", "kid": key.kid}), &access);
-    let it = key.sign_jwt(&json!({"alg": key.default_alg(), "typ": "JWT", "kid": key.kid}), &id);
+    let at = sign("at+jwt", &access);
+    let it = sign("JWT", &id);
     let rt = random();
     st.refresh.insert(rt.clone(), grant);
     let body = json!({"access_token": at, "token_type": "Bearer", "expires_in": ttl, "refresh_token": rt, "id_token": it, "scope": access["scope"]});
-    json_response(body.to_string(), Some("no-store".into()))
+    json_response(body.to_string(), Some("no-store"))
 }
 
 fn g_sub(g: &Grant) -> Value {

@@ -6,15 +6,21 @@
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderValue, Method, Request, Response};
 
-use super::{check_request_limits, screen, Trace};
 use crate::auth::now_unix;
 use crate::error::{Body, GatewayError};
 use crate::login::pages;
 use crate::policy::routes::{AuthMethod, Route};
 use crate::state::Snapshot;
 
-/// The response for the callback or logout path, `None` for any other path.
-pub async fn own_paths<'s, B>(snap: &'s Snapshot, req: &mut Request<B>, out: &mut Trace<'s>) -> Result<Option<Response<Body>>, GatewayError> {
+/// True for the callback and logout paths (compared exactly, before any
+/// normalization: another spelling is an ordinary request for the routes).
+pub fn is_own_path(snap: &Snapshot, path: &str) -> bool {
+    snap.login.as_ref().is_some_and(|l| path == l.settings.redirect_path || path == l.settings.logout_path)
+}
+
+/// The response for the callback or logout path (the caller screened the
+/// request as any other); `None` for any other path.
+pub async fn own_paths<B>(snap: &Snapshot, req: &Request<B>) -> Result<Option<Response<Body>>, GatewayError> {
     let Some(service) = snap.login.as_ref() else { return Ok(None) };
     let s = &service.settings;
     let path = req.uri().path();
@@ -22,10 +28,6 @@ pub async fn own_paths<'s, B>(snap: &'s Snapshot, req: &mut Request<B>, out: &mu
     if !is_callback && path != s.logout_path {
         return Ok(None);
     }
-    check_request_limits(&snap.config.server, req)?;
-    screen::check_method(req.method())?;
-    screen::canonical_host(&snap.config.server, req)?;
-    out.path = Some(req.uri().path().to_owned());
     let now = now_unix();
     let (method, headers, query) = (req.method(), req.headers(), req.uri().query());
     let resp = match (is_callback, method) {

@@ -141,8 +141,15 @@ async fn route_and_forward<'s>(
     bytes_in: Arc<AtomicU64>,
 ) -> Result<Response<Body>, GatewayError> {
     let cfg = &snap.config;
-    if let Some(resp) = login::own_paths(snap, &mut req, out).await? {
-        return Ok(resp);
+    if login::is_own_path(snap, req.uri().path()) {
+        // Step 0c: the login's own paths, screened like every request.
+        check_request_limits(&cfg.server, &req)?;
+        screen::check_method(req.method())?;
+        screen::canonical_host(&cfg.server, &mut req)?;
+        out.path = Some(req.uri().path().to_owned());
+        if let Some(resp) = login::own_paths(snap, &req).await? {
+            return Ok(resp);
+        }
     }
     let Decision { route, path, identity, access_token } = decide(snap, &mut req, out).await?;
     login::set_authorization(route, access_token.as_deref(), req.headers_mut());
@@ -183,7 +190,7 @@ async fn route_and_forward<'s>(
 
 /// Step 0: URI length (414), header count and size (431). HTTP/1.1 heads
 /// are also capped by hyper while reading; this covers HTTP/2 the same way.
-pub(crate) fn check_request_limits<B>(s: &ServerSettings, req: &Request<B>) -> Result<(), GatewayError> {
+fn check_request_limits<B>(s: &ServerSettings, req: &Request<B>) -> Result<(), GatewayError> {
     if req.uri().path_and_query().map_or(0, |pq| pq.as_str().len()) > s.max_uri_length {
         return Err(GatewayError::UriTooLong);
     }
