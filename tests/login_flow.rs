@@ -62,11 +62,15 @@ async fn env() -> Env {
 }
 
 async fn env_with(routes: &str) -> Env {
+    env_full(routes, "").await
+}
+
+async fn env_full(routes: &str, login_extra: &str) -> Env {
     authgear_gateway::install_crypto_provider();
     let iss = DevIssuer::start().await.expect("issuer");
     let up = Upstream::start().await;
     let login = format!(
-        "[login]\npublic_origin = \"{ORIGIN}\"\nclient_id = \"web-app\"\nclient_secret = \"s3cret\"\ncookie_keys = [\"k2:{}\", \"k1:{}\"]\npost_logout_redirect_uris = [\"{ORIGIN}/bye\"]\n",
+        "[login]\npublic_origin = \"{ORIGIN}\"\nclient_id = \"web-app\"\nclient_secret = \"s3cret\"\ncookie_keys = [\"k2:{}\", \"k1:{}\"]\npost_logout_redirect_uris = [\"{ORIGIN}/bye\"]\n{login_extra}\n",
         b64(&[9; 32]),
         b64(&KEY)
     );
@@ -340,4 +344,78 @@ async fn logout_revokes_ends_the_session_and_refuses_cross_site_forms() {
     assert_eq!(b.request("GET", &format!("{ORIGIN}/app/"), &api).await.status, StatusCode::UNAUTHORIZED);
     let mut replay = copied;
     assert_eq!(replay.request("GET", &format!("{ORIGIN}/app/"), &api).await.status, StatusCode::UNAUTHORIZED, "a copied cookie is refused after logout");
+}
+
+/// Every access token is inside the refresh margin from the start, so
+/// each new session is refreshed on its first use.
+async fn refreshing_env() -> Env {
+    let e = env_full(ROUTES, "refresh_margin = \"10m\"").await;
+    e.iss.control.oauth.lock().unwrap().access_ttl = 300;
+    e
+}
+
+fn refresh_calls(e: &Env) -> u64 {
+    e.iss.control.oauth.lock().unwrap().token_calls.get("refresh_token").copied().unwrap_or(0)
+}
+
+#[tokio::test]
+async fn concurrent_requests_during_a_refresh_share_one_and_none_is_logged_out() {
+    let e = refreshing_env().await;
+    let mut b = e.browser();
+    log_in(&e, &mut b, &format!("{ORIGIN}/app/"), "alice").await;
+    let calls_after_login = refresh_calls(&e);
+    let old_cookie = b.cookies(SESSION)[0].value.clone();
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let mut tab = b.clone();
+        tasks.push(tokio::spawn(async move { tab.request("GET", &format!("{ORIGIN}/app/{i}"), &[("accept", "application/json")]).await }));
+    }
+    let mut refreshed_cookies = 0;
+    for t in tasks {
+        let a = t.await.expect("task");
+        assert_eq!(a.status, StatusCode::OK, "nobody is logged out by the rotation: {}", a.body);
+        refreshed_cookies += a.headers.get_all("set-cookie").iter().filter(|v| v.to_str().unwrap_or("").starts_with(&format!("{SESSION}="))).count();
+    }
+    assert_eq!(refresh_calls(&e) - calls_after_login, 1, "one refresh for eight concurrent requests");
+    assert_eq!(refreshed_cookies, 8, "every response carries the refreshed session");
+    // The refreshed session is a new cookie with the same identity.
+    let a = b.request("GET", &format!("{ORIGIN}/tokened/x"), &[]).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_ne!(b.cookies(SESSION)[0].value, old_cookie);
+    assert_eq!(e.up.last().headers.get("x-authgear-user-id").and_then(|v| v.to_str().ok()), Some("user-alice"));
+}
+
+#[tokio::test]
+async fn a_refused_refresh_ends_the_session_and_a_down_provider_never_logs_out() {
+    let e = refreshing_env().await;
+    let mut b = e.browser();
+    log_in(&e, &mut b, &format!("{ORIGIN}/app/"), "alice").await;
+
+    // Provider down, access token still valid: served, no logout.
+    e.iss.control.oauth.lock().unwrap().fault = Some(Fault::TokenDown);
+    let a = b.request("GET", &format!("{ORIGIN}/app/"), &[("accept", "application/json")]).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert!(!b.cookies(SESSION).is_empty());
+
+    // Provider down, access token expired: 503 with Retry-After, cookie kept.
+    let now = authgear_gateway::auth::now_unix();
+    let expired = sealed(
+        "k1",
+        KEY,
+        serde_json::json!({"id": "s-expired", "claims": {"sub": "user-alice"}, "access_token": "x", "refresh_token": "rt-unknown",
+            "id_token": "x", "access_exp": now - 5, "expires": now + 1000}),
+    );
+    let cookie = format!("{SESSION}={expired}");
+    let a = send("GET", &e.gw.url("/app/"), &[("host", "gw.test"), ("cookie", &cookie), ("accept", "application/json")], b"").await;
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(a.header("retry-after").is_some());
+    assert!(a.header("set-cookie").is_none(), "never a logout while the provider is down");
+
+    // Provider back, refresh token unknown to it: the session ends.
+    e.iss.control.oauth.lock().unwrap().fault = None;
+    let api = send("GET", &e.gw.url("/app/"), &[("host", "gw.test"), ("cookie", &cookie), ("accept", "application/json")], b"").await;
+    assert_eq!(api.status, StatusCode::UNAUTHORIZED);
+    let nav = send("GET", &e.gw.url("/app/"), &[("host", "gw.test"), ("cookie", &cookie), ("sec-fetch-mode", "navigate")], b"").await;
+    assert_eq!(nav.status, StatusCode::FOUND, "a navigation goes back to the login");
+    assert!(nav.header("location").is_some_and(|l| l.starts_with(&e.iss.issuer)));
 }

@@ -122,6 +122,7 @@ impl Compiler<'_> {
             ok = false;
         }
         let session_lifetime = self.duration(&r.session_lifetime, "login.session_lifetime", Duration::from_secs(12 * 3600));
+        let refresh_margin = self.duration(&r.refresh_margin, "login.refresh_margin", Duration::from_secs(60));
         let max_login_flows = self.count(&r.max_login_flows, "login.max_login_flows", 5).min(20);
         let mut post_logout_redirect_uris = Vec::new();
         for u in r.post_logout_redirect_uris.iter().flat_map(|l| l.get_ref()) {
@@ -153,6 +154,7 @@ impl Compiler<'_> {
                 secure,
                 cookie_keys,
                 session_lifetime,
+                refresh_margin,
                 max_login_flows,
                 post_logout_redirect_uris,
             })

@@ -183,6 +183,7 @@ pub struct RawLogin {
     pub cookie_name: Option<Spanned<String>>,
     pub cookie_keys: Option<Spanned<Vec<Spanned<String>>>>,
     pub session_lifetime: Option<Spanned<String>>,
+    pub refresh_margin: Option<Spanned<String>>,
     pub max_login_flows: Option<Spanned<i64>>,
     pub post_logout_redirect_uris: Option<Spanned<Vec<Spanned<String>>>>,
 }
@@ -200,6 +201,7 @@ pub const LOGIN_KEYS: &[&str] = &[
     "cookie_name",
     "cookie_keys",
     "session_lifetime",
+    "refresh_margin",
     "max_login_flows",
     "post_logout_redirect_uris",
 ];

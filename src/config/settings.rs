@@ -197,6 +197,8 @@ pub struct BrowserLoginSettings {
     /// The first seals, all open.
     pub cookie_keys: Vec<CookieKey>,
     pub session_lifetime: Duration,
+    /// Refresh when the access token has less than this left.
+    pub refresh_margin: Duration,
     /// Pending logins (state cookies) kept at once; the oldest is dropped.
     pub max_login_flows: usize,
     pub post_logout_redirect_uris: Vec<String>,

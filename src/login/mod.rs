@@ -10,6 +10,7 @@ pub mod flow;
 pub mod logout;
 pub mod oidc;
 pub mod pages;
+pub mod refresh;
 pub mod seal;
 
 use std::collections::HashMap;
@@ -52,6 +53,9 @@ pub enum Lookup {
     /// A cookie that does not open, is expired or was logged out.
     Invalid(&'static str),
     Valid(Box<Session>),
+    /// Good, but the access token is within `refresh_margin` of expiring
+    /// (or past it) and there is a refresh token: refresh before use.
+    Stale(Box<Session>),
 }
 
 /// The live login state of one `[login]`: keys, provider client, and what
@@ -65,6 +69,8 @@ pub struct LoginService {
     /// Session id -> its expiry: sessions logged out here. A copied cookie
     /// stays refused by this process (a server-side store covers replicas).
     ended: Mutex<HashMap<String, u64>>,
+    /// Refreshes in flight or just done, by session and refresh token.
+    flights: Mutex<HashMap<String, (u64, refresh::Flight)>>,
 }
 
 impl LoginService {
@@ -72,7 +78,7 @@ impl LoginService {
     pub fn new(settings: Arc<BrowserLoginSettings>, issuer: &IssuerSettings) -> Result<LoginService, String> {
         let sealer = Sealer::new(&settings.cookie_keys).ok_or("login.cookie_keys: no usable key")?;
         let provider = Provider::new(&issuer.issuer, issuer.ca_file.as_deref())?;
-        Ok(LoginService { settings, sealer, provider, spent_states: Mutex::default(), ended: Mutex::default() })
+        Ok(LoginService { settings, sealer, provider, spent_states: Mutex::default(), ended: Mutex::default(), flights: Mutex::default() })
     }
 
     /// True when a reload may keep this service (and what it remembers).
@@ -91,13 +97,17 @@ impl LoginService {
         if session.expires <= now {
             return Lookup::Invalid("session_expired");
         }
-        if session.access_exp <= now {
-            return Lookup::Invalid("access_token_expired");
-        }
         if lock(&self.ended).contains_key(&session.id) {
             return Lookup::Invalid("session_ended");
         }
-        Lookup::Valid(Box::new(session))
+        if session.access_exp > now.saturating_add(self.settings.refresh_margin.as_secs()) {
+            return Lookup::Valid(Box::new(session));
+        }
+        match (&session.refresh_token, session.access_exp > now) {
+            (Some(_), _) => Lookup::Stale(Box::new(session)),
+            (None, true) => Lookup::Valid(Box::new(session)),
+            (None, false) => Lookup::Invalid("access_token_expired"),
+        }
     }
 
     /// The identity a session carries, for the route checks and headers.

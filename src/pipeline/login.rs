@@ -68,3 +68,11 @@ pub fn set_authorization(route: &Route, access_token: Option<&str>, headers: &mu
         }
     }
 }
+
+/// Appends the session's new cookies (after a refresh) to the response;
+/// the app's own `Set-Cookie` lines stay.
+pub fn add_cookies(headers: &mut HeaderMap, lines: &[String]) {
+    for v in lines.iter().filter_map(|l| HeaderValue::from_str(l).ok()) {
+        headers.append(http::header::SET_COOKIE, v);
+    }
+}
