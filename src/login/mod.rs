@@ -28,6 +28,20 @@ use seal::{OpenError, Sealer};
 /// Most ended sessions and spent `state`s remembered per process.
 const MAX_REMEMBERED: usize = 100_000;
 
+/// What became of a refresh.
+#[derive(Debug, Clone)]
+pub enum Refreshed {
+    /// New tokens; the cookie lines store them.
+    Fresh(Box<Session>, Vec<String>),
+    /// The provider refused: the session is over (the lines clear it).
+    Ended(Vec<String>),
+    /// The provider could not be asked; nothing was changed.
+    Down,
+}
+
+/// One refresh in flight or just done, shared by every request of a session.
+pub type Flight = Arc<tokio::sync::OnceCell<Refreshed>>;
+
 /// One logged-in browser, as sealed into its cookie.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Session {
@@ -70,7 +84,7 @@ pub struct LoginService {
     /// stays refused by this process (a server-side store covers replicas).
     ended: Mutex<HashMap<String, u64>>,
     /// Refreshes in flight or just done, by session and refresh token.
-    flights: Mutex<HashMap<String, (u64, refresh::Flight)>>,
+    flights: Mutex<HashMap<String, (u64, Flight)>>,
 }
 
 impl LoginService {

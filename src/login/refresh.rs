@@ -15,27 +15,13 @@ use tokio::sync::OnceCell;
 use tracing::{info, warn};
 
 use super::oidc::ProviderError;
-use super::{cookies, lock, LoginService, Session};
+use super::{cookies, lock, Flight, LoginService, Refreshed, Session};
 use crate::auth::jwks::KeyStore;
 use crate::auth::{looks_like_jwt, verify_token};
 use crate::config::Config;
 
 /// How long a refresh's result answers requests with the old cookie.
 pub const RESULT_TTL: u64 = 60;
-
-/// What became of a refresh.
-#[derive(Debug, Clone)]
-pub enum Refreshed {
-    /// New tokens; the cookie lines store them.
-    Fresh(Box<Session>, Vec<String>),
-    /// The provider refused: the session is over (the lines clear it).
-    Ended(Vec<String>),
-    /// The provider could not be asked; nothing was changed.
-    Down,
-}
-
-/// One refresh in flight or just done, shared by every request of a session.
-pub type Flight = Arc<OnceCell<Refreshed>>;
 
 impl LoginService {
     /// Refreshes `session` (single-flight per session and refresh token).
