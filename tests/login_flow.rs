@@ -419,3 +419,23 @@ async fn a_refused_refresh_ends_the_session_and_a_down_provider_never_logs_out()
     assert_eq!(nav.status, StatusCode::FOUND, "a navigation goes back to the login");
     assert!(nav.header("location").is_some_and(|l| l.starts_with(&e.iss.issuer)));
 }
+
+#[test]
+fn login_config_errors_name_the_key_and_never_echo_secrets() {
+    let base = "[upstream]\nurl = \"http://127.0.0.1:9\"\n[auth]\nissuer = \"https://x.authgear.cloud\"\n";
+    let route = "[[routes]]\npath = \"/**\"\nmethod = \"login\"\n";
+    let err = |text: &str| authgear_gateway::Config::from_toml(text, "t.toml").err().map(|d| d.to_string()).unwrap_or_default();
+    let no_login = err(&format!("{base}{route}"));
+    assert!(no_login.contains("routes[0].method") && no_login.contains("[login]"), "{no_login}");
+    let bad_key =
+        err(&format!("{base}[login]\npublic_origin = \"https://app.example.com\"\nclient_id = \"c\"\ncookie_keys = [\"k1:c2VjcmV0LXNob3J0\"]\n{route}"));
+    assert!(bad_key.contains("login.cookie_keys") && bad_key.contains("t.toml:"), "{bad_key}");
+    assert!(!bad_key.contains("c2VjcmV0LXNob3J0"), "the key material is not echoed: {bad_key}");
+    let good = format!("{base}[login]\npublic_origin = \"http://10.0.0.5:8080\"\nclient_id = \"c\"\ncookie_keys = [\"k1:{}\"]\n{route}", b64(&KEY));
+    let cfg = authgear_gateway::Config::from_toml(&good, "t.toml").expect("valid");
+    let warnings = cfg.warnings.to_string();
+    assert!(warnings.contains("login.public_origin") && warnings.contains("Secure"), "plain http is warned about: {warnings}");
+    let login = cfg.login.as_ref().expect("[login]");
+    assert_eq!(login.cookie_name, "agw_session", "no __Host- prefix on http");
+    assert!(!format!("{login:?}").contains("7, 7"), "Debug never shows key bytes");
+}
