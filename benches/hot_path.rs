@@ -1,6 +1,8 @@
 //! Micro-benchmarks of the request path's pieces: token validation (a token
 //! never seen, and one in the verified-token cache), route matching on a
-//! 200-route table, path normalization and the header rewrite.
+//! 200-route table, path normalization and the header rewrite; and the
+//! browser login's session cookie opened (AES-256-GCM + JSON), the cost a
+//! `method = "login"` route pays instead of `token_cached`.
 //!
 //! `cargo bench --bench hot_path` (divan: fast to build, one macro per
 //! bench, and it reports the median and spread that matter here).
@@ -38,7 +40,8 @@ fn world() -> &'static World {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
         let (issuer, gateway) = rt.block_on(async {
             let issuer = DevIssuer::start().await.expect("issuer");
-            let text = format!("[upstream]\nurl = \"http://127.0.0.1:9\"\n[auth]\nissuer = \"{}\"\n{}", issuer.issuer, routes_toml(200));
+            let login = "[login]\npublic_origin = \"https://app.example.com\"\nclient_id = \"bench\"\ncookie_keys = [\"k1:BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=\"]\n";
+            let text = format!("[upstream]\nurl = \"http://127.0.0.1:9\"\n[auth]\nissuer = \"{}\"\n{login}{}", issuer.issuer, routes_toml(200));
             let cfg = Config::from_toml(&text, "bench.toml").expect("bench config");
             let gateway = Gateway::new(cfg).expect("gateway");
             for _ in 0..500 {
@@ -134,5 +137,29 @@ fn header_rewrite(b: Bencher) {
     .bench_local_values(|parts| {
         let up = proxy::rewrite_request(cfg, route, upstream, parts, authgear_gateway::error::full(""), &path, identity, client);
         black_box(up.map(|r| r.headers().len()))
+    });
+}
+
+#[divan::bench]
+fn login_session_open(b: Bencher) {
+    use authgear_gateway::config::CookieKey;
+    use authgear_gateway::login::seal::Sealer;
+    let w = world();
+    let snap = w.gateway.snapshot();
+    let service = snap.login.as_ref().expect("[login]");
+    let now = auth::now_unix();
+    // A session as a real login leaves it: Authgear-shaped claims, an
+    // access token, an ID token and a refresh token (about 3 KB sealed).
+    let claims = w._issuer.claims("user-1");
+    let session = json!({"id": "x".repeat(43), "claims": claims, "access_token": w.tokens[0], "refresh_token": "r".repeat(43),
+        "id_token": w.tokens[1], "access_exp": now + 3600, "expires": now + 7200});
+    let sealer = Sealer::new(&[CookieKey { id: "k1".into(), key: [7; 32] }]).expect("sealer");
+    let value = sealer.seal(&service.settings.cookie_name, session.to_string().as_bytes()).expect("seal");
+    let mut headers = http::HeaderMap::new();
+    let cookie = format!("other=1; {}={value}; theme=dark", service.settings.cookie_name);
+    headers.insert(http::header::COOKIE, http::HeaderValue::from_str(&cookie).expect("cookie"));
+    b.bench_local(|| match service.lookup(&headers, now) {
+        authgear_gateway::login::Lookup::Valid(s) => black_box(service.identity(*s).issuer),
+        other => panic!("the bench session does not open: {other:?}"),
     });
 }

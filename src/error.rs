@@ -90,6 +90,10 @@ pub enum GatewayError {
     /// An unauthenticated browser on a `login_redirect` route: 302 to this
     /// (already validated) login URL.
     LoginRedirect(String),
+    /// An unauthenticated browser on a `method = "login"` route: 302 to
+    /// the authorization endpoint (`.0`), setting the flow's state cookie
+    /// (`.1`, complete `Set-Cookie` values).
+    LoginStart(Box<(String, Vec<String>)>),
     Forbidden(Denial),
     KeysUnavailable,
     /// Authgear's resolver refused, timed out or failed: 503, never a pass
@@ -119,7 +123,7 @@ impl GatewayError {
             GatewayError::MissingToken | GatewayError::InvalidToken(_) | GatewayError::MissingSession | GatewayError::InvalidSession => {
                 StatusCode::UNAUTHORIZED
             }
-            GatewayError::LoginRedirect(_) => StatusCode::FOUND,
+            GatewayError::LoginRedirect(_) | GatewayError::LoginStart(_) => StatusCode::FOUND,
             GatewayError::Forbidden(_) => StatusCode::FORBIDDEN,
             GatewayError::KeysUnavailable | GatewayError::ResolverUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
@@ -154,6 +158,7 @@ impl GatewayError {
             GatewayError::MissingSession => "missing_session",
             GatewayError::InvalidSession => "invalid_session",
             GatewayError::LoginRedirect(_) => "login_redirect",
+            GatewayError::LoginStart(_) => "login_start",
             GatewayError::Forbidden(d) => d.reason(),
             GatewayError::KeysUnavailable => "keys_unavailable",
             GatewayError::ResolverUnavailable => "resolver_unavailable",
@@ -182,7 +187,7 @@ impl GatewayError {
             GatewayError::MultipleAuthorization => ("invalid_request", "more than one Authorization header".into()),
             GatewayError::MissingSession => ("unauthorized", "a session cookie or bearer token is required".into()),
             GatewayError::InvalidSession => ("invalid_token", "the session is not valid (expired, revoked or unknown)".into()),
-            GatewayError::LoginRedirect(_) => ("login_required", "log in to continue".into()),
+            GatewayError::LoginRedirect(_) | GatewayError::LoginStart(_) => ("login_required", "log in to continue".into()),
             GatewayError::Forbidden(d) => ("insufficient_scope", d.describe()),
             GatewayError::KeysUnavailable => ("temporarily_unavailable", "signing keys are not available yet; retry shortly".into()),
             GatewayError::ResolverUnavailable => ("temporarily_unavailable", "the session could not be checked; retry shortly".into()),
@@ -244,6 +249,17 @@ impl GatewayError {
                 // did, a 302 without Location would strand the user.
                 Err(_) => *resp.status_mut() = StatusCode::UNAUTHORIZED,
             },
+            GatewayError::LoginStart(start) => {
+                for c in start.1.iter().filter_map(|c| HeaderValue::from_str(c).ok()) {
+                    h.append(http::header::SET_COOKIE, c);
+                }
+                match HeaderValue::from_str(&start.0) {
+                    Ok(v) => {
+                        h.insert(LOCATION, v);
+                    }
+                    Err(_) => *resp.status_mut() = StatusCode::UNAUTHORIZED,
+                }
+            }
             _ => {}
         }
         (resp, Bytes::from(body))

@@ -12,6 +12,7 @@ pub mod commands;
 pub mod config;
 pub mod error;
 pub mod front;
+pub mod login;
 pub mod observe;
 pub mod pipeline;
 pub mod policy;

@@ -12,6 +12,7 @@ use tracing::info;
 use crate::auth::cache::TokenCache;
 use crate::auth::jwks::{KeyState, KeyStore};
 use crate::config::Config;
+use crate::login::LoginService;
 use crate::policy::routes::AuthMode;
 use crate::session::SessionResolver;
 use crate::upstream::proxy::UpstreamClient;
@@ -26,6 +27,9 @@ pub struct Snapshot {
     /// Authgear's resolver and the verdict cache; `None` when no route uses
     /// session mode.
     pub sessions: Option<Arc<SessionResolver>>,
+    /// The gateway's own browser login; `None` without `[login]`. Kept
+    /// across reloads while `[login]` is unchanged.
+    pub login: Option<Arc<LoginService>>,
     /// Verified tokens; `None` when `token_cache_size = 0`. Kept across
     /// reloads (every hit re-checks against the current config and keys).
     pub token_cache: Option<Arc<TokenCache>>,
@@ -153,13 +157,14 @@ fn build_snapshot(config: Config, old: Option<&Snapshot>, version: u64) -> Resul
         }
     }
     let sessions = build_sessions(&config, old)?;
+    let login = build_login(&config, old)?;
     let tc = config.token_cache;
     let token_cache = match old {
         Some(o) if o.config.token_cache == tc => o.token_cache.clone(),
         _ if tc.entries == 0 => None,
         _ => Some(Arc::new(TokenCache::new(tc.entries, tc.max_bytes))),
     };
-    Ok(Snapshot { config, keys, upstreams, sessions, token_cache, version })
+    Ok(Snapshot { config, keys, upstreams, sessions, login, token_cache, version })
 }
 
 /// The session service, reused from the old snapshot when its settings are
@@ -173,4 +178,15 @@ fn build_sessions(config: &Config, old: Option<&Snapshot>) -> Result<Option<Arc<
     }
     info!(resolver = %url, "session mode: verdicts from Authgear's resolver");
     Ok(Some(Arc::new(SessionResolver::new(&config.session, url, roles_claim).map_err(|e| format!("session resolver: {e}"))?)))
+}
+
+/// The login service, reused while `[login]` is unchanged so a reload keeps
+/// the discovered endpoints and the spent states and ended sessions.
+fn build_login(config: &Config, old: Option<&Snapshot>) -> Result<Option<Arc<LoginService>>, String> {
+    let Some(settings) = config.login.clone() else { return Ok(None) };
+    if let Some(l) = old.and_then(|o| o.login.as_ref()).filter(|l| l.same_settings(&settings)) {
+        return Ok(Some(l.clone()));
+    }
+    let issuer = config.issuers.get(settings.issuer).ok_or("login: no issuer")?;
+    Ok(Some(Arc::new(LoginService::new(settings, issuer).map_err(|e| format!("login: {e}"))?)))
 }

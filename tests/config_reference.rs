@@ -16,6 +16,7 @@ fn every_known_key_is_documented() {
         ("auth", "auth."),
         ("log", "log."),
         ("tracing", "tracing."),
+        ("login", "login."),
         ("routes", "routes[]."),
     ];
     let mut missing = Vec::new();

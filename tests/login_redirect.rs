@@ -6,6 +6,7 @@ mod support;
 
 use authgear_gateway::commands::devissuer::DevIssuer;
 use http::StatusCode;
+use support::open_redirect::ATTACKS;
 use support::resolver::{Session, TestResolver};
 use support::*;
 
@@ -94,27 +95,6 @@ async fn browsers_are_redirected_and_api_clients_get_401() {
     assert_eq!(send("GET", &gw.url("/orders/7"), &[("accept", BROWSER), ("cookie", "session=good")], b"").await.status, StatusCode::OK);
     assert_eq!(up.count(), 1);
 }
-
-/// Request targets that try to make the return URL leave the site.
-const ATTACKS: &[&str] = &[
-    "//evil.com",
-    "//evil.com/",
-    "///evil.com",
-    "/\\evil.com",
-    "/%5Cevil.com",
-    "/%5cevil.com",
-    "/%2F%2Fevil.com",
-    "/%2fevil.com",
-    "/%2F/evil.com",
-    "/.//evil.com",
-    "/x/..//evil.com",
-    "/%2e%2e//evil.com",
-    "/%09/evil.com",
-    "https://evil.com/",
-    "https://evil.com//evil.com",
-    "http://evil.com/path",
-    "/login?redirect_uri=https://evil.com",
-];
 
 async fn assert_no_open_redirect(gw: &Gw, expect_prefix: &str) {
     let mut redirected = 0;

@@ -82,11 +82,39 @@ path = "/api/**"
 auth = "required"
 
 [[routes]]
+name = "app"
+path = "/app/**"
+method = "login"
+
+[[routes]]
 name = "home"
 path = "/"
 auth = "optional"
-"#
+
+[login]
+public_origin = "http://{listen}"
+client_id = "demo-web"
+cookie_keys = ["demo:{key}"]
+post_logout_redirect_uris = ["http://{listen}/"]
+"#,
+        key = demo_cookie_key()
     )
+}
+
+/// A fresh cookie key per demo run (sessions end with the process).
+fn demo_cookie_key() -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>())
+}
+
+/// A concrete loopback address for the listener: the browser login's
+/// public origin must name the port before the gateway starts.
+fn pick_concrete(port: u16) -> String {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).or_else(|_| std::net::TcpListener::bind(("127.0.0.1", 0)));
+    match listener.and_then(|l| l.local_addr()) {
+        Ok(a) => a.to_string(),
+        Err(_) => format!("127.0.0.1:{port}"),
+    }
 }
 
 /// Prefers the well-known port, falls back to any free one.
@@ -102,7 +130,7 @@ pub async fn run() -> Result<(), String> {
     crate::install_crypto_provider();
     let issuer = DevIssuer::start().await.map_err(|e| format!("starting the dev issuer: {e}"))?;
     let upstream = start_echo_upstream().await.map_err(|e| format!("starting the echo upstream: {e}"))?;
-    let text = demo_config(&issuer.issuer, upstream, &pick(8080), &pick(9090));
+    let text = demo_config(&issuer.issuer, upstream, &pick_concrete(8080), &pick(9090));
     let config = Config::from_toml(&text, "<demo>").map_err(|d| d.to_string())?;
     let server = crate::start(config).await?;
     // Wait until the gateway holds the dev issuer's keys, so the printed
@@ -150,6 +178,15 @@ curl -i {gw}/api/me -H "Authorization: Bearer not.a.token"
     -> 401, error="invalid_token"
 curl -i {gw}/nowhere
     -> 404; no route matches, nothing reaches the upstream
+
+The browser login (the gateway's own OIDC code + PKCE flow):
+  open {gw}/app/ in a browser, pick alice (admin) or bob on the dev issuer's page;
+  the echo shows the identity headers; log out at {gw}/_gateway/logout.
+  (Plain http on loopback: the cookies have no Secure flag and no __Host- prefix.)
+curl -i {gw}/app/ -H "Sec-Fetch-Mode: navigate"
+    -> 302 to the dev issuer's authorize endpoint, with a state cookie
+curl -i {gw}/app/ -H "Accept: application/json"
+    -> 401: scripts get a challenge, never a redirect
 "#,
         iss = issuer.issuer,
     );

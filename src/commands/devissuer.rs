@@ -139,6 +139,10 @@ pub struct IssuerControl {
     pub jwks_delay: Mutex<Duration>,
     pub jwks_fetches: AtomicU64,
     pub discovery_fetches: AtomicU64,
+    /// The authorization server's state (codes, refresh tokens, faults).
+    pub oauth: Mutex<super::devissuer_oauth::OAuthState>,
+    /// The key tokens are signed with (shared with [`DevIssuer::sign_with`]).
+    pub signing: Mutex<Arc<DevKey>>,
 }
 
 /// A running development issuer.
@@ -147,7 +151,6 @@ pub struct DevIssuer {
     /// `http://127.0.0.1:PORT`, the `iss` of its tokens.
     pub issuer: String,
     pub control: Arc<IssuerControl>,
-    signing: Mutex<Arc<DevKey>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -189,9 +192,11 @@ impl DevIssuer {
             jwks_delay: Mutex::new(Duration::ZERO),
             jwks_fetches: AtomicU64::new(0),
             discovery_fetches: AtomicU64::new(0),
+            oauth: Mutex::default(),
+            signing: Mutex::new(key),
         });
         let task = tokio::spawn(serve(listener, control.clone(), issuer.clone(), tls));
-        Ok(DevIssuer { addr, issuer, control, signing: Mutex::new(key), task })
+        Ok(DevIssuer { addr, issuer, control, task })
     }
 
     /// `<issuer>/oauth2/jwks`.
@@ -216,7 +221,7 @@ impl DevIssuer {
 
     /// Makes `key` the one new tokens are signed with.
     pub fn sign_with(&self, key: Arc<DevKey>) {
-        *lock(&self.signing) = key;
+        *lock(&self.control.signing) = key;
     }
 
     /// Number of JWKS requests served so far.
@@ -242,7 +247,7 @@ impl DevIssuer {
     /// Signs any header and claims with the current signing key (the
     /// header's `alg` picks the algorithm), for tests of odd tokens.
     pub fn sign_raw(&self, header: &Value, claims: &Value) -> String {
-        lock(&self.signing).clone().sign_jwt(header, claims)
+        lock(&self.control.signing).clone().sign_jwt(header, claims)
     }
 
     /// A token for `sub` with `extra` claims merged over the defaults
@@ -258,7 +263,7 @@ impl DevIssuer {
                 }
             }
         }
-        let key = lock(&self.signing).clone();
+        let key = lock(&self.control.signing).clone();
         let header = json!({"alg": key.default_alg(), "typ": "at+jwt", "kid": key.kid});
         key.sign_jwt(&header, &Value::Object(c))
     }
@@ -288,7 +293,16 @@ async fn serve(listener: TcpListener, control: Arc<IssuerControl>, issuer: Strin
                 if *lock(&control.mode) == Mode::Refuse {
                     return Err(std::io::Error::other("refusing"));
                 }
-                Ok(answer(&control, &issuer, req.uri().path()).await)
+                let (parts, body) = req.into_parts();
+                if super::devissuer_oauth::is_oauth_path(parts.uri.path()) && *lock(&control.mode) == Mode::Up {
+                    let body = http_body_util::Limited::new(body, 64 * 1024).collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                    let sign = |typ: &str, claims: &Value| {
+                        let key = lock(&control.signing).clone();
+                        key.sign_jwt(&json!({"alg": key.default_alg(), "typ": typ, "kid": key.kid}), claims)
+                    };
+                    return Ok(super::devissuer_oauth::answer(&control.oauth, &sign, &issuer, &parts, &body));
+                }
+                Ok(answer(&control, &issuer, parts.uri.path()).await)
             }
         });
         match &tls {
@@ -339,6 +353,10 @@ async fn answer(control: &IssuerControl, issuer: &str, path: &str) -> Response<B
                 "jwks_uri": format!("{issuer}/oauth2/jwks"),
                 "authorization_endpoint": format!("{issuer}/oauth2/authorize"),
                 "token_endpoint": format!("{issuer}/oauth2/token"),
+                "revocation_endpoint": format!("{issuer}/oauth2/revoke"),
+                "end_session_endpoint": format!("{issuer}/oauth2/end_session"),
+                "code_challenge_methods_supported": ["S256"],
+                "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
                 "id_token_signing_alg_values_supported": ["RS256"],
             })
             .to_string(),

@@ -108,6 +108,10 @@ pub async fn explain(cfg: &Config, method: &str, url: &str, token: Option<&str>,
         (_, t) if route.method.uses_resolver() && !(route.method == AuthMethod::JwtOrSession && t.is_some_and(crate::auth::looks_like_jwt)) => {
             "decided by Authgear's resolver (session mode; explain does not contact it)".to_owned()
         }
+        (_, _) if route.method == AuthMethod::Login => {
+            "decided by the gateway's browser login: a sealed session cookie, else a page load gets 302 to the login and anything else 401 (explain does not open cookies)"
+                .to_owned()
+        }
         (AuthMode::Optional, None) => "forwarded anonymously (optional route, no token)".to_owned(),
         (AuthMode::Required, None) => "401: a bearer token is required".to_owned(),
         (_, Some(t)) => {

@@ -4,5 +4,6 @@
 
 pub mod demo;
 pub mod devissuer;
+pub mod devissuer_oauth;
 pub mod explain;
 pub mod explain_forward_auth;

@@ -27,6 +27,7 @@ struct Sections<'i> {
     headers: Option<Spanned<DeValue<'i>>>,
     routes: Option<Spanned<DeValue<'i>>>,
     log: Option<Spanned<DeValue<'i>>>,
+    login: Option<Spanned<DeValue<'i>>>,
 }
 
 pub(super) fn compile(text: &str, file: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Diagnostics> {
@@ -41,7 +42,7 @@ pub(super) fn compile(text: &str, file: &str, env: &dyn Fn(&str) -> Option<Strin
     check_unknown_keys(&mut rep, root.get_mut());
     expand_env(&mut rep, root.get_mut(), env);
     let mut tracing = None;
-    let mut s = Sections { server: None, admin: None, forward_auth: None, upstream: None, upstreams: None, auth: None, headers: None, routes: None, log: None };
+    let mut s = Sections { server: None, admin: None, forward_auth: None, upstream: None, upstreams: None, auth: None, headers: None, routes: None, log: None, login: None };
     for (k, v) in root.into_inner() {
         match &**k.get_ref() {
             "server" => s.server = Some(v),
@@ -54,6 +55,7 @@ pub(super) fn compile(text: &str, file: &str, env: &dyn Fn(&str) -> Option<Strin
             "routes" => s.routes = Some(v),
             "log" => s.log = Some(v),
             "tracing" => tracing = Some(v),
+            "login" => s.login = Some(v),
             _ => {}
         }
     }
@@ -116,6 +118,7 @@ impl Compiler<'_> {
 
         let (issuers, realm, raw_session, token_cache) = self.auth(s.auth);
         let (session, default_method) = self.session(&raw_session, &issuers);
+        let login = self.browser_login(s.login, &issuers);
         let default_headers = match s.headers {
             None => Arc::new(HeaderMapping::authgear_default()),
             Some(v) => {
@@ -130,6 +133,7 @@ impl Compiler<'_> {
             issuers: &issuers,
             default_method,
             session: &session,
+            login: login.as_deref(),
             default_case: server.path_case,
         };
         let routes = self.routes(s.routes, &ctx);
@@ -154,6 +158,7 @@ impl Compiler<'_> {
             upstreams,
             issuers,
             session,
+            login,
             realm,
             token_cache,
             default_headers: default_headers.clone(),

@@ -51,6 +51,7 @@ pub(super) struct RouteContext<'c> {
     pub(super) issuers: &'c [IssuerSettings],
     pub(super) default_method: AuthMethod,
     pub(super) session: &'c SessionSettings,
+    pub(super) login: Option<&'c super::settings::BrowserLoginSettings>,
     /// `[server] path_case`: routes without their own follow it.
     pub(super) default_case: PathCase,
 }
@@ -201,6 +202,15 @@ impl Compiler<'_> {
                 "set [auth] issuer (the resolver defaults to <issuer>/_resolver/resolve) or [auth] resolver_url",
             );
         }
+        if auth != AuthMode::Public && method == AuthMethod::Login && ctx.login.is_none() {
+            let s = r.method.as_ref().map_or(span.clone(), |m| m.span());
+            self.rep.error_hint(
+                s,
+                format!("{key}.method"),
+                "method `login` needs a [login] table",
+                "add [login] with public_origin, client_id and cookie_keys",
+            );
+        }
         let login_redirect = r.login_redirect.as_ref().is_some_and(|b| *b.get_ref());
         if let (true, Some(lr)) = (login_redirect, &r.login_redirect) {
             if auth == AuthMode::Public {
@@ -272,6 +282,7 @@ impl Compiler<'_> {
             add_prefix,
             headers,
             pass_authorization: r.pass_authorization.unwrap_or(true),
+            pass_access_token: self.pass_access_token(r, method, key),
             audiences,
             max_body_size: self.size(&r.max_body_size, &format!("{key}.max_body_size")),
             upgrades: self.upgrades(&r.upgrades, key),

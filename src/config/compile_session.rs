@@ -124,6 +124,7 @@ fn method_of(m: RawAuthMethod) -> AuthMethod {
         RawAuthMethod::Jwt => AuthMethod::Jwt,
         RawAuthMethod::Session => AuthMethod::Session,
         RawAuthMethod::JwtOrSession => AuthMethod::JwtOrSession,
+        RawAuthMethod::Login => AuthMethod::Login,
     }
 }
 
@@ -138,7 +139,7 @@ fn is_cookie_name(s: &str) -> bool {
 }
 
 /// `https://host[:port]` (a trailing `/` allowed), lower-cased, or `None`.
-fn origin_of(s: &str) -> Option<String> {
+pub(super) fn origin_of(s: &str) -> Option<String> {
     let u: http::Uri = s.parse().ok()?;
     let scheme = u.scheme_str().filter(|sc| matches!(*sc, "http" | "https"))?;
     let auth = u.authority()?;

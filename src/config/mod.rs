@@ -8,6 +8,7 @@
 
 mod compile;
 mod compile_forward_auth;
+mod compile_login;
 mod compile_routes;
 mod compile_session;
 mod compile_tracing;

@@ -112,6 +112,8 @@ pub enum RawAuthMethod {
     Jwt,
     Session,
     JwtOrSession,
+    /// The gateway's own browser login (`[login]`).
+    Login,
 }
 
 /// The session-mode keys of `[auth]` (resolver, verdict cache, login
@@ -174,7 +176,46 @@ pub struct RawRoute {
     pub upgrades: Option<Spanned<Vec<Spanned<String>>>>,
     pub method_override: Option<Spanned<bool>>,
     pub path_case: Option<Spanned<String>>,
+    pub pass_access_token: Option<Spanned<bool>>,
 }
+
+/// `[login]`: the gateway's own browser login (OIDC code + PKCE).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLogin {
+    pub public_origin: Option<Spanned<String>>,
+    pub client_id: Option<Spanned<String>>,
+    pub client_secret: Option<Spanned<String>>,
+    pub client_secret_file: Option<Spanned<String>>,
+    pub token_endpoint_auth: Option<Spanned<String>>,
+    pub scopes: Option<Spanned<Vec<Spanned<String>>>>,
+    pub redirect_path: Option<Spanned<String>>,
+    pub logout_path: Option<Spanned<String>>,
+    pub cookie_name: Option<Spanned<String>>,
+    pub cookie_keys: Option<Spanned<Vec<Spanned<String>>>>,
+    pub session_lifetime: Option<Spanned<String>>,
+    pub refresh_margin: Option<Spanned<String>>,
+    pub max_login_flows: Option<Spanned<i64>>,
+    pub post_logout_redirect_uris: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+/// The keys of [`RawLogin`].
+pub const LOGIN_KEYS: &[&str] = &[
+    "public_origin",
+    "client_id",
+    "client_secret",
+    "client_secret_file",
+    "token_endpoint_auth",
+    "scopes",
+    "redirect_path",
+    "logout_path",
+    "cookie_name",
+    "cookie_keys",
+    "session_lifetime",
+    "refresh_margin",
+    "max_login_flows",
+    "post_logout_redirect_uris",
+];
 
 /// `[log]`
 #[derive(Debug, Default, Deserialize)]
@@ -237,7 +278,7 @@ pub fn known_keys(table: &str) -> Option<&'static [&'static str]> {
         "insecure_skip_verify",
     ];
     Some(match table {
-        "" => &["server", "admin", "forward_auth", "upstream", "upstreams", "auth", "headers", "routes", "log", "tracing"],
+        "" => &["server", "admin", "forward_auth", "upstream", "upstreams", "auth", "headers", "routes", "log", "tracing", "login"],
         "server" => &[
             "listen",
             "trust_forwarded_headers",
@@ -285,7 +326,9 @@ pub fn known_keys(table: &str) -> Option<&'static [&'static str]> {
             "upgrades",
             "method_override",
             "path_case",
+            "pass_access_token",
         ],
+        "login" => LOGIN_KEYS,
         "log" => &["format", "level", "access"],
         "tracing" => &["enabled", "endpoint", "protocol", "sample_ratio", "parent_based", "service_name", "timeout", "export_delay"],
         _ => return None,

@@ -154,6 +154,70 @@ pub struct LoginSettings {
     pub return_origin: Option<String>,
 }
 
+/// How the gateway proves itself at the token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// HTTP Basic with the client id and secret.
+    SecretBasic,
+    /// `client_id` and `client_secret` in the form body.
+    SecretPost,
+    /// A public client: PKCE only, no secret.
+    None,
+}
+
+/// One key of `[login] cookie_keys`: its id and 32 bytes of AES-256 key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CookieKey {
+    pub id: String,
+    pub key: [u8; 32],
+}
+
+impl std::fmt::Debug for CookieKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CookieKey({}, <redacted>)", self.id)
+    }
+}
+
+/// `[login]`, compiled: the gateway's own browser login.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BrowserLoginSettings {
+    /// `scheme://host[:port]` of the app as browsers see it; every URL the
+    /// flow builds starts with it, never with the request's `Host`.
+    pub public_origin: String,
+    /// The issuer (index into `Config::issuers`) the browser logs in with.
+    pub issuer: usize,
+    pub client_id: String,
+    pub client_secret: Option<String>,
+    pub client_auth: ClientAuth,
+    pub scopes: Vec<String>,
+    pub redirect_path: String,
+    pub logout_path: String,
+    /// The session cookie's name, with `__Host-` already prepended on https.
+    pub cookie_name: String,
+    /// `Secure` and `__Host-` (true whenever the public origin is https).
+    pub secure: bool,
+    /// The first seals, all open.
+    pub cookie_keys: Vec<CookieKey>,
+    pub session_lifetime: Duration,
+    /// Refresh when the access token has less than this left.
+    pub refresh_margin: Duration,
+    /// Pending logins (state cookies) kept at once; the oldest is dropped.
+    pub max_login_flows: usize,
+    pub post_logout_redirect_uris: Vec<String>,
+}
+
+impl std::fmt::Debug for BrowserLoginSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrowserLoginSettings")
+            .field("public_origin", &self.public_origin)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "<redacted>"))
+            .field("cookie_name", &self.cookie_name)
+            .field("cookie_keys", &self.cookie_keys)
+            .finish_non_exhaustive()
+    }
+}
+
 /// `[auth] token_cache_size` and `token_cache_memory_mb`, compiled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TokenCacheSettings {
@@ -197,6 +261,8 @@ pub struct Config {
     pub upstreams: Vec<Arc<UpstreamSettings>>,
     pub issuers: Vec<IssuerSettings>,
     pub session: SessionSettings,
+    /// `[login]`; `None` when the file has no such table.
+    pub login: Option<Arc<BrowserLoginSettings>>,
     /// `realm` of `WWW-Authenticate`.
     pub realm: String,
     pub token_cache: TokenCacheSettings,

@@ -7,6 +7,7 @@ use http::{HeaderMap, Method};
 use crate::auth::{bearer_token, looks_like_jwt, now_unix, verify_token, AuthFailure, Identity};
 use crate::error::GatewayError;
 use crate::observe::trace::{Child, Kind};
+use crate::login::{Lookup, Refreshed};
 use crate::policy::routes::{AuthMethod, AuthMode, Route};
 use crate::session::redirect;
 use crate::session::resolver::Verdict;
@@ -37,6 +38,7 @@ pub async fn authenticate(snap: &Snapshot, route: &Route, req: &RequestInfo<'_>)
             None => Err(GatewayError::MissingToken),
         },
         AuthMethod::Session | AuthMethod::JwtOrSession => authenticate_session(snap, route, req.headers).await,
+        AuthMethod::Login => return login(snap, route, req).await.map(|l| l.identity),
     };
     match result {
         Err(e) if route.login_redirect && e.is_unauthenticated() => {
@@ -96,4 +98,96 @@ async fn authenticate_session(snap: &Snapshot, route: &Route, headers: &HeaderMa
         Ok(_) => Err(GatewayError::InvalidSession),
         Err(_) => Err(GatewayError::ResolverUnavailable),
     }
+}
+
+/// What a `method = "login"` route learned from the session cookie.
+#[derive(Default)]
+pub struct LoginAuth {
+    /// `None` for an anonymous request on an optional route.
+    pub identity: Option<Identity>,
+    /// The session's access token (for `pass_access_token`).
+    pub access_token: Option<String>,
+    /// `Set-Cookie` lines for the response (a refreshed session).
+    pub set_cookies: Vec<String>,
+}
+
+/// `method = "login"`: the gateway's own sealed session, refreshed first
+/// when its access token is about to expire. A browser navigation without
+/// a usable session is sent to log in ([`GatewayError::LoginStart`]);
+/// anything else gets the 401. A provider that cannot refresh is never a
+/// logout: the current access token serves while it is valid, then 503.
+pub async fn login(snap: &Snapshot, route: &Route, req: &RequestInfo<'_>) -> Result<LoginAuth, GatewayError> {
+    if route.auth == AuthMode::Public {
+        return Ok(LoginAuth::default());
+    }
+    let service = snap.login.as_ref().ok_or_else(|| GatewayError::Internal("login route without [login]".into()))?;
+    let now = now_unix();
+    let (refusal, mut clear) = match service.lookup(req.headers, now) {
+        Lookup::Valid(session) => return Ok(signed_in(service, *session, Vec::new())),
+        Lookup::Stale(session) => {
+            let jar = crate::login::cookies::request_cookies(req.headers);
+            let still_valid = session.access_exp > now;
+            match service.refresh(&snap.config, &snap.keys, (*session).clone(), &jar, now).await {
+                Refreshed::Fresh(fresh, lines) => return Ok(signed_in(service, *fresh, lines)),
+                Refreshed::Down if still_valid => return Ok(signed_in(service, *session, Vec::new())),
+                Refreshed::Down => return Err(GatewayError::ResolverUnavailable),
+                Refreshed::Ended(lines) => (GatewayError::InvalidSession, lines),
+            }
+        }
+        Lookup::Absent => (GatewayError::MissingSession, Vec::new()),
+        Lookup::Invalid(reason) => {
+            tracing::debug!(reason, route = %route.name, "login session refused");
+            (GatewayError::InvalidSession, Vec::new())
+        }
+    };
+    if route.auth == AuthMode::Optional {
+        return Ok(LoginAuth { set_cookies: clear, ..LoginAuth::default() });
+    }
+    if !is_navigation(req.method, req.headers) {
+        return Err(refusal);
+    }
+    match return_path(req.path, req.query) {
+        Some(ret) => match service.start(&ret, req.headers, now).await? {
+            GatewayError::LoginStart(mut start) => {
+                start.1.append(&mut clear);
+                Err(GatewayError::LoginStart(start))
+            }
+            other => Err(other),
+        },
+        None => Err(refusal),
+    }
+}
+
+fn signed_in(service: &crate::login::LoginService, session: crate::login::Session, set_cookies: Vec<String>) -> LoginAuth {
+    let token = session.access_token.clone();
+    LoginAuth { identity: Some(service.identity(session)), access_token: Some(token), set_cookies }
+}
+
+/// A browser loading a page: GET or HEAD, announced by Fetch Metadata
+/// (`Sec-Fetch-Mode: navigate` or `Sec-Fetch-Dest: document`), or, from a
+/// browser that sends neither, an `Accept` preferring HTML. Never a request
+/// marked `X-Requested-With` (a script, which cannot follow a redirect to
+/// another site).
+pub fn is_navigation(method: &Method, headers: &HeaderMap) -> bool {
+    if !(method == Method::GET || method == Method::HEAD) || headers.contains_key("x-requested-with") {
+        return false;
+    }
+    let mode = headers.get("sec-fetch-mode");
+    let dest = headers.get("sec-fetch-dest");
+    if mode.is_some() || dest.is_some() {
+        return mode.is_some_and(|m| m.as_bytes() == b"navigate") || dest.is_some_and(|d| d.as_bytes() == b"document");
+    }
+    redirect::prefers_html(headers)
+}
+
+/// The same-site path and query a login returns to, or `None` when the
+/// path is not unmistakably one of this site's (the `login_redirect` rules).
+pub fn return_path(path: &str, query: Option<&str>) -> Option<String> {
+    if !redirect::is_local_path(path) || query.is_some_and(|q| q.bytes().any(|b| !(0x21..=0x7e).contains(&b) || b == b'#')) {
+        return None;
+    }
+    Some(match query {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_owned(),
+    })
 }

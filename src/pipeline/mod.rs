@@ -5,6 +5,7 @@
 
 pub mod authenticate;
 pub mod grpc;
+pub mod login;
 pub mod method_param;
 pub mod screen;
 
@@ -112,6 +113,10 @@ pub struct Decision<'s> {
     pub path: path::NormalPath,
     /// `None` for an anonymous request the route lets through.
     pub identity: Option<Identity>,
+    /// A `method = "login"` session's access token.
+    pub access_token: Option<String>,
+    /// `Set-Cookie` lines the response must carry (a refreshed session).
+    pub set_cookies: Vec<String>,
 }
 
 /// Steps 0b to 4, shared by every way a request can arrive: limits, screen,
@@ -136,11 +141,14 @@ pub async fn decide<'s, B>(snap: &'s Snapshot, req: &mut Request<B>, out: &mut T
     // The return URL after a login is the judged path too: the parameter
     // (a session id, usually) must not travel to the login page.
     let info = authenticate::RequestInfo { method: req.method(), headers: req.headers(), path: path.judged(), query: req.uri().query() };
-    let identity = authenticate::authenticate(snap, route, &info).await?;
+    let authenticate::LoginAuth { identity, access_token, set_cookies } = match route.method {
+        crate::policy::routes::AuthMethod::Login => authenticate::login(snap, route, &info).await?,
+        _ => authenticate::LoginAuth { identity: authenticate::authenticate(snap, route, &info).await?, ..Default::default() },
+    };
     out.sub = identity.as_ref().and_then(|i| i.subject().map(str::to_owned));
 
     authorize(snap, route, identity.as_ref())?;
-    Ok(Decision { route, path, identity })
+    Ok(Decision { route, path, identity, access_token, set_cookies })
 }
 
 /// Judges the request (`decide`), then steps 5 and 6: rewrite and forward.
@@ -152,7 +160,18 @@ async fn route_and_forward<'s>(
     bytes_in: Arc<AtomicU64>,
 ) -> Result<Response<Body>, GatewayError> {
     let cfg = &snap.config;
-    let Decision { route, path, identity } = decide(snap, &mut req, out).await?;
+    if login::is_own_path(snap, req.uri().path()) {
+        // Step 0c: the login's own paths, screened like every request.
+        check_request_limits(&cfg.server, &req)?;
+        screen::check_method(req.method())?;
+        screen::canonical_host(&cfg.server, &mut req)?;
+        out.path = Some(req.uri().path().to_owned());
+        if let Some(resp) = login::own_paths(snap, &req).await? {
+            return Ok(resp);
+        }
+    }
+    let Decision { route, path, identity, access_token, set_cookies } = decide(snap, &mut req, out).await?;
+    login::set_authorization(route, access_token.as_deref(), req.headers_mut());
 
     if let (Some(max), Some(len)) = (route.max_body_size, content_length(&req)) {
         if len > max {
@@ -197,7 +216,10 @@ async fn route_and_forward<'s>(
     // ended at a refused `_method` field makes the upstream request fail:
     // that is the client's 413 or 400, not the upstream's 502; a timeout
     // spent waiting for the client's body is 408.
-    result.map_err(|e| if override_refused.load(Ordering::Acquire) { GatewayError::BadRequest(BadRequest::MethodOverride) } else { fate.blame(e) })
+    let mut resp =
+        result.map_err(|e| if override_refused.load(Ordering::Acquire) { GatewayError::BadRequest(BadRequest::MethodOverride) } else { fate.blame(e) })?;
+    login::add_cookies(resp.headers_mut(), &set_cookies);
+    Ok(resp)
 }
 
 /// Step 0: URI length (414), header count and size (431). HTTP/1.1 heads

@@ -40,6 +40,8 @@ pub enum AuthMethod {
     Session,
     /// A bearer JWT is verified locally; anything else goes to the resolver.
     JwtOrSession,
+    /// The gateway's own browser login: a session it sealed itself.
+    Login,
 }
 
 impl AuthMethod {
@@ -49,12 +51,13 @@ impl AuthMethod {
             AuthMethod::Jwt => "jwt",
             AuthMethod::Session => "session",
             AuthMethod::JwtOrSession => "jwt_or_session",
+            AuthMethod::Login => "login",
         }
     }
 
     /// True when the method may call the resolver.
     pub fn uses_resolver(self) -> bool {
-        self != AuthMethod::Jwt
+        matches!(self, AuthMethod::Session | AuthMethod::JwtOrSession)
     }
 }
 
@@ -316,6 +319,9 @@ pub struct Route {
     pub add_prefix: Option<String>,
     pub headers: Arc<HeaderMapping>,
     pub pass_authorization: bool,
+    /// `method = "login"` routes: send the session's access token upstream
+    /// as `Authorization: Bearer`.
+    pub pass_access_token: bool,
     /// Replaces the issuer's audiences for this route when set.
     pub audiences: Option<Vec<String>>,
     /// Request bodies larger than this get 413; `None` streams any size.

@@ -258,10 +258,12 @@ pub fn raw_status(answer: &str) -> u16 {
     answer.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
 }
 
+pub mod browser;
 pub mod front;
 pub mod ingress;
 pub mod obs;
 pub mod otlp;
+pub mod open_redirect;
 pub mod process;
 pub mod rawhttp;
 pub mod resolver;

@@ -1,0 +1,156 @@
+//! The gateway's own browser login (issue 16): OIDC authorization code with
+//! PKCE (S256) against the configured issuer, per-flow sealed state
+//! cookies, the callback (code exchange, ID token checked through the same
+//! key cache as bearer tokens), sealed session cookies, and logout. The
+//! request path (`pipeline::login`) decides when each is used; this folder
+//! never sees the route table.
+
+pub mod cookies;
+pub mod flow;
+pub mod logout;
+pub mod oidc;
+pub mod pages;
+pub mod refresh;
+pub mod seal;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use http::HeaderMap;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::auth::Identity;
+use crate::config::{BrowserLoginSettings, IssuerSettings};
+use oidc::Provider;
+use seal::{OpenError, Sealer};
+
+/// Most ended sessions and spent `state`s remembered per process.
+const MAX_REMEMBERED: usize = 100_000;
+
+/// What became of a refresh.
+#[derive(Debug, Clone)]
+pub enum Refreshed {
+    /// New tokens; the cookie lines store them.
+    Fresh(Box<Session>, Vec<String>),
+    /// The provider refused: the session is over (the lines clear it).
+    Ended(Vec<String>),
+    /// The provider could not be asked; nothing was changed.
+    Down,
+}
+
+/// One refresh in flight or just done, shared by every request of a session.
+pub type Flight = Arc<tokio::sync::OnceCell<Refreshed>>;
+
+/// One logged-in browser, as sealed into its cookie.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Session {
+    /// Random, new on every login (never taken from the browser).
+    pub id: String,
+    /// The verified ID token's claims, over the access token's when it is a JWT.
+    pub claims: Map<String, Value>,
+    pub access_token: String,
+    pub refresh_token: Option<String>,
+    /// Kept for logout's `id_token_hint`.
+    pub id_token: String,
+    /// When the access token expires (Unix seconds).
+    pub access_exp: u64,
+    /// `session_lifetime` after the login (Unix seconds).
+    pub expires: u64,
+}
+
+/// What the session cookie of a request amounts to.
+#[derive(Debug)]
+pub enum Lookup {
+    /// No session cookie at all.
+    Absent,
+    /// A cookie that does not open, is expired or was logged out.
+    Invalid(&'static str),
+    Valid(Box<Session>),
+    /// Good, but the access token is within `refresh_margin` of expiring
+    /// (or past it) and there is a refresh token: refresh before use.
+    Stale(Box<Session>),
+}
+
+/// The live login state of one `[login]`: keys, provider client, and what
+/// this process remembers (spent `state`s, logged-out sessions).
+pub struct LoginService {
+    pub settings: Arc<BrowserLoginSettings>,
+    sealer: Sealer,
+    provider: Provider,
+    /// `state` -> when it stops mattering; a callback is honoured once.
+    spent_states: Mutex<HashMap<String, u64>>,
+    /// Session id -> its expiry: sessions logged out here. A copied cookie
+    /// stays refused by this process (a server-side store covers replicas).
+    ended: Mutex<HashMap<String, u64>>,
+    /// Refreshes in flight or just done, by session and refresh token.
+    flights: Mutex<HashMap<String, (u64, Flight)>>,
+}
+
+impl LoginService {
+    /// Builds the service for `settings`, talking to `issuer`.
+    pub fn new(settings: Arc<BrowserLoginSettings>, issuer: &IssuerSettings) -> Result<LoginService, String> {
+        let sealer = Sealer::new(&settings.cookie_keys).ok_or("login.cookie_keys: no usable key")?;
+        let provider = Provider::new(&issuer.issuer, issuer.ca_file.as_deref())?;
+        Ok(LoginService { settings, sealer, provider, spent_states: Mutex::default(), ended: Mutex::default(), flights: Mutex::default() })
+    }
+
+    /// True when a reload may keep this service (and what it remembers).
+    pub fn same_settings(&self, settings: &BrowserLoginSettings) -> bool {
+        *self.settings == *settings
+    }
+
+    /// Opens the request's session cookie and checks it is still good at `now`.
+    pub fn lookup(&self, headers: &HeaderMap, now: u64) -> Lookup {
+        let jar = cookies::request_cookies(headers);
+        let Some(value) = cookies::joined(&jar, &self.settings.cookie_name) else { return Lookup::Absent };
+        let session = match self.open_session(&value) {
+            Ok(s) => s,
+            Err(e) => return Lookup::Invalid(e.reason()),
+        };
+        if session.expires <= now {
+            return Lookup::Invalid("session_expired");
+        }
+        if lock(&self.ended).contains_key(&session.id) {
+            return Lookup::Invalid("session_ended");
+        }
+        if session.access_exp > now.saturating_add(self.settings.refresh_margin.as_secs()) {
+            return Lookup::Valid(Box::new(session));
+        }
+        match (&session.refresh_token, session.access_exp > now) {
+            (Some(_), _) => Lookup::Stale(Box::new(session)),
+            (None, true) => Lookup::Valid(Box::new(session)),
+            (None, false) => Lookup::Invalid("access_token_expired"),
+        }
+    }
+
+    /// The identity a session carries, for the route checks and headers.
+    pub fn identity(&self, session: Session) -> Identity {
+        Identity { claims: Arc::new(session.claims), issuer: self.settings.issuer, rendered: None }
+    }
+
+    fn open_session(&self, value: &str) -> Result<Session, OpenError> {
+        let plain = self.sealer.open(&self.settings.cookie_name, value)?;
+        serde_json::from_slice(&plain).map_err(|_| OpenError::Malformed)
+    }
+
+    /// Remembers `key` until `until` in `map`, forgetting what has passed.
+    fn remember(map: &Mutex<HashMap<String, u64>>, key: String, until: u64, now: u64) -> bool {
+        let mut m = lock(map);
+        if m.len() >= MAX_REMEMBERED {
+            m.retain(|_, t| *t > now);
+        }
+        if m.len() >= MAX_REMEMBERED {
+            // Full of live entries: refusing here would let a flood of
+            // logins lock everyone out; the oldest-expiring goes.
+            if let Some(k) = m.iter().min_by_key(|(_, t)| **t).map(|(k, _)| k.clone()) {
+                m.remove(&k);
+            }
+        }
+        m.insert(key, until).is_none()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
