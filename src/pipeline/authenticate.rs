@@ -127,7 +127,8 @@ pub async fn login(snap: &Snapshot, route: &Route, req: &RequestInfo<'_>) -> Res
         Lookup::Stale(session) => {
             let jar = crate::login::cookies::request_cookies(req.headers);
             let still_valid = session.access_exp > now;
-            match service.refresh(&snap.config, &snap.keys, (*session).clone(), &jar, now).await {
+            let span = Child::session_refresh();
+            match span.run(service.refresh(&snap.config, &snap.keys, (*session).clone(), &jar, now)).await {
                 Refreshed::Fresh(fresh, lines) => return Ok(signed_in(service, *fresh, lines)),
                 Refreshed::Down if still_valid => return Ok(signed_in(service, *session, Vec::new())),
                 Refreshed::Down => return Err(GatewayError::ResolverUnavailable),
