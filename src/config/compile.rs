@@ -42,7 +42,18 @@ pub(super) fn compile(text: &str, file: &str, env: &dyn Fn(&str) -> Option<Strin
     check_unknown_keys(&mut rep, root.get_mut());
     expand_env(&mut rep, root.get_mut(), env);
     let mut tracing = None;
-    let mut s = Sections { server: None, admin: None, forward_auth: None, upstream: None, upstreams: None, auth: None, headers: None, routes: None, log: None, login: None };
+    let mut s = Sections {
+        server: None,
+        admin: None,
+        forward_auth: None,
+        upstream: None,
+        upstreams: None,
+        auth: None,
+        headers: None,
+        routes: None,
+        log: None,
+        login: None,
+    };
     for (k, v) in root.into_inner() {
         match &**k.get_ref() {
             "server" => s.server = Some(v),

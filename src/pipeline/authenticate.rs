@@ -6,8 +6,8 @@ use http::{HeaderMap, Method};
 
 use crate::auth::{bearer_token, looks_like_jwt, now_unix, verify_token, AuthFailure, Identity};
 use crate::error::GatewayError;
-use crate::observe::trace::{Child, Kind};
 use crate::login::{Lookup, Refreshed};
+use crate::observe::trace::{Child, Kind};
 use crate::policy::routes::{AuthMethod, AuthMode, Route};
 use crate::session::redirect;
 use crate::session::resolver::Verdict;
