@@ -46,7 +46,11 @@ proptest! {
             prop_assert!(!p.contains(';') && !p.contains('\\') && p.is_ascii(), "{p}");
             let lower = p.to_ascii_lowercase();
             prop_assert!(!lower.contains("%2e") && !lower.contains("%2f") && !lower.contains("%5c") && !lower.contains("%00"), "{p}");
-            prop_assert!(!lower.contains("%252") && !lower.contains("%255"), "{p}");
+            // No `%25` and two hex digits: a second decode would make an
+            // escape (`%252e` -> `%2e`). `%25` before one digit and the end
+            // (`/a%252`) is a plain percent sign, as path.rs's tests pin.
+            let b = lower.as_bytes();
+            prop_assert!(!b.windows(5).any(|w| w.starts_with(b"%25") && w[3].is_ascii_hexdigit() && w[4].is_ascii_hexdigit()), "{p}");
             // The forwarded form adds only a parameter without `/`, `\` or `%`.
             let f = n.forwarded();
             prop_assert!(f.starts_with(p));
