@@ -11,30 +11,10 @@ use std::sync::OnceLock;
 
 use authgear_gateway::commands::devissuer::DevIssuer;
 use serde_json::json;
-use support::ingress::{self, IDENTITY};
+use support::ingress::{self, IDENTITY, LOGIN, ROUTES};
 use support::process::{free_port, ChildServer};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-const LOGIN: &str = "https://login.example.test/login";
-
-const ROUTES: &str = r#"
-[[routes]]
-path = "/public/**"
-auth = "public"
-
-[[routes]]
-path = "/admin/**"
-roles = ["admin"]
-
-[[routes]]
-path = "/web/**"
-login_redirect = true
-
-[[routes]]
-path = "/api/**"
-auth = "required"
-"#;
 
 struct Rig {
     rt: tokio::runtime::Runtime,

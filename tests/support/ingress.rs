@@ -36,3 +36,26 @@ pub fn via(rt: &tokio::runtime::Runtime, ingress: SocketAddr, app: &Upstream, ta
     let seen = app.seen().into_iter().filter(|s| s.headers.get("x-test-id").is_some_and(|v| v == id.as_str())).collect();
     (answers.remove(0), seen)
 }
+
+/// The login page the `login_redirect` routes send browsers to.
+pub const LOGIN: &str = "https://login.example.test/login";
+
+/// The routes every ingress test puts behind its ingress: public,
+/// role-gated, browser-login and token routes.
+pub const ROUTES: &str = r#"
+[[routes]]
+path = "/public/**"
+auth = "public"
+
+[[routes]]
+path = "/admin/**"
+roles = ["admin"]
+
+[[routes]]
+path = "/web/**"
+login_redirect = true
+
+[[routes]]
+path = "/api/**"
+auth = "required"
+"#;
