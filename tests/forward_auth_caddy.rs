@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::OnceLock;
 
 use authgear_gateway::commands::devissuer::DevIssuer;
-use support::ingress::{self, IDENTITY, LOGIN, ROUTES};
+use support::ingress::{self, LOGIN_CONFIG, IDENTITY, LOGIN, ROUTES};
 use support::process::{free_port, ChildServer};
 use support::*;
 
@@ -17,7 +17,7 @@ struct Rig {
     rt: tokio::runtime::Runtime,
     issuer: DevIssuer,
     app: Upstream,
-    _gw: Gw,
+    gw: Gw,
     caddy: ChildServer,
 }
 
@@ -30,12 +30,12 @@ fn rig() -> &'static Rig {
             let issuer = DevIssuer::start().await.expect("issuer");
             let app = Upstream::start().await;
             let fa = "[forward_auth]\nlisten = \"127.0.0.1:0\"\ntrusted_proxies = [\"127.0.0.1/32\"]\nflavour = \"caddy\"\n";
-            let text = config_text(&issuer, app.addr, &format!("login_url = \"{LOGIN}\""), &format!("{fa}\n{ROUTES}"));
+            let text = config_text(&issuer, app.addr, &format!("login_url = \"{LOGIN}\""), &format!("{fa}\n{LOGIN_CONFIG}\n{ROUTES}"));
             let gw = start_ready(&text).await;
             let caddy = start_caddy(gw.server.forward_auth_addr.expect("forward-auth listener"), app.addr).await;
             (issuer, app, gw, caddy)
         });
-        Rig { rt, issuer, app, _gw: gw, caddy }
+        Rig { rt, issuer, app, gw, caddy }
     })
 }
 
@@ -43,13 +43,15 @@ async fn start_caddy(gateway: SocketAddr, app: SocketAddr) -> ChildServer {
     let port = free_port();
     let dir = std::env::temp_dir().join(format!("agw-fa-caddy-{port}"));
     std::fs::create_dir_all(&dir).expect("caddy dir");
-    let names: Vec<String> = IDENTITY.iter().map(|h| h.to_string()).collect();
+    // Caddy looks response headers up by their canonical spelling.
+    let canonical = |h: &str| h.split('-').map(|w| w[..1].to_uppercase() + &w[1..]).collect::<Vec<_>>().join("-");
+    let copy: Vec<String> = IDENTITY.iter().map(|h| format!("\t\t\trequest_header {0} {{rp.header.{0}}}", canonical(h))).collect();
     let conf = include_str!("forward_auth/Caddyfile")
         .replace("{{DIR}}", &dir.display().to_string())
         .replace("{{PORT}}", &port.to_string())
         .replace("{{GATEWAY}}", &gateway.to_string())
         .replace("{{APP}}", &app.to_string())
-        .replace("{{IDENTITY}}", &names.join(" "));
+        .replace("{{COPY}}", &copy.join("\n"));
     let path = dir.join("Caddyfile");
     std::fs::write(&path, conf).expect("Caddyfile");
     let mut cmd = std::process::Command::new("/usr/bin/caddy");
@@ -118,4 +120,17 @@ fn a_browser_on_a_login_route_gets_the_302_through_caddy() {
     let location = a.header("location").unwrap_or_default();
     assert!(location.starts_with(LOGIN) && location.contains("%2Fweb%2Fhome"), "{location}");
     assert!(seen.is_empty());
+}
+
+#[test]
+fn a_session_refreshed_during_a_caddy_decision_reaches_the_browser() {
+    let r = rig();
+    let cookie = ingress::logged_in(&r.rt, &r.issuer, &r.gw);
+    ingress::a_refreshed_session_cookie_reaches_the_client(&cookie, &|t, h| via_caddy(r, t, h));
+}
+
+#[test]
+fn the_login_state_cookie_reaches_the_browser_through_caddy() {
+    let r = rig();
+    ingress::the_login_state_cookie_reaches_the_browser(&r.issuer, &|t, h| via_caddy(r, t, h));
 }

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::OnceLock;
 
 use authgear_gateway::commands::devissuer::DevIssuer;
-use support::ingress::{self, LOGIN, ROUTES};
+use support::ingress::{self, LOGIN_CONFIG, LOGIN, ROUTES};
 use support::process::{free_port, ChildServer};
 use support::*;
 
@@ -17,7 +17,7 @@ struct Rig {
     rt: tokio::runtime::Runtime,
     issuer: DevIssuer,
     app: Upstream,
-    _gw: Gw,
+    gw: Gw,
     envoy: ChildServer,
 }
 
@@ -30,12 +30,12 @@ fn rig() -> &'static Rig {
             let issuer = DevIssuer::start().await.expect("issuer");
             let app = Upstream::start().await;
             let fa = "[forward_auth]\nlisten = \"127.0.0.1:0\"\ntrusted_proxies = [\"127.0.0.1/32\"]\nflavour = \"envoy\"\npath_prefix = \"/agw-check\"\n";
-            let text = config_text(&issuer, app.addr, &format!("login_url = \"{LOGIN}\""), &format!("{fa}\n{ROUTES}"));
+            let text = config_text(&issuer, app.addr, &format!("login_url = \"{LOGIN}\""), &format!("{fa}\n{LOGIN_CONFIG}\n{ROUTES}"));
             let gw = start_ready(&text).await;
             let envoy = start_envoy(gw.server.forward_auth_addr.expect("forward-auth listener"), app.addr).await;
             (issuer, app, gw, envoy)
         });
-        Rig { rt, issuer, app, _gw: gw, envoy }
+        Rig { rt, issuer, app, gw, envoy }
     })
 }
 
@@ -114,4 +114,17 @@ fn a_browser_on_a_login_route_gets_the_302_through_envoy() {
     let location = a.header("location").unwrap_or_default();
     assert!(location.starts_with(LOGIN) && location.contains("%2Fweb%2Fhome"), "{location}");
     assert!(seen.is_empty());
+}
+
+#[test]
+fn a_session_refreshed_during_an_envoy_decision_reaches_the_browser() {
+    let r = rig();
+    let cookie = ingress::logged_in(&r.rt, &r.issuer, &r.gw);
+    ingress::a_refreshed_session_cookie_reaches_the_client(&cookie, &|t, h| via_envoy(r, t, h));
+}
+
+#[test]
+fn the_login_state_cookie_reaches_the_browser_through_envoy() {
+    let r = rig();
+    ingress::the_login_state_cookie_reaches_the_browser(&r.issuer, &|t, h| via_envoy(r, t, h));
 }

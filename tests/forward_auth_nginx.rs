@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 
 use authgear_gateway::commands::devissuer::DevIssuer;
 use serde_json::json;
-use support::ingress::{self, IDENTITY, LOGIN, ROUTES};
+use support::ingress::{self, LOGIN_CONFIG, IDENTITY, LOGIN, ROUTES};
 use support::process::{free_port, ChildServer};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -39,7 +39,7 @@ fn rig() -> &'static Rig {
             let issuer = DevIssuer::start().await.expect("issuer");
             let app = Upstream::start().await;
             let fa = "[forward_auth]\nlisten = \"127.0.0.1:0\"\ntrusted_proxies = [\"127.0.0.1/32\"]\nflavour = \"nginx\"\n";
-            let text = config_text(&issuer, app.addr, &format!("login_url = \"{LOGIN}\""), &format!("{fa}\n{ROUTES}"));
+            let text = config_text(&issuer, app.addr, &format!("login_url = \"{LOGIN}\""), &format!("{fa}\n{LOGIN_CONFIG}\n{ROUTES}"));
             let gw = start_ready(&text).await;
             let nginx = start_nginx(gw.server.forward_auth_addr.expect("forward-auth listener"), app.addr).await;
             (issuer, app, gw, nginx)
@@ -208,4 +208,17 @@ fn decisions_are_counted_and_logged() {
     let line = metrics.lines().find(|l| l.starts_with("authgear_gateway_forward_auth_decisions_total") && l.contains("result=\"missing_token\""));
     let n: f64 = line.and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok()).unwrap_or(0.0);
     assert!(n >= 1.0, "no missing_token decision counted:\n{metrics}");
+}
+
+#[test]
+fn a_session_refreshed_during_a_nginx_decision_reaches_the_browser() {
+    let r = rig();
+    let cookie = ingress::logged_in(&r.rt, &r.issuer, &r.gw);
+    ingress::a_refreshed_session_cookie_reaches_the_client(&cookie, &|t, h| via_nginx(r, t, h));
+}
+
+#[test]
+fn the_login_state_cookie_reaches_the_browser_through_nginx() {
+    let r = rig();
+    ingress::the_login_state_cookie_reaches_the_browser(&r.issuer, &|t, h| via_nginx(r, t, h));
 }

@@ -8,7 +8,8 @@ use super::rawhttp::{self, RawAnswer};
 use authgear_gateway::commands::devissuer::DevIssuer;
 use serde_json::json;
 
-use super::{Seen, Upstream};
+use super::browser::Browser;
+use super::{Gw, Seen, Upstream};
 
 /// The default identity headers, as the gateway names them.
 pub const IDENTITY: &[&str] = &[
@@ -61,7 +62,83 @@ login_redirect = true
 [[routes]]
 path = "/api/**"
 auth = "required"
+
+[[routes]]
+path = "/app/**"
+method = "login"
 "#;
+
+/// The gateway's own browser login for the `/app/**` route: every access
+/// token the issuer grants (300 s) is inside `refresh_margin`, so each use
+/// of a session refreshes it and the answer carries a new session cookie.
+pub const LOGIN_CONFIG: &str = r#"
+[login]
+public_origin = "https://gw.test"
+client_id = "web-app"
+client_secret = "s3cret"
+cookie_keys = ["k1:BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc="]
+refresh_margin = "10m"
+"#;
+
+/// The session cookie's name (`__Host-` because the origin is https).
+pub const SESSION: &str = "__Host-agw_session";
+
+/// Logs alice in through the gateway's main listener (where the login
+/// callback is served) and returns her session as a `Cookie` header.
+pub fn logged_in(rt: &tokio::runtime::Runtime, issuer: &DevIssuer, gw: &Gw) -> String {
+    rt.block_on(async {
+        let mut b = Browser::new(&[("https://gw.test", &gw.base)]);
+        let page = b.navigate("https://gw.test/app/start").await;
+        assert_eq!(page.status, 200, "the issuer's login page: {}", page.body);
+        let click = Browser::link(&page, &issuer.issuer, "Log in as alice");
+        assert_eq!(b.navigate(&click).await.status, 200);
+        session_cookie(b.jar.iter().map(|c| (c.name.as_str(), c.value.as_str())))
+    })
+}
+
+fn session_cookie<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+    let all: Vec<String> = pairs.filter(|(n, v)| n.starts_with(SESSION) && !n.contains("-state-") && !v.is_empty()).map(|(n, v)| format!("{n}={v}")).collect();
+    assert!(!all.is_empty(), "no session cookie");
+    all.join("; ")
+}
+
+/// The `Set-Cookie` lines of an answer.
+pub fn set_cookies(a: &RawAnswer) -> Vec<&str> {
+    a.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("set-cookie")).map(|(_, v)| v.as_str()).collect()
+}
+
+/// A session refreshed during a forward-auth decision: the client's
+/// response carries the new session cookie (and the app's answer), and
+/// that cookie is the one that works next.
+pub fn a_refreshed_session_cookie_reaches_the_client(cookie: &str, via: Via<'_>) {
+    let (a, seen) = via("/app/page", &[("cookie", cookie), ("accept", "application/json")]);
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].headers["x-authgear-user-id"], "user-alice");
+    let lines = set_cookies(&a);
+    let fresh: Vec<&str> = lines.iter().copied().filter(|l| l.starts_with(SESSION)).collect();
+    assert!(!fresh.is_empty(), "no session cookie in the client's response: {lines:?}");
+    for l in &fresh {
+        assert!(l.contains("HttpOnly") && l.contains("Secure"), "attributes kept: {l}");
+    }
+    let next = session_cookie(fresh.iter().filter_map(|l| l.split(';').next()?.split_once('=')));
+    assert_ne!(next, cookie, "the session was not refreshed");
+    let (a, seen) = via("/app/again", &[("cookie", &next), ("accept", "application/json")]);
+    assert_eq!(a.status, 200, "the refreshed cookie works");
+    assert_eq!(seen[0].headers["x-authgear-user-id"], "user-alice");
+}
+
+/// A browser without a session on a `method = "login"` route is sent to
+/// the issuer, and the state cookie of that login start reaches it.
+pub fn the_login_state_cookie_reaches_the_browser(issuer: &DevIssuer, via: Via<'_>) {
+    let nav = [("accept", "text/html"), ("sec-fetch-mode", "navigate")];
+    let (a, seen) = via("/app/page?tab=1", &nav);
+    assert_eq!(a.status, 302, "{}", String::from_utf8_lossy(&a.body));
+    assert!(a.header("location").is_some_and(|l| l.starts_with(&issuer.issuer)), "to the issuer: {:?}", a.header("location"));
+    let lines = set_cookies(&a);
+    assert!(lines.iter().any(|l| l.starts_with(&format!("{SESSION}-state-")) && l.contains("HttpOnly")), "no state cookie: {lines:?}");
+    assert!(seen.is_empty());
+}
 
 /// What an ingress client does: a GET with these headers, and what the app saw.
 pub type Via<'a> = &'a dyn Fn(&str, &[(&str, &str)]) -> (RawAnswer, Vec<Seen>);

@@ -6,7 +6,7 @@
 //! 401 naming the login page in `X-Auth-Signin`. Traefik, Caddy and Envoy
 //! hand a non-2xx answer to the client as it is.
 
-use http::header::{HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
+use http::header::{HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_TYPE, SET_COOKIE};
 use http::{Response, StatusCode};
 
 use super::flavour::Malformed;
@@ -21,6 +21,10 @@ pub const REASON: HeaderName = HeaderName::from_static("x-forward-auth-reason");
 /// nginx flavour: where a browser goes to log in (`auth_request_set`
 /// reads it; ingress-nginx's `auth-signin` annotation can point at it).
 pub const SIGNIN: HeaderName = HeaderName::from_static("x-auth-signin");
+/// nginx flavour: the n-th `Set-Cookie` line is also sent as
+/// `X-Auth-Cookie-<n>` (from 1), because nginx 1.22's
+/// `$upstream_http_set_cookie` holds only the first line.
+pub const COOKIE_PREFIX: &str = "x-auth-cookie-";
 
 /// 200 with every identity header of the route. A header whose claim is
 /// absent (or the whole set, for an anonymous caller) is present and
@@ -41,12 +45,28 @@ pub fn allow(route: &Route, identity: Option<&Identity>) -> Response<Body> {
     resp
 }
 
+/// The session cookies the gateway set or refreshed while deciding: the
+/// `Set-Cookie` lines themselves (Envoy, Traefik and Caddy copy them to
+/// the client), and in the nginx flavour numbered copies as well.
+pub fn add_cookies(flavour: Flavour, resp: &mut Response<Body>, lines: &[String]) {
+    let h = resp.headers_mut();
+    for (i, v) in lines.iter().filter_map(|l| HeaderValue::from_str(l).ok()).enumerate() {
+        if flavour == Flavour::Nginx {
+            if let Ok(name) = HeaderName::from_bytes(format!("{COOKIE_PREFIX}{}", i + 1).as_bytes()) {
+                h.insert(name, v.clone());
+            }
+        }
+        h.append(SET_COOKIE, v);
+    }
+}
+
 /// A refusal by the judging steps, translated for `flavour`.
 pub fn refuse(flavour: Flavour, e: GatewayError, realm: &str) -> Response<Body> {
     let reason = e.reason();
-    let login = match &e {
-        GatewayError::LoginRedirect(location) => HeaderValue::from_str(location).ok(),
-        _ => None,
+    let (login, cookies) = match &e {
+        GatewayError::LoginRedirect(location) => (HeaderValue::from_str(location).ok(), Vec::new()),
+        GatewayError::LoginStart(start) => (HeaderValue::from_str(&start.0).ok(), start.1.clone()),
+        _ => (None, Vec::new()),
     };
     let mut resp = e.into_response(realm);
     if flavour == Flavour::Nginx {
@@ -60,6 +80,10 @@ pub fn refuse(flavour: Flavour, e: GatewayError, realm: &str) -> Response<Body> 
         if let Some(l) = login {
             resp.headers_mut().insert(SIGNIN, l);
         }
+        // The state cookie of a login start: its Set-Cookie lines are
+        // already in the answer, the numbered copies are nginx's.
+        resp.headers_mut().remove(SET_COOKIE);
+        add_cookies(flavour, &mut resp, &cookies);
     }
     resp.headers_mut().insert(REASON, HeaderValue::from_static(reason));
     resp

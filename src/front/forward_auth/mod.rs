@@ -63,7 +63,11 @@ pub async fn handle(gw: &Gateway, mut req: Request<Incoming>, peer: SocketAddr) 
                 Ok(mut original) => {
                     method = Some(original.method().clone());
                     match pipeline::decide(&snap, &mut original, &mut trace).await {
-                        Ok(d) => (answer::allow(d.route, d.identity.as_ref()), None),
+                        Ok(d) => {
+                            let mut resp = answer::allow(d.route, d.identity.as_ref());
+                            answer::add_cookies(fa.flavour, &mut resp, &d.set_cookies);
+                            (resp, None)
+                        }
                         Err(e) => {
                             let reason = e.reason();
                             (answer::refuse(fa.flavour, e, &snap.config.realm), Some(reason))
