@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::OnceLock;
 
 use authgear_gateway::commands::devissuer::DevIssuer;
-use support::ingress::{self, LOGIN_CONFIG, IDENTITY, LOGIN, ROUTES};
+use support::ingress::{self, IDENTITY, LOGIN, LOGIN_CONFIG, ROUTES};
 use support::process::{free_port, ChildServer};
 use support::*;
 
@@ -133,4 +133,10 @@ fn a_session_refreshed_during_a_caddy_decision_reaches_the_browser() {
 fn the_login_state_cookie_reaches_the_browser_through_caddy() {
     let r = rig();
     ingress::the_login_state_cookie_reaches_the_browser(&r.issuer, &|t, h| via_caddy(r, t, h));
+}
+
+#[test]
+fn a_cors_preflight_through_caddy_passes_only_where_the_route_allows_it() {
+    let r = rig();
+    ingress::a_preflight_passes_only_where_the_route_allows_it(&|m, t, h| ingress::via_method(&r.rt, r.caddy.addr, &r.app, m, t, h));
 }

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::OnceLock;
 
 use authgear_gateway::commands::devissuer::DevIssuer;
-use support::ingress::{self, LOGIN_CONFIG, LOGIN, ROUTES};
+use support::ingress::{self, LOGIN, LOGIN_CONFIG, ROUTES};
 use support::process::{free_port, ChildServer};
 use support::*;
 
@@ -127,4 +127,10 @@ fn a_session_refreshed_during_an_envoy_decision_reaches_the_browser() {
 fn the_login_state_cookie_reaches_the_browser_through_envoy() {
     let r = rig();
     ingress::the_login_state_cookie_reaches_the_browser(&r.issuer, &|t, h| via_envoy(r, t, h));
+}
+
+#[test]
+fn a_cors_preflight_through_envoy_passes_only_where_the_route_allows_it() {
+    let r = rig();
+    ingress::a_preflight_passes_only_where_the_route_allows_it(&|m, t, h| ingress::via_method(&r.rt, r.envoy.addr, &r.app, m, t, h));
 }

@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 
 use authgear_gateway::commands::devissuer::DevIssuer;
 use serde_json::json;
-use support::ingress::{self, LOGIN_CONFIG, IDENTITY, LOGIN, ROUTES};
+use support::ingress::{self, IDENTITY, LOGIN, LOGIN_CONFIG, ROUTES};
 use support::process::{free_port, ChildServer};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -221,4 +221,10 @@ fn a_session_refreshed_during_a_nginx_decision_reaches_the_browser() {
 fn the_login_state_cookie_reaches_the_browser_through_nginx() {
     let r = rig();
     ingress::the_login_state_cookie_reaches_the_browser(&r.issuer, &|t, h| via_nginx(r, t, h));
+}
+
+#[test]
+fn a_cors_preflight_through_nginx_passes_only_where_the_route_allows_it() {
+    let r = rig();
+    ingress::a_preflight_passes_only_where_the_route_allows_it(&|m, t, h| ingress::via_method(&r.rt, r.nginx.addr, &r.app, m, t, h));
 }

@@ -283,12 +283,32 @@ impl Compiler<'_> {
             headers,
             pass_authorization: r.pass_authorization.unwrap_or(true),
             pass_access_token: self.pass_access_token(r, method, key),
+            cors_preflight: self.cors_preflight(r, key),
             audiences,
             max_body_size: self.size(&r.max_body_size, &format!("{key}.max_body_size")),
             upgrades: self.upgrades(&r.upgrades, key),
             method_override: r.method_override.as_ref().is_some_and(|b| *b.get_ref()),
             counters: Default::default(),
         })
+    }
+
+    /// `cors_preflight`: `"authenticate"` (the default: a preflight is
+    /// judged like any request) or `"allow"`.
+    fn cors_preflight(&mut self, r: &RawRoute, key: &str) -> bool {
+        let Some(v) = &r.cors_preflight else { return false };
+        match v.get_ref().as_str() {
+            "allow" => true,
+            "authenticate" => false,
+            other => {
+                self.rep.error_hint(
+                    v.span(),
+                    format!("{key}.cors_preflight"),
+                    format!("`{other}` is not a preflight policy"),
+                    "\"allow\" (an OPTIONS with Origin and Access-Control-Request-Method passes without identity) or \"authenticate\"",
+                );
+                false
+            }
+        }
     }
 
     fn rep_line(&self, offset: usize) -> usize {

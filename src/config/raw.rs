@@ -177,6 +177,7 @@ pub struct RawRoute {
     pub method_override: Option<Spanned<bool>>,
     pub path_case: Option<Spanned<String>>,
     pub pass_access_token: Option<Spanned<bool>>,
+    pub cors_preflight: Option<Spanned<String>>,
 }
 
 /// `[login]`: the gateway's own browser login (OIDC code + PKCE).
@@ -327,6 +328,7 @@ pub fn known_keys(table: &str) -> Option<&'static [&'static str]> {
             "method_override",
             "path_case",
             "pass_access_token",
+            "cors_preflight",
         ],
         "login" => LOGIN_KEYS,
         "log" => &["format", "level", "access"],

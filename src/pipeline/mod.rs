@@ -137,6 +137,12 @@ pub async fn decide<'s, B>(snap: &'s Snapshot, req: &mut Request<B>, out: &mut T
         screen::drop_method_override(req.headers_mut());
     }
     out.route = Some(route);
+    if route.cors_preflight && screen::is_cors_preflight(req.method(), req.headers()) {
+        // Browsers send a preflight without credentials, so judging it
+        // would refuse every cross-origin call; it passes as anonymous
+        // (identity headers emptied) only where the route says so.
+        return Ok(Decision { route, path, identity: None, access_token: None, set_cookies: Vec::new() });
+    }
 
     // The return URL after a login is the judged path too: the parameter
     // (a session id, usually) must not travel to the login page.

@@ -322,6 +322,9 @@ pub struct Route {
     /// `method = "login"` routes: send the session's access token upstream
     /// as `Authorization: Bearer`.
     pub pass_access_token: bool,
+    /// `cors_preflight = "allow"`: a CORS preflight (`OPTIONS` with
+    /// `Origin` and `Access-Control-Request-Method`) passes anonymously.
+    pub cors_preflight: bool,
     /// Replaces the issuer's audiences for this route when set.
     pub audiences: Option<Vec<String>>,
     /// Request bodies larger than this get 413; `None` streams any size.

@@ -28,9 +28,21 @@ pub const IDENTITY: &[&str] = &[
 /// request carries its own `x-test-id` and only the app's requests with
 /// it are returned.
 pub fn via(rt: &tokio::runtime::Runtime, ingress: SocketAddr, app: &Upstream, target: &str, headers: &[(&str, &str)]) -> (RawAnswer, Vec<Seen>) {
+    via_method(rt, ingress, app, "GET", target, headers)
+}
+
+/// [`via`] with another method.
+pub fn via_method(
+    rt: &tokio::runtime::Runtime,
+    ingress: SocketAddr,
+    app: &Upstream,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+) -> (RawAnswer, Vec<Seen>) {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let id = format!("t{}", NEXT.fetch_add(1, Ordering::Relaxed));
-    let mut req = format!("GET {target} HTTP/1.1\r\nHost: app.example.test\r\nConnection: close\r\nx-test-id: {id}\r\n");
+    let mut req = format!("{method} {target} HTTP/1.1\r\nHost: app.example.test\r\nConnection: close\r\nx-test-id: {id}\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -66,6 +78,11 @@ auth = "required"
 [[routes]]
 path = "/app/**"
 method = "login"
+
+[[routes]]
+path = "/cors/**"
+auth = "required"
+cors_preflight = "allow"
 "#;
 
 /// The gateway's own browser login for the `/app/**` route: every access
@@ -142,6 +159,26 @@ pub fn the_login_state_cookie_reaches_the_browser(issuer: &DevIssuer, via: Via<'
 
 /// What an ingress client does: a GET with these headers, and what the app saw.
 pub type Via<'a> = &'a dyn Fn(&str, &[(&str, &str)]) -> (RawAnswer, Vec<Seen>);
+/// The same with a method.
+pub type ViaMethod<'a> = &'a dyn Fn(&str, &str, &[(&str, &str)]) -> (RawAnswer, Vec<Seen>);
+
+/// A CORS preflight on a `cors_preflight = "allow"` route reaches the app
+/// without identity; the same preflight elsewhere, or an OPTIONS that is
+/// no preflight, is judged (401) and the app is not reached.
+pub fn a_preflight_passes_only_where_the_route_allows_it(via: ViaMethod<'_>) {
+    let pre = [("origin", "https://spa.example.test"), ("access-control-request-method", "DELETE"), ("x-authgear-user-id", "admin")];
+    let (a, seen) = via("OPTIONS", "/cors/orders", &pre);
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].method, "OPTIONS");
+    let id = seen[0].headers.get("x-authgear-user-id").map(|v| v.to_str().unwrap_or("?").to_owned()).unwrap_or_default();
+    assert!(id.is_empty(), "a client's identity header reached the app as {id:?}");
+    for (method, target, headers) in [("OPTIONS", "/api/orders", &pre[..]), ("OPTIONS", "/cors/orders", &pre[..1]), ("GET", "/cors/orders", &pre[..])] {
+        let (a, seen) = via(method, target, headers);
+        assert_eq!(a.status, 401, "{method} {target} {headers:?}");
+        assert!(seen.is_empty());
+    }
+}
 
 fn bearer(t: &str) -> String {
     format!("Bearer {t}")
