@@ -52,3 +52,44 @@ fn a_valid_section_compiles_and_trusts_only_its_networks() {
         assert_eq!(fa.trusts(ip.parse().expect("ip")), trusted, "{ip}");
     }
 }
+
+const FA: &str = "[forward_auth]\nlisten = \"127.0.0.1:9091\"\ntrusted_proxies = [\"10.0.0.0/8\"]\nflavour = \"nginx\"\n";
+
+#[test]
+fn prefixes_give_decision_paths_under_them_their_own_flavour() {
+    let text = format!(
+        "{BASE}{FA}\n[[forward_auth.prefixes]]\npath = \"/envoy/\"\nflavour = \"envoy\"\n\n[[forward_auth.prefixes]]\npath = \"/caddy\"\nflavour = \"caddy\"\n"
+    );
+    let cfg = Config::from_toml(&text, "t.toml").unwrap_or_else(|d| panic!("{d}"));
+    let fa = cfg.forward_auth.expect("section compiled");
+    assert_eq!(fa.flavour_for("/envoy/app/x"), (Flavour::Envoy, "/envoy"));
+    assert_eq!(fa.flavour_for("/envoy"), (Flavour::Envoy, "/envoy"));
+    assert_eq!(fa.flavour_for("/caddy/verify").0, Flavour::Traefik);
+    // Whole segments only; anything else is the listener's flavour.
+    assert_eq!(fa.flavour_for("/envoyx/app").0, Flavour::Nginx);
+    assert_eq!(fa.flavour_for("/_agw_auth").0, Flavour::Nginx);
+}
+
+#[test]
+fn overlapping_or_malformed_prefixes_are_errors_naming_key_and_line() {
+    let e = errors(&format!(
+        "{FA}\n[[forward_auth.prefixes]]\npath = \"/a\"\nflavour = \"envoy\"\n\n[[forward_auth.prefixes]]\npath = \"/a/b\"\nflavour = \"caddy\"\n"
+    ));
+    assert!(has(&e, "forward_auth.prefixes[1].path", 20), "{e:?}");
+    assert!(e.iter().any(|e| e.message.contains("overlaps `/a` (line 16)")), "{e:?}");
+    for bad in ["a/b", "/a/../b", "/a//b", "/a?x", "/"] {
+        let e = errors(&format!("{FA}\n[[forward_auth.prefixes]]\npath = \"{bad}\"\nflavour = \"envoy\"\n"));
+        assert!(has(&e, "forward_auth.prefixes[0].path", 16), "{bad}: {e:?}");
+    }
+    let e = errors(&format!("{FA}\n[[forward_auth.prefixes]]\npath = \"/x\"\nflavour = \"auto\"\n"));
+    assert!(has(&e, "forward_auth.prefixes[0].flavour", 17), "{e:?}");
+    let e = errors(&format!("{FA}\n[[forward_auth.prefixes]]\npath = \"/x\"\nflavours = \"nginx\"\n"));
+    assert!(e.iter().any(|e| e.key.starts_with("forward_auth.prefixes[0].flavours")), "{e:?}");
+    // A default envoy flavour reads the client's path: with prefixes it
+    // needs a path_prefix of its own that no prefix overlaps.
+    let envoy = "[forward_auth]\nlisten = \"127.0.0.1:9091\"\ntrusted_proxies = [\"10.0.0.0/8\"]\nflavour = \"envoy\"\n";
+    let e = errors(&format!("{envoy}\n[[forward_auth.prefixes]]\npath = \"/nginx\"\nflavour = \"nginx\"\n"));
+    assert!(e.iter().any(|e| e.key == "forward_auth.path_prefix"), "{e:?}");
+    let e = errors(&format!("{envoy}path_prefix = \"/check\"\n\n[[forward_auth.prefixes]]\npath = \"/check/nginx\"\nflavour = \"nginx\"\n"));
+    assert!(has(&e, "forward_auth.prefixes[0].path", 17), "{e:?}");
+}

@@ -1,6 +1,7 @@
 //! The forward-auth endpoint behind a real Envoy 1.40 (`ext_authz` in HTTP
 //! mode, the snippet of docs/FORWARD_AUTH.md) in front of a recording app,
-//! flavour `envoy` with `path_prefix`. One issuer, app, gateway and Envoy
+//! flavour `envoy` for the decision paths under `/agw-check` (a
+//! `[[forward_auth.prefixes]]` entry), `nginx` for the rest of the listener. One issuer, app, gateway and Envoy
 //! for the whole binary.
 
 mod support;
@@ -29,7 +30,9 @@ fn rig() -> &'static Rig {
             authgear_gateway::install_crypto_provider();
             let issuer = DevIssuer::start().await.expect("issuer");
             let app = Upstream::start().await;
-            let fa = "[forward_auth]\nlisten = \"127.0.0.1:0\"\ntrusted_proxies = [\"127.0.0.1/32\"]\nflavour = \"envoy\"\npath_prefix = \"/agw-check\"\n";
+            // One listener, two flavours: Envoy's checks under its
+            // path_prefix, nginx's everywhere else.
+            let fa = "[forward_auth]\nlisten = \"127.0.0.1:0\"\ntrusted_proxies = [\"127.0.0.1/32\"]\nflavour = \"nginx\"\n\n[[forward_auth.prefixes]]\npath = \"/agw-check\"\nflavour = \"envoy\"\n";
             let text = config_text(&issuer, app.addr, &format!("login_url = \"{LOGIN}\""), &format!("{fa}\n{LOGIN_CONFIG}\n{ROUTES}"));
             let gw = start_ready(&text).await;
             let envoy = start_envoy(gw.server.forward_auth_addr.expect("forward-auth listener"), app.addr).await;
@@ -133,4 +136,34 @@ fn the_login_state_cookie_reaches_the_browser_through_envoy() {
 fn a_cors_preflight_through_envoy_passes_only_where_the_route_allows_it() {
     let r = rig();
     ingress::a_preflight_passes_only_where_the_route_allows_it(&|m, t, h| ingress::via_method(&r.rt, r.envoy.addr, &r.app, m, t, h));
+}
+
+/// A raw decision request straight to the forward-auth listener.
+fn decision(r: &Rig, target: &str, headers: &[(&str, &str)]) -> rawhttp::RawAnswer {
+    let mut req = format!("GET {target} HTTP/1.1\r\nHost: app.example.test\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    let fa = r.gw.server.forward_auth_addr.expect("forward-auth listener");
+    r.rt.block_on(rawhttp::exchange(fa, req.as_bytes(), false)).remove(0)
+}
+
+#[test]
+fn one_listener_reads_each_decision_path_in_its_prefixs_flavour() {
+    let r = rig();
+    // nginx's description on a path outside the Envoy prefix.
+    let nginx = [("x-original-url", "http://app.example.test/public/x"), ("x-original-method", "GET")];
+    assert_eq!(decision(r, "/_agw_auth", &nginx).status, 200);
+    let a = decision(r, "/_agw_auth", &[("x-original-url", "http://app.example.test/admin/x"), ("x-original-method", "GET")]);
+    assert_eq!(a.status, 401);
+    // Under the Envoy prefix the check path is the original request: an
+    // nginx description there is another flavour's header, refused.
+    let a = decision(r, "/agw-check/admin/x", &nginx);
+    assert_eq!(a.status, 400);
+    assert_eq!(a.header("x-forward-auth-reason"), Some("forward_auth_foreign_header"));
+    // And Envoy's own check of a public path passes without any.
+    assert_eq!(decision(r, "/agw-check/public/x", &[]).status, 200);
+    // A path outside every prefix in the nginx flavour needs nginx's headers.
+    assert_eq!(decision(r, "/public/x", &[]).header("x-forward-auth-reason"), Some("forward_auth_missing_header"));
 }

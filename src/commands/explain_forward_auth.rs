@@ -28,11 +28,12 @@ pub async fn explain_forward_auth(cfg: &Config, method: &str, url: &str, headers
         }
     }
     let mut out = String::new();
-    out.push_str(&format!("{:<15}{}\n", "flavour", fa.flavour.as_str()));
-    let original = match flavour::rebuild(fa.flavour, &fa.path_prefix, Asked { method: &method, uri: &uri, headers: &map }) {
+    let (flavour_of_path, path_prefix) = fa.flavour_for(uri.path());
+    out.push_str(&format!("{:<15}{}\n", "flavour", flavour_of_path.as_str()));
+    let original = match flavour::rebuild(flavour_of_path, path_prefix, Asked { method: &method, uri: &uri, headers: &map }) {
         Ok(r) => r,
         Err(m) => {
-            let status = if fa.flavour == Flavour::Nginx { 403 } else { 400 };
+            let status = if flavour_of_path == Flavour::Nginx { 403 } else { 400 };
             out.push_str(&format!("{:<15}refused: {}\n", "rebuilt", m.describe()));
             out.push_str(&format!("{:<15}{status} {}: the ingress refuses the request\n", "verdict", m.reason()));
             return Ok(out);
@@ -44,7 +45,7 @@ pub async fn explain_forward_auth(cfg: &Config, method: &str, url: &str, headers
     out.push_str(&format!("{:<15}{} {rebuilt_url}\n", "rebuilt", original.method()));
     let token = original.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
     out.push_str(&explain(cfg, original.method().as_str(), &rebuilt_url, token, keys, now).await?);
-    if fa.flavour == Flavour::Nginx {
+    if flavour_of_path == Flavour::Nginx {
         out.push_str(&format!("{:<15}nginx: a 4xx other than 401 is answered 403, a login 302 as 401 + X-Auth-Signin\n", "answer"));
     }
     out.push_str(&format!("{:<15}an allow answer carries every identity header of the route, empty when its claim is absent\n", ""));

@@ -228,6 +228,7 @@ fn walk_table(rep: &mut Reporter<'_>, table: &mut DeTable<'_>, schema: &str, dis
             }
             ("", other) => other.to_owned(),
             ("auth", "issuers") => "auth.issuers".to_owned(),
+            ("forward_auth", "prefixes") => "forward_auth.prefixes".to_owned(),
             _ => continue,
         };
         match v.get_mut() {

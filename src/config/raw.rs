@@ -47,6 +47,16 @@ pub struct RawForwardAuth {
     pub trusted_proxies: Option<Spanned<Vec<Spanned<String>>>>,
     pub flavour: Option<Spanned<String>>,
     pub path_prefix: Option<Spanned<String>>,
+    pub prefixes: Option<Vec<Spanned<RawFlavourPrefix>>>,
+}
+
+/// `[[forward_auth.prefixes]]`: another flavour for decision requests
+/// whose path is under `path`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFlavourPrefix {
+    pub path: Option<Spanned<String>>,
+    pub flavour: Option<Spanned<String>>,
 }
 
 /// `[upstream]` and each `[upstreams.NAME]`
@@ -302,7 +312,8 @@ pub fn known_keys(table: &str) -> Option<&'static [&'static str]> {
             "path_case",
         ],
         "admin" => &["listen"],
-        "forward_auth" => &["listen", "trusted_proxies", "flavour", "path_prefix"],
+        "forward_auth" => &["listen", "trusted_proxies", "flavour", "path_prefix", "prefixes"],
+        "forward_auth.prefixes" => &["path", "flavour"],
         "upstream" | "upstreams.*" => UPSTREAM,
         "auth" => AUTH.get_or_init(|| [ISSUER, AUTH_ONLY, SESSION_KEYS].concat()).as_slice(),
         "auth.issuers" => ISSUER,

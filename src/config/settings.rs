@@ -294,6 +294,17 @@ pub struct ForwardAuthSettings {
     /// Envoy flavour: the prefix Envoy's `path_prefix` puts before the
     /// original path (starts with `/`, no trailing `/`; empty for none).
     pub path_prefix: String,
+    /// `[[forward_auth.prefixes]]`: decision paths under one of these get
+    /// its flavour instead (they never overlap each other or `path_prefix`).
+    pub prefixes: Vec<FlavourPrefix>,
+}
+
+/// One `[[forward_auth.prefixes]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlavourPrefix {
+    /// Starts with `/`, no trailing `/`; for Envoy also its `path_prefix`.
+    pub path: String,
+    pub flavour: Flavour,
 }
 
 impl ForwardAuthSettings {
@@ -306,6 +317,21 @@ impl ForwardAuthSettings {
         };
         self.trusted_proxies.iter().any(|n| n.contains(&ip))
     }
+
+    /// The flavour for a decision request's path, and the prefix Envoy
+    /// puts before the original path: a `prefixes` entry the path is under
+    /// (whole segments), else the listener's own.
+    pub fn flavour_for(&self, path: &str) -> (Flavour, &str) {
+        match self.prefixes.iter().find(|p| under(path, &p.path)) {
+            Some(p) => (p.flavour, &p.path),
+            None => (self.flavour, &self.path_prefix),
+        }
+    }
+}
+
+/// `path` is `prefix` or below it, by whole segments.
+pub fn under(path: &str, prefix: &str) -> bool {
+    path.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 /// Which ingress calls the endpoint: set in the config, never guessed from

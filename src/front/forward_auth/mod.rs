@@ -59,22 +59,23 @@ pub async fn handle(gw: &Gateway, mut req: Request<Incoming>, peer: SocketAddr) 
     let settings = snap.config.forward_auth.as_ref();
     let (mut resp, reason) = match settings {
         Some(fa) if fa.trusts(peer.ip()) => {
-            match flavour::rebuild(fa.flavour, &fa.path_prefix, flavour::Asked { method: req.method(), uri: req.uri(), headers: req.headers() }) {
+            let (kind, path_prefix) = fa.flavour_for(req.uri().path());
+            match flavour::rebuild(kind, path_prefix, flavour::Asked { method: req.method(), uri: req.uri(), headers: req.headers() }) {
                 Ok(mut original) => {
                     method = Some(original.method().clone());
                     match pipeline::decide(&snap, &mut original, &mut trace).await {
                         Ok(d) => {
                             let mut resp = answer::allow(d.route, d.identity.as_ref());
-                            answer::add_cookies(fa.flavour, &mut resp, &d.set_cookies);
+                            answer::add_cookies(kind, &mut resp, &d.set_cookies);
                             (resp, None)
                         }
                         Err(e) => {
                             let reason = e.reason();
-                            (answer::refuse(fa.flavour, e, &snap.config.realm), Some(reason))
+                            (answer::refuse(kind, e, &snap.config.realm), Some(reason))
                         }
                     }
                 }
-                Err(m) => (answer::malformed(fa.flavour, &m), Some(m.reason())),
+                Err(m) => (answer::malformed(kind, &m), Some(m.reason())),
             }
         }
         _ => {
