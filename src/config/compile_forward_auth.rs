@@ -7,7 +7,8 @@ use toml::Spanned;
 use super::raw::RawForwardAuth;
 use super::settings::{under, Flavour, FlavourPrefix, ForwardAuthSettings};
 
-const FLAVOURS: &str = "one of \"nginx\" (nginx auth_request, ingress-nginx), \"traefik\", \"caddy\" or \"envoy\" (ext_authz HTTP mode)";
+const FLAVOURS: &str =
+    "one of \"nginx\" (nginx auth_request, ingress-nginx), \"traefik\", \"caddy\" \"envoy\" (ext_authz HTTP mode) or \"envoy_grpc\" (ext_authz gRPC Check)";
 use super::values::Compiler;
 
 impl Compiler<'_> {
@@ -51,6 +52,7 @@ impl Compiler<'_> {
             // Caddy's forward_auth sends Traefik's headers.
             "traefik" | "caddy" => Some(Flavour::Traefik),
             "envoy" => Some(Flavour::Envoy),
+            "envoy_grpc" => Some(Flavour::EnvoyGrpc),
             other => {
                 self.rep.error_hint(f.span(), key, format!("`{other}` is not a known flavour"), FLAVOURS);
                 None

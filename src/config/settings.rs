@@ -348,6 +348,9 @@ pub enum Flavour {
     /// `extAuth`): the original method, `path_prefix` + the original
     /// path, the original `Host`.
     Envoy,
+    /// Envoy `ext_authz` over gRPC (`envoy.service.auth.v3.Authorization/Check`):
+    /// the original request in the `CheckRequest` message.
+    EnvoyGrpc,
 }
 
 impl Flavour {
@@ -357,6 +360,7 @@ impl Flavour {
             Flavour::Nginx => "nginx",
             Flavour::Traefik => "traefik",
             Flavour::Envoy => "envoy",
+            Flavour::EnvoyGrpc => "envoy_grpc",
         }
     }
 }

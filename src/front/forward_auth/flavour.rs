@@ -57,7 +57,7 @@ fn own_headers(f: Flavour) -> &'static [&'static str] {
     match f {
         Flavour::Nginx => &[X_ORIGINAL_URL, X_ORIGINAL_METHOD],
         Flavour::Traefik => &[X_FORWARDED_METHOD, X_FORWARDED_URI],
-        Flavour::Envoy => &[],
+        Flavour::Envoy | Flavour::EnvoyGrpc => &[],
     }
 }
 
@@ -67,7 +67,7 @@ fn foreign_headers(f: Flavour) -> &'static [&'static str] {
         Flavour::Traefik => own_headers(Flavour::Nginx),
         // Envoy describes the request by the check request itself: every
         // description header is a client's own.
-        Flavour::Envoy => &[X_ORIGINAL_URL, X_ORIGINAL_METHOD, X_FORWARDED_METHOD, X_FORWARDED_URI],
+        Flavour::Envoy | Flavour::EnvoyGrpc => &[X_ORIGINAL_URL, X_ORIGINAL_METHOD, X_FORWARDED_METHOD, X_FORWARDED_URI],
     }
 }
 
@@ -84,16 +84,28 @@ pub struct Asked<'a> {
 /// `path_prefix` is the Envoy flavour's (empty for none).
 pub fn rebuild(flavour: Flavour, path_prefix: &str, asked: Asked<'_>) -> Result<Request<()>, Malformed> {
     let headers = asked.headers;
-    for name in foreign_headers(flavour) {
-        if headers.contains_key(*name) {
-            return Err(Malformed::Foreign(name));
-        }
-    }
+    refuse_foreign(flavour, headers)?;
     let (method, host, target) = match flavour {
         Flavour::Nginx => nginx(headers)?,
         Flavour::Traefik => traefik(headers)?,
         Flavour::Envoy => envoy(path_prefix, asked)?,
+        // Its description is a message in the body (`grpc_check.rs`).
+        Flavour::EnvoyGrpc => return Err(Malformed::Invalid("the gRPC Check call")),
     };
+    Ok(assemble(method, host, target, headers))
+}
+
+/// Another flavour's description header is a client's own.
+pub fn refuse_foreign(flavour: Flavour, headers: &HeaderMap) -> Result<(), Malformed> {
+    match foreign_headers(flavour).iter().find(|name| headers.contains_key(**name)) {
+        Some(name) => Err(Malformed::Foreign(name)),
+        None => Ok(()),
+    }
+}
+
+/// The original request from its method, `Host`, origin-form target and
+/// the client's headers the ingress passed on.
+pub fn assemble(method: Method, host: HeaderValue, target: Uri, headers: &HeaderMap) -> Request<()> {
     let mut req = Request::new(());
     *req.method_mut() = method;
     *req.uri_mut() = target;
@@ -106,7 +118,7 @@ pub fn rebuild(flavour: Flavour, path_prefix: &str, asked: Asked<'_>) -> Result<
         h.append(name.clone(), value.clone());
     }
     h.insert(HOST, host);
-    Ok(req)
+    req
 }
 
 /// The client's headers that belong to the original request: not the

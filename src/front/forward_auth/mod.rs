@@ -5,7 +5,9 @@
 //! a proxied one, and the verdict told in the ingress's terms (`answer.rs`).
 
 pub mod answer;
+pub mod envoy_proto;
 pub mod flavour;
+pub mod grpc_check;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -22,6 +24,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::warn;
 
+use crate::config::Flavour;
 use crate::error::Body;
 use crate::observe::access::{self, AccessRecord, LoggedBody};
 use crate::observe::metrics::{self, Outcome};
@@ -60,22 +63,29 @@ pub async fn handle(gw: &Gateway, mut req: Request<Incoming>, peer: SocketAddr) 
     let (mut resp, reason) = match settings {
         Some(fa) if fa.trusts(peer.ip()) => {
             let (kind, path_prefix) = fa.flavour_for(req.uri().path());
-            match flavour::rebuild(kind, path_prefix, flavour::Asked { method: req.method(), uri: req.uri(), headers: req.headers() }) {
-                Ok(mut original) => {
-                    method = Some(original.method().clone());
-                    match pipeline::decide(&snap, &mut original, &mut trace).await {
-                        Ok(d) => {
-                            let mut resp = answer::allow(d.route, d.identity.as_ref());
-                            answer::add_cookies(kind, &mut resp, &d.set_cookies);
-                            (resp, None)
-                        }
-                        Err(e) => {
-                            let reason = e.reason();
-                            (answer::refuse(kind, e, &snap.config.realm), Some(reason))
+            if kind == Flavour::EnvoyGrpc {
+                let (resp, note) = grpc_check::handle(snap.clone(), req).await;
+                note.fill(&snap, &mut trace);
+                method = note.method;
+                (resp, note.reason)
+            } else {
+                match flavour::rebuild(kind, path_prefix, flavour::Asked { method: req.method(), uri: req.uri(), headers: req.headers() }) {
+                    Ok(mut original) => {
+                        method = Some(original.method().clone());
+                        match pipeline::decide(&snap, &mut original, &mut trace).await {
+                            Ok(d) => {
+                                let mut resp = answer::allow(d.route, d.identity.as_ref());
+                                answer::add_cookies(kind, &mut resp, &d.set_cookies);
+                                (resp, None)
+                            }
+                            Err(e) => {
+                                let reason = e.reason();
+                                (answer::refuse(kind, e, &snap.config.realm), Some(reason))
+                            }
                         }
                     }
+                    Err(m) => (answer::malformed(kind, &m), Some(m.reason())),
                 }
-                Err(m) => (answer::malformed(kind, &m), Some(m.reason())),
             }
         }
         _ => {
