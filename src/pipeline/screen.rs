@@ -183,6 +183,22 @@ pub fn drop_method_override(h: &mut HeaderMap) {
     }
 }
 
+/// A CORS preflight: `OPTIONS` with one `Origin` and one
+/// `Access-Control-Request-Method` naming a method token. Any other
+/// `OPTIONS` (or a GET wearing these headers) is an ordinary request.
+pub fn is_cors_preflight(method: &Method, headers: &HeaderMap) -> bool {
+    let one = |name: &str| {
+        let mut all = headers.get_all(name).iter();
+        match (all.next(), all.next()) {
+            (Some(v), None) => Some(v),
+            _ => None,
+        }
+    };
+    method == Method::OPTIONS
+        && one("origin").is_some_and(|o| !o.is_empty())
+        && one("access-control-request-method").is_some_and(|m| Method::from_bytes(m.as_bytes()).is_ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,20 +242,4 @@ mod tests {
         drop_method_override(&mut h);
         assert!(h.is_empty());
     }
-}
-
-/// A CORS preflight: `OPTIONS` with one `Origin` and one
-/// `Access-Control-Request-Method` naming a method token. Any other
-/// `OPTIONS` (or a GET wearing these headers) is an ordinary request.
-pub fn is_cors_preflight(method: &Method, headers: &HeaderMap) -> bool {
-    let one = |name: &str| {
-        let mut all = headers.get_all(name).iter();
-        match (all.next(), all.next()) {
-            (Some(v), None) => Some(v),
-            _ => None,
-        }
-    };
-    method == Method::OPTIONS
-        && one("origin").is_some_and(|o| !o.is_empty())
-        && one("access-control-request-method").is_some_and(|m| Method::from_bytes(m.as_bytes()).is_ok())
 }
