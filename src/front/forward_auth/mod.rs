@@ -62,8 +62,12 @@ pub async fn handle(gw: &Gateway, mut req: Request<Incoming>, peer: SocketAddr) 
             match flavour::rebuild(fa.flavour, &fa.path_prefix, flavour::Asked { method: req.method(), uri: req.uri(), headers: req.headers() }) {
                 Ok(mut original) => {
                     method = Some(original.method().clone());
-                    match pipeline::decide(&snap, &mut original, &mut trace).await {
-                        Ok(d) => (answer::allow(d.route, d.identity.as_ref()), None),
+                    let decided = pipeline::decide(&snap, &mut original, &mut trace).await.and_then(|d| {
+                        let mut allow = answer::allow(d.route, d.identity.as_ref());
+                        snap.add_assertion(d.route, d.identity.as_ref(), allow.headers_mut(), true).map(|()| allow)
+                    });
+                    match decided {
+                        Ok(allow) => (allow, None),
                         Err(e) => {
                             let reason = e.reason();
                             (answer::refuse(fa.flavour, e, &snap.config.realm), Some(reason))
