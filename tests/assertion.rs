@@ -389,6 +389,13 @@ fn weak_algorithms_wrong_keys_and_bad_lifetimes_are_refused_with_key_and_line() 
     assert!(has(&e, "assertion.header", 12) && has(&e, "assertion.jwks_path", 13), "{e:?}");
     assert!(errors(&format!("[assertion]\nissuer = \"gw\"\nkey_files = [{ec:?}]\n")).is_empty());
     assert!(errors(&format!("[assertion]\nissuer = \"gw\"\nalgorithm = \"EdDSA\"\nkey_files = [{ed:?}]\n")).is_empty());
+    // A SEC1 `EC PRIVATE KEY` file (`openssl ecparam -genkey`) is read too.
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+    let sec1 = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap().private_key().as_der().unwrap();
+    let sec1_path = dir.join("sec1.pem");
+    std::fs::write(&sec1_path, format!("-----BEGIN EC PRIVATE KEY-----\n{}\n-----END EC PRIVATE KEY-----\n", STANDARD.encode(sec1.as_ref()))).unwrap();
+    assert!(errors(&format!("[assertion]\nissuer = \"gw\"\nkey_files = [{:?}]\n", sec1_path.display().to_string())).is_empty());
     // `enabled = false` keeps the table and sends nothing.
     let cfg = authgear_gateway::Config::from_toml(
         &format!("[upstream]\nurl = \"http://127.0.0.1:3000\"\n[auth]\nissuer = \"https://x.test\"\n[[routes]]\npath = \"/**\"\n[assertion]\nenabled = false\nissuer = \"gw\"\nkey_files = [{ec:?}]\n"),

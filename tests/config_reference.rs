@@ -12,6 +12,7 @@ fn every_known_key_is_documented() {
         ("server", "server."),
         ("admin", "admin."),
         ("forward_auth", "forward_auth."),
+        ("assertion", "assertion."),
         ("upstream", "upstream."),
         ("auth", "auth."),
         ("log", "log."),
