@@ -10,6 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use authgear_gateway::commands::devissuer::DevIssuer;
+use aws_lc_rs::encoding::{AsDer, EcPrivateKeyRfc5915Der};
 use aws_lc_rs::signature::{EcdsaKeyPair, Ed25519KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
@@ -392,7 +393,8 @@ fn weak_algorithms_wrong_keys_and_bad_lifetimes_are_refused_with_key_and_line() 
     // A SEC1 `EC PRIVATE KEY` file (`openssl ecparam -genkey`) is read too.
     let rng = aws_lc_rs::rand::SystemRandom::new();
     let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-    let sec1 = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap().private_key().as_der().unwrap();
+    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
+    let sec1: EcPrivateKeyRfc5915Der = pair.private_key().as_der().unwrap();
     let sec1_path = dir.join("sec1.pem");
     std::fs::write(&sec1_path, format!("-----BEGIN EC PRIVATE KEY-----\n{}\n-----END EC PRIVATE KEY-----\n", STANDARD.encode(sec1.as_ref()))).unwrap();
     assert!(errors(&format!("[assertion]\nissuer = \"gw\"\nkey_files = [{:?}]\n", sec1_path.display().to_string())).is_empty());
