@@ -66,7 +66,7 @@ upstream = "b"
 
 [[routes]]
 path = "/app/**"
-headers = {{ "x-user" = "sub", "x-roles" = "{ROLES}" }}
+headers = {{ "x-user" = "sub", "x-roles" = "{ROLES}", "x-token-aud" = "aud", "x-token-iss" = "iss" }}
 
 {assertion}
 "#,
@@ -172,8 +172,11 @@ async fn python_and_node_accept_the_assertion_and_refuse_tampered_foreign_audien
     assert_eq!(get_with(&gw.url("/app/x"), &token).await.status, StatusCode::OK);
     let jws = captured(&a);
     let claims = payload(&jws);
+    // The route also maps the token's `iss` and `aud` to headers: those
+    // never replace the assertion's own.
     assert_eq!(claims["iss"], ISS);
     assert_eq!(claims["aud"], origin(&a));
+    assert!(a.last().headers.get("x-token-aud").is_some());
     assert_eq!(claims["sub"], "user-1");
     assert_eq!(claims[ROLES], json!(["admin", "ops"]));
     let exp = claims["exp"].as_u64().unwrap();

@@ -3,8 +3,10 @@
 //! verify instead of trusting the network path (see `docs/ASSERTION.md`).
 //!
 //! Signing is the costly part (an ECDSA signature per request), so a signed
-//! assertion is kept for the same content: issuer, `aud`, `sub`, the mapped
-//! claims and the credential's own `exp`. Two requests with equal content
+//! assertion is kept for the same content: issuer, `aud`, `sub` and the
+//! mapped claims. It is only ever handed to a request that was just
+//! authenticated, so it never stands for a credential that no longer
+//! checks out at the time it is sent. Two requests with equal content
 //! may share one assertion because it says nothing else. It is re-signed
 //! when less than a third of its lifetime is left, so an app always gets at
 //! least two thirds of `lifetime` to check it.
@@ -27,6 +29,9 @@ use crate::policy::routes::Route;
 
 /// Signed assertions kept at once; past it, stale ones go first, then all.
 const CACHE_ENTRIES: usize = 10_000;
+
+/// The assertion's own claims, never copied from the token.
+const RESERVED_CLAIMS: &[&str] = &["iss", "aud", "sub", "iat", "exp", "nbf", "jti"];
 
 /// Signs assertions with the first key, keeps them, and serves the JWKS.
 pub struct AssertionSigner {
@@ -128,29 +133,27 @@ impl AssertionSigner {
         }
         for (_, src) in &route.headers.entries {
             if let ClaimSource::Claim(c) = src {
+                // A mapping of the token's own `aud` or `iss` must not
+                // replace the assertion's.
+                if RESERVED_CLAIMS.contains(&c.as_str()) {
+                    continue;
+                }
                 if let Some(v) = claims.get(c).filter(|v| !v.is_null()) {
                     body.insert(c.clone(), v.clone());
                 }
             }
         }
-        // Never outlive the credential it stands for.
-        let cap = claims.get("exp").and_then(Value::as_u64);
-        let key = format!("{}|{}", cap.unwrap_or(0), Value::Object(body.clone()));
+        let key = Value::Object(body.clone()).to_string();
         if let Some(c) = self.lock().get(&key).filter(|c| now_ms < c.fresh_until_ms) {
             return Ok(c.value.clone());
         }
         let iat = now_ms / 1000;
-        let full_exp = iat.saturating_add(lifetime_ms.div_ceil(1000));
-        let exp = cap.map_or(full_exp, |c| c.min(full_exp));
-        if exp <= iat {
-            return Err(GatewayError::Internal("the credential expired before its assertion was signed".into()));
-        }
+        let exp = iat.saturating_add(lifetime_ms.div_ceil(1000));
         body.insert("iat".into(), iat.into());
         body.insert("exp".into(), exp.into());
         body.insert("jti".into(), URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>()).into());
         let value = self.sign(&Value::Object(body).to_string())?;
-        // A capped one gains nothing from re-signing: keep it to its last second.
-        let fresh_until_ms = if exp < full_exp { exp.saturating_mul(1000).saturating_sub(1000) } else { (exp * 1000).saturating_sub(lifetime_ms / 3) };
+        let fresh_until_ms = exp.saturating_mul(1000).saturating_sub(lifetime_ms / 3);
         let mut cache = self.lock();
         if cache.len() >= CACHE_ENTRIES {
             cache.retain(|_, c| now_ms < c.fresh_until_ms);
