@@ -40,7 +40,7 @@ pub struct AssertionSigner {
     header_b64: String,
     jwks: Bytes,
     rng: aws_lc_rs::rand::SystemRandom,
-    cache: Mutex<HashMap<String, Cached>>,
+    cache: Mutex<HashMap<Vec<u8>, Cached>>,
 }
 
 struct Cached {
@@ -125,27 +125,36 @@ impl AssertionSigner {
     /// The signed assertion for these claims, from the cache while fresh.
     pub fn assertion(&self, aud: &str, route: &Route, claims: &Map<String, Value>, now_ms: u64) -> Result<HeaderValue, GatewayError> {
         let lifetime_ms = u64::try_from(self.settings.lifetime.as_millis()).unwrap_or(u64::MAX);
+        // The key is the content itself, written without building the
+        // payload: a hit costs one pass over the mapped claims.
+        let mapped = || {
+            route.headers.entries.iter().filter_map(|(_, src)| match src {
+                // A mapping of the token's own `aud` or `iss` must not
+                // replace the assertion's.
+                ClaimSource::Claim(c) if !RESERVED_CLAIMS.contains(&c.as_str()) => claims.get(c).filter(|v| !v.is_null()).map(|v| (c, v)),
+                _ => None,
+            })
+        };
+        let sub = claims.get("sub").filter(|v| !v.is_null());
+        let mut key = Vec::with_capacity(256);
+        key.extend_from_slice(aud.as_bytes());
+        for (name, v) in sub.map(|v| ("sub", v)).into_iter().chain(mapped().map(|(c, v)| (c.as_str(), v))) {
+            key.push(0);
+            key.extend_from_slice(name.as_bytes());
+            key.push(0);
+            serde_json::to_writer(&mut key, v).map_err(|e| GatewayError::Internal(format!("assertion claims: {e}")))?;
+        }
+        if let Some(c) = self.lock().get(&key).filter(|c| now_ms < c.fresh_until_ms) {
+            return Ok(c.value.clone());
+        }
         let mut body = Map::new();
         body.insert("iss".into(), self.settings.issuer.clone().into());
         body.insert("aud".into(), aud.into());
-        if let Some(sub) = claims.get("sub").filter(|v| !v.is_null()) {
+        if let Some(sub) = sub {
             body.insert("sub".into(), sub.clone());
         }
-        for (_, src) in &route.headers.entries {
-            if let ClaimSource::Claim(c) = src {
-                // A mapping of the token's own `aud` or `iss` must not
-                // replace the assertion's.
-                if RESERVED_CLAIMS.contains(&c.as_str()) {
-                    continue;
-                }
-                if let Some(v) = claims.get(c).filter(|v| !v.is_null()) {
-                    body.insert(c.clone(), v.clone());
-                }
-            }
-        }
-        let key = Value::Object(body.clone()).to_string();
-        if let Some(c) = self.lock().get(&key).filter(|c| now_ms < c.fresh_until_ms) {
-            return Ok(c.value.clone());
+        for (c, v) in mapped() {
+            body.insert(c.clone(), v.clone());
         }
         let iat = now_ms / 1000;
         let exp = iat.saturating_add(lifetime_ms.div_ceil(1000));
@@ -183,7 +192,7 @@ impl AssertionSigner {
         HeaderValue::try_from(jws).map_err(|_| GatewayError::Internal("assertion is not a header value".into()))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Cached>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, Cached>> {
         // A panic while holding it cannot leave an entry half-written.
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
