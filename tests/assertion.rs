@@ -409,3 +409,33 @@ fn weak_algorithms_wrong_keys_and_bad_lifetimes_are_refused_with_key_and_line() 
     .unwrap();
     assert!(cfg.assertion.is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_login_session_carries_an_assertion_for_its_user() {
+    use support::browser::Browser;
+    authgear_gateway::install_crypto_provider();
+    let iss = DevIssuer::start().await.unwrap();
+    let up = Upstream::start().await;
+    let dir = temp_dir("login");
+    let key = key_file(&dir, "k1.pem", false);
+    let origin_url = "https://gw.test";
+    let login = format!(
+        "[login]\npublic_origin = \"{origin_url}\"\nclient_id = \"web-app\"\nclient_secret = \"s3cret\"\ncookie_keys = [\"k1:{}\"]\n",
+        STANDARD.encode([7u8; 32])
+    );
+    let routes = "[[routes]]\npath = \"/app/**\"\nmethod = \"login\"\n\n[[routes]]\npath = \"/**\"\nauth = \"public\"\n";
+    let gw = start_ready(&config_text(&iss, up.addr, "", &format!("{login}\n{routes}\n{}", assertion_section(&[&key], "")))).await;
+    let mut b = Browser::new(&[(origin_url, &gw.base)]);
+    let page = b.navigate(&format!("{origin_url}/app/page")).await;
+    assert_eq!(page.status, StatusCode::OK, "the issuer's login page: {}", page.body);
+    let done = b.navigate(&Browser::link(&page, &iss.issuer, "Log in as alice")).await;
+    assert_eq!(done.status, StatusCode::OK);
+    let jws = captured(&up);
+    assert_eq!(payload(&jws)["sub"], "user-alice");
+    for lang in [Lang::Python, Lang::Node] {
+        assert!(verify(lang, &gw, &origin(&up), "ES256", "5", &jws).is_ok(), "{lang:?}");
+    }
+    // The public catch-all, same browser: no assertion.
+    assert_eq!(b.request("GET", &format!("{origin_url}/about"), &[]).await.status, StatusCode::OK);
+    assert!(up.last().headers.get(HEADER).is_none());
+}
