@@ -3,13 +3,14 @@
 # tests/grpc_refusals.rs and tests/tls_scan.rs: promtool and a Prometheus
 # server (unpacked from Debian's package, so its service never starts),
 # testssl.sh (Debian package), and Python's grpcio client and
-# prometheus-client parser in the venv of install-servers.sh. Idempotent: a second run only checks.
+# prometheus-client parser and PyJWT in the venv of install-servers.sh. Idempotent: a second run only checks.
 set -euo pipefail
 
 PREFIX="${AGW_DIFF_PREFIX:-/opt/agw-diff}"
 # grpcio: the gRPC client of tests/grpc_refusals.rs; prometheus-client: its
-# strict OpenMetrics parser checks what promtool (classic text only) cannot.
-PIP_PACKAGES=(grpcio==1.76.0 prometheus-client==0.26.0)
+# strict OpenMetrics parser checks what promtool (classic text only) cannot;
+# PyJWT + cryptography: the Python verifier of examples/assertion/ (tests/assertion.rs).
+PIP_PACKAGES=(grpcio==1.76.0 prometheus-client==0.26.0 PyJWT==2.10.1 cryptography==50.0.2)
 
 export DEBIAN_FRONTEND=noninteractive
 updated=0

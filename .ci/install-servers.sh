@@ -9,7 +9,8 @@ set -euo pipefail
 PREFIX="${AGW_DIFF_PREFIX:-/opt/agw-diff}"
 APT_PACKAGES=(nginx caddy apache2-bin libapache2-mod-php8.2 php8.2-cli tomcat10-common libtomcat10-java openjdk-17-jdk-headless)
 PIP_PACKAGES=(werkzeug==3.1.9 hypercorn==0.18.0)
-NPM_PACKAGES=(express@5.1.0 method-override@3.0.0)
+# jose: the Node verifier of examples/assertion/ (tests/assertion.rs).
+NPM_PACKAGES=(express@5.1.0 method-override@3.0.0 jose@6.2.18)
 
 missing_apt=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -2,7 +2,9 @@
 //! never seen, and one in the verified-token cache), route matching on a
 //! 200-route table, path normalization and the header rewrite; and the
 //! browser login's session cookie opened (AES-256-GCM + JSON), the cost a
-//! `method = "login"` route pays instead of `token_cached`.
+//! `method = "login"` route pays instead of `token_cached`; and the signed
+//! identity assertion, signed anew (`assertion_sign_es256`) and reused from
+//! its cache (`assertion_cached`).
 //!
 //! `cargo bench --bench hot_path` (divan: fast to build, one macro per
 //! bench, and it reports the median and spread that matter here).
@@ -162,4 +164,50 @@ fn login_session_open(b: Bencher) {
         authgear_gateway::login::Lookup::Valid(s) => black_box(service.identity(*s).issuer),
         other => panic!("the bench session does not open: {other:?}"),
     });
+}
+
+/// An ES256 assertion signer on the default mapping, and one token's claims.
+fn assertion_signer() -> (authgear_gateway::upstream::assertion::AssertionSigner, serde_json::Map<String, serde_json::Value>) {
+    use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+    use base64::Engine;
+    let w = world();
+    let der = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &aws_lc_rs::rand::SystemRandom::new()).expect("key");
+    let path = std::env::temp_dir().join(format!("agw-bench-assertion-{}.pem", std::process::id()));
+    let pem = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
+    std::fs::write(&path, format!("-----BEGIN PRIVATE KEY-----\n{pem}\n-----END PRIVATE KEY-----\n")).expect("key file");
+    let text = format!(
+        "[upstream]\nurl = \"http://127.0.0.1:9\"\n[auth]\nissuer = \"{}\"\n[[routes]]\npath = \"/**\"\n[assertion]\nissuer = \"https://gw.example.com\"\nkey_files = [{:?}]\n",
+        w._issuer.issuer,
+        path.display().to_string()
+    );
+    let cfg = Config::from_toml(&text, "bench.toml").expect("bench config");
+    let _ = std::fs::remove_file(&path);
+    let signer = authgear_gateway::upstream::assertion::AssertionSigner::new(cfg.assertion.clone().expect("[assertion]")).expect("signer");
+    let snap = w.gateway.snapshot();
+    let identity = w.rt.block_on(auth::verify_token(&snap.config, &snap.keys, None, &w.tokens[0], None, auth::now_unix())).expect("token");
+    (signer, (*identity.claims).clone())
+}
+
+#[divan::bench]
+fn assertion_sign_es256(b: Bencher) {
+    let (signer, claims) = assertion_signer();
+    let cfg = Config::from_toml("[upstream]\nurl = \"http://127.0.0.1:9\"\n[auth]\nissuer = \"https://x.test\"\n[[routes]]\npath = \"/**\"\n", "b.toml")
+        .expect("config");
+    let route = &cfg.routes.routes[0];
+    let mut now = auth::now_unix() * 1000;
+    // A minute later each time: the kept one is stale, so every call signs.
+    b.bench_local(|| {
+        now += 60_000;
+        black_box(signer.assertion("http://app:3000", route, &claims, now).map(|v| v.len()))
+    });
+}
+
+#[divan::bench]
+fn assertion_cached(b: Bencher) {
+    let (signer, claims) = assertion_signer();
+    let cfg = Config::from_toml("[upstream]\nurl = \"http://127.0.0.1:9\"\n[auth]\nissuer = \"https://x.test\"\n[[routes]]\npath = \"/**\"\n", "b.toml")
+        .expect("config");
+    let route = &cfg.routes.routes[0];
+    let now = auth::now_unix() * 1000;
+    b.bench_local(|| black_box(signer.assertion("http://app:3000", route, &claims, now).map(|v| v.len())));
 }

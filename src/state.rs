@@ -11,10 +11,14 @@ use tracing::info;
 
 use crate::auth::cache::TokenCache;
 use crate::auth::jwks::{KeyState, KeyStore};
+use crate::auth::Identity;
 use crate::config::Config;
+use crate::error::GatewayError;
 use crate::login::LoginService;
 use crate::policy::routes::AuthMode;
+use crate::policy::routes::Route;
 use crate::session::SessionResolver;
+use crate::upstream::assertion::AssertionSigner;
 use crate::upstream::proxy::UpstreamClient;
 
 /// Everything one request needs, fixed for its lifetime.
@@ -33,8 +37,27 @@ pub struct Snapshot {
     /// Verified tokens; `None` when `token_cache_size = 0`. Kept across
     /// reloads (every hit re-checks against the current config and keys).
     pub token_cache: Option<Arc<TokenCache>>,
+    /// The identity assertion's signer; `None` without `[assertion]`. Kept
+    /// across reloads (with its cache) while `[assertion]` is unchanged.
+    pub assertion: Option<Arc<AssertionSigner>>,
     /// Increments with every successful reload.
     pub version: u64,
+}
+
+impl Snapshot {
+    /// With `[assertion]`, puts the signed assertion for `identity` on
+    /// `route` into `headers` (see [`AssertionSigner::insert`]).
+    pub fn add_assertion(
+        &self,
+        route: &Route,
+        identity: Option<&Identity>,
+        headers: &mut http::HeaderMap,
+        empty_when_anonymous: bool,
+    ) -> Result<(), GatewayError> {
+        let Some(signer) = &self.assertion else { return Ok(()) };
+        let upstream = self.config.upstreams.get(route.upstream).ok_or_else(|| GatewayError::Internal("route names a missing upstream".into()))?;
+        signer.insert(upstream, route, identity, headers, empty_when_anonymous)
+    }
 }
 
 /// The gateway's shared state; listeners live outside it.
@@ -164,7 +187,15 @@ fn build_snapshot(config: Config, old: Option<&Snapshot>, version: u64) -> Resul
         _ if tc.entries == 0 => None,
         _ => Some(Arc::new(TokenCache::new(tc.entries, tc.max_bytes))),
     };
-    Ok(Snapshot { config, keys, upstreams, sessions, login, token_cache, version })
+    let assertion = match (&config.assertion, old.and_then(|o| o.assertion.as_ref())) {
+        (None, _) => None,
+        (Some(a), Some(o)) if o.settings() == a => Some(o.clone()),
+        (Some(a), _) => {
+            info!(keys = a.keys.len(), kid = %a.keys.first().map_or("", |k| k.kid.as_str()), "signing identity assertions");
+            Some(Arc::new(AssertionSigner::new(a.clone()).map_err(|e| format!("assertion: {e}"))?))
+        }
+    };
+    Ok(Snapshot { config, keys, upstreams, sessions, login, token_cache, assertion, version })
 }
 
 /// The session service, reused from the old snapshot when its settings are

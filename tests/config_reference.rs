@@ -13,6 +13,7 @@ fn every_known_key_is_documented() {
         ("admin", "admin."),
         ("forward_auth", "forward_auth."),
         ("forward_auth.prefixes", "forward_auth.prefixes[]."),
+        ("assertion", "assertion."),
         ("upstream", "upstream."),
         ("auth", "auth."),
         ("log", "log."),

@@ -86,6 +86,11 @@ pub fn now_unix() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
+/// Milliseconds since the Unix epoch (0 before it).
+pub fn now_unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// A compact JWS has exactly three dot-separated parts; Authgear's opaque
 /// tokens have none.
 pub fn looks_like_jwt(token: &str) -> bool {

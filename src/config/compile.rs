@@ -21,6 +21,7 @@ struct Sections<'i> {
     server: Option<Spanned<DeValue<'i>>>,
     admin: Option<Spanned<DeValue<'i>>>,
     forward_auth: Option<Spanned<DeValue<'i>>>,
+    assertion: Option<Spanned<DeValue<'i>>>,
     upstream: Option<Spanned<DeValue<'i>>>,
     upstreams: Option<Spanned<DeValue<'i>>>,
     auth: Option<Spanned<DeValue<'i>>>,
@@ -46,6 +47,7 @@ pub(super) fn compile(text: &str, file: &str, env: &dyn Fn(&str) -> Option<Strin
         server: None,
         admin: None,
         forward_auth: None,
+        assertion: None,
         upstream: None,
         upstreams: None,
         auth: None,
@@ -59,6 +61,7 @@ pub(super) fn compile(text: &str, file: &str, env: &dyn Fn(&str) -> Option<Strin
             "server" => s.server = Some(v),
             "admin" => s.admin = Some(v),
             "forward_auth" => s.forward_auth = Some(v),
+            "assertion" => s.assertion = Some(v),
             "upstream" => s.upstream = Some(v),
             "upstreams" => s.upstreams = Some(v),
             "auth" => s.auth = Some(v),
@@ -92,6 +95,7 @@ impl Compiler<'_> {
         let server = self.server(&server)?;
         let admin_listen = self.addr(&admin.listen, "admin.listen", "127.0.0.1:9090");
         let forward_auth = self.forward_auth(s.forward_auth);
+        let assertion = self.assertion(s.assertion).map(Arc::new);
         let log = self.log(&log);
 
         let mut upstream_names: Vec<String> = Vec::new();
@@ -154,7 +158,11 @@ impl Compiler<'_> {
         for r in &routes.routes {
             all_mappings.push(&r.headers);
         }
-        let strip = IdentityStrip::new(all_mappings);
+        let mut strip = IdentityStrip::new(all_mappings);
+        if let Some(a) = &assertion {
+            // A client's own copy would pass for the gateway's.
+            strip.add(a.header.as_str());
+        }
         if server.allowed_hosts.is_none() && upstreams.iter().any(|u| u.preserve_host) && routes.routes.iter().any(|r| r.host.is_none()) {
             self.rep.warning(
                 0..0,
@@ -166,6 +174,7 @@ impl Compiler<'_> {
             server,
             admin_listen,
             forward_auth,
+            assertion,
             upstreams,
             issuers,
             session,

@@ -7,6 +7,7 @@
 //! this file; the rest of the gateway imports through it.
 
 mod compile;
+mod compile_assertion;
 mod compile_forward_auth;
 mod compile_login;
 mod compile_routes;

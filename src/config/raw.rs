@@ -59,6 +59,19 @@ pub struct RawFlavourPrefix {
     pub flavour: Option<Spanned<String>>,
 }
 
+/// `[assertion]`: the signed identity assertion (issue 17).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAssertion {
+    pub enabled: Option<Spanned<bool>>,
+    pub header: Option<Spanned<String>>,
+    pub issuer: Option<Spanned<String>>,
+    pub algorithm: Option<Spanned<String>>,
+    pub key_files: Option<Spanned<Vec<Spanned<String>>>>,
+    pub lifetime: Option<Spanned<String>>,
+    pub jwks_path: Option<Spanned<String>>,
+}
+
 /// `[upstream]` and each `[upstreams.NAME]`
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -289,7 +302,7 @@ pub fn known_keys(table: &str) -> Option<&'static [&'static str]> {
         "insecure_skip_verify",
     ];
     Some(match table {
-        "" => &["server", "admin", "forward_auth", "upstream", "upstreams", "auth", "headers", "routes", "log", "tracing", "login"],
+        "" => &["server", "admin", "forward_auth", "assertion", "upstream", "upstreams", "auth", "headers", "routes", "log", "tracing", "login"],
         "server" => &[
             "listen",
             "trust_forwarded_headers",
@@ -314,6 +327,7 @@ pub fn known_keys(table: &str) -> Option<&'static [&'static str]> {
         "admin" => &["listen"],
         "forward_auth" => &["listen", "trusted_proxies", "flavour", "path_prefix", "prefixes"],
         "forward_auth.prefixes" => &["path", "flavour"],
+        "assertion" => &["enabled", "header", "issuer", "algorithm", "key_files", "lifetime", "jwks_path"],
         "upstream" | "upstreams.*" => UPSTREAM,
         "auth" => AUTH.get_or_init(|| [ISSUER, AUTH_ONLY, SESSION_KEYS].concat()).as_slice(),
         "auth.issuers" => ISSUER,

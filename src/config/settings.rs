@@ -257,6 +257,8 @@ pub struct Config {
     pub admin_listen: Option<SocketAddr>,
     /// `[forward_auth]`: `None` when the decision endpoint is not configured.
     pub forward_auth: Option<ForwardAuthSettings>,
+    /// `[assertion]`: `None` when no signed identity assertion is sent.
+    pub assertion: Option<Arc<AssertionSettings>>,
     /// Index 0 is the default upstream.
     pub upstreams: Vec<Arc<UpstreamSettings>>,
     pub issuers: Vec<IssuerSettings>,
@@ -362,6 +364,73 @@ impl Flavour {
             Flavour::Envoy => "envoy",
             Flavour::EnvoyGrpc => "envoy_grpc",
         }
+    }
+}
+
+/// `[assertion]`, compiled: the signed identity assertion sent upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssertionSettings {
+    /// The request header (and forward-auth answer header) carrying it.
+    pub header: http::HeaderName,
+    /// `iss` of every assertion: the gateway's configured name.
+    pub issuer: String,
+    pub algorithm: AssertionAlg,
+    /// Never empty: the first signs, all are published in the JWKS.
+    pub keys: Vec<AssertionKey>,
+    /// `exp - iat`.
+    pub lifetime: Duration,
+    /// Also serve the JWKS on the main listener at exactly this path.
+    pub jwks_path: Option<String>,
+}
+
+/// The JWS algorithms an assertion may be signed with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AssertionAlg {
+    /// ECDSA on P-256 with SHA-256.
+    Es256,
+    /// Ed25519.
+    EdDsa,
+}
+
+impl AssertionAlg {
+    /// The JWS `alg` name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AssertionAlg::Es256 => "ES256",
+            AssertionAlg::EdDsa => "EdDSA",
+        }
+    }
+}
+
+/// One signing key of `[assertion] key_files`: its private half stays in
+/// memory only, its public half is published.
+#[derive(Clone)]
+pub struct AssertionKey {
+    /// RFC 7638 thumbprint of the public key (base64url SHA-256).
+    pub kid: String,
+    /// The public JWK, with `kid`, `alg` and `use`.
+    pub jwk: serde_json::Value,
+    pub pair: AssertionKeyPair,
+}
+
+/// A parsed private key, ready to sign.
+#[derive(Clone)]
+pub enum AssertionKeyPair {
+    Es256(Arc<aws_lc_rs::signature::EcdsaKeyPair>),
+    EdDsa(Arc<aws_lc_rs::signature::Ed25519KeyPair>),
+}
+
+impl PartialEq for AssertionKey {
+    // The kid is the public key's hash: same kid, same key pair.
+    fn eq(&self, other: &Self) -> bool {
+        self.kid == other.kid
+    }
+}
+impl Eq for AssertionKey {}
+
+impl std::fmt::Debug for AssertionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AssertionKey({}, <private key redacted>)", self.kid)
     }
 }
 

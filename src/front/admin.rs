@@ -1,6 +1,7 @@
 //! The admin listener: `/healthz` (the process is alive), `/readyz`
 //! (signing keys loaded and not shutting down) and `/metrics`
-//! (Prometheus text or OpenMetrics, as the scraper asks). Kept off the public port.
+//! (Prometheus text or OpenMetrics, as the scraper asks), and with
+//! `[assertion]` its JWKS at `/.well-known/jwks.json`. Kept off the public port.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -46,6 +47,11 @@ fn respond(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
             r
         }
         "/healthz" => json(StatusCode::OK, serde_json::json!({"status": "ok"})),
+        // The identity assertion's public keys (404 without `[assertion]`).
+        "/.well-known/jwks.json" => match &gw.snapshot().assertion {
+            Some(a) => a.jwks_response(req.method()),
+            None => json(StatusCode::NOT_FOUND, serde_json::json!({"error": "not_found"})),
+        },
         "/readyz" if super::readiness::wants_verbose(req.uri().query()) => {
             let doc = super::readiness::verbose(gw);
             let status = if doc["ready"] == true { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };

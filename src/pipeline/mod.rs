@@ -176,6 +176,12 @@ async fn route_and_forward<'s>(
             return Ok(resp);
         }
     }
+    // The assertion's JWKS, when asked for on this listener too: public,
+    // and before any route, so no route can shadow or guard it.
+    if let Some(resp) = snap.assertion.as_ref().and_then(|a| a.own_path(req.method(), req.uri().path())) {
+        out.path = Some(req.uri().path().to_owned());
+        return Ok(resp);
+    }
     let Decision { route, path, identity, access_token, set_cookies } = decide(snap, &mut req, out).await?;
     login::set_authorization(route, access_token.as_deref(), req.headers_mut());
 
@@ -196,6 +202,7 @@ async fn route_and_forward<'s>(
         body = method_param::guard(body, s, override_refused.clone());
     }
     let mut up_req = proxy::rewrite_request(cfg, route, &upstream.settings, parts, body, &path, identity.as_ref(), client)?;
+    snap.add_assertion(route, identity.as_ref(), up_req.headers_mut(), false)?;
 
     // With tracing on, the upstream sees this call's span as its parent;
     // with it off, the client's `traceparent` went through untouched.

@@ -248,6 +248,11 @@ impl IdentityStrip {
         IdentityStrip { names }
     }
 
+    /// Also strips `name` (folded), as an identity header.
+    pub fn add(&mut self, name: &str) {
+        self.names.insert(fold(name));
+    }
+
     /// True when a client must not be allowed to send this header.
     pub fn is_identity(&self, name: &str) -> bool {
         self.classify(name) == Some(Untrusted::Identity)

@@ -14,7 +14,9 @@ use crate::auth::Identity;
 use crate::config::Flavour;
 use crate::error::{full, Body, GatewayError};
 use crate::policy::headers::{render_claim, ClaimSource};
+use crate::pipeline::Decision;
 use crate::policy::routes::Route;
+use crate::state::Snapshot;
 
 /// Why a request was refused, for the ingress's logs and the tests.
 pub const REASON: HeaderName = HeaderName::from_static("x-forward-auth-reason");
@@ -25,6 +27,16 @@ pub const SIGNIN: HeaderName = HeaderName::from_static("x-auth-signin");
 /// `X-Auth-Cookie-<n>` (from 1), because nginx 1.22's
 /// `$upstream_http_set_cookie` holds only the first line.
 pub const COOKIE_PREFIX: &str = "x-auth-cookie-";
+
+/// The allow answer for a decision: [`allow`], the signed assertion when
+/// `[assertion]` is on (empty for an anonymous caller, so the ingress
+/// overwrites a client's copy), and the session's new cookies.
+pub fn allow_decided(snap: &Snapshot, kind: Flavour, d: &Decision<'_>) -> Result<Response<Body>, GatewayError> {
+    let mut resp = allow(d.route, d.identity.as_ref());
+    snap.add_assertion(d.route, d.identity.as_ref(), resp.headers_mut(), true)?;
+    add_cookies(kind, &mut resp, &d.set_cookies);
+    Ok(resp)
+}
 
 /// 200 with every identity header of the route. A header whose claim is
 /// absent (or the whole set, for an anonymous caller) is present and

@@ -119,8 +119,8 @@ async fn check<'s>(snap: &'s Snapshot, req: pb::CheckRequest, trace: &mut Trace<
         }
     };
     note.method = Some(original.method().clone());
-    match pipeline::decide(snap, &mut original, trace).await {
-        Ok(d) => allowed(answer::allow(d.route, d.identity.as_ref()), &d.set_cookies),
+    match pipeline::decide(snap, &mut original, trace).await.and_then(|d| answer::allow_decided(snap, Flavour::EnvoyGrpc, &d)) {
+        Ok(resp) => allowed(resp),
         Err(e) => {
             note.reason = Some(e.reason());
             denied(answer::refuse(Flavour::EnvoyGrpc, e, &snap.config.realm)).await
@@ -181,10 +181,18 @@ fn headers(http: &pb::HttpRequest) -> Result<HeaderMap, Malformed> {
 /// one without a value is removed from the client's request (Envoy drops
 /// an empty header to set, which would leave the client's in place); the
 /// session's new cookies go to the client.
-fn allowed(resp: Response<Body>, cookies: &[String]) -> pb::CheckResponse {
+fn allowed(resp: Response<Body>) -> pb::CheckResponse {
     let mut ok = pb::OkHttpResponse::default();
     for (name, value) in resp.headers() {
         if name == CACHE_CONTROL {
+            continue;
+        }
+        // The session's cookies are for the client's response, never the
+        // app's request.
+        if name == SET_COOKIE {
+            if let Ok(c) = value.to_str() {
+                ok.response_headers_to_add.push(option(SET_COOKIE.as_str(), c, APPEND_IF_EXISTS_OR_ADD));
+            }
             continue;
         }
         match value.to_str() {
@@ -194,7 +202,6 @@ fn allowed(resp: Response<Body>, cookies: &[String]) -> pb::CheckResponse {
             Err(_) => ok.headers_to_remove.push(name.as_str().to_owned()),
         }
     }
-    ok.response_headers_to_add = cookies.iter().map(|c| option(SET_COOKIE.as_str(), c, APPEND_IF_EXISTS_OR_ADD)).collect();
     pb::CheckResponse { status: Some(pb::RpcStatus { code: 0, message: String::new() }), http_response: Some(pb::HttpResponse::Ok(ok)) }
 }
 
@@ -269,7 +276,8 @@ mod tests {
         let mut resp = Response::new(full(""));
         resp.headers_mut().insert("x-authgear-user-id", HeaderValue::from_static("u1"));
         resp.headers_mut().insert("x-authgear-user-roles", HeaderValue::from_static(""));
-        let out = allowed(resp, &["s=1; Path=/".to_owned()]);
+        resp.headers_mut().append(SET_COOKIE, HeaderValue::from_static("s=1; Path=/"));
+        let out = allowed(resp);
         let Some(pb::HttpResponse::Ok(ok)) = out.http_response else { panic!("not ok") };
         assert_eq!(ok.headers_to_remove, ["x-authgear-user-roles"]);
         assert_eq!(ok.headers.len(), 1);

@@ -72,12 +72,8 @@ pub async fn handle(gw: &Gateway, mut req: Request<Incoming>, peer: SocketAddr) 
                 match flavour::rebuild(kind, path_prefix, flavour::Asked { method: req.method(), uri: req.uri(), headers: req.headers() }) {
                     Ok(mut original) => {
                         method = Some(original.method().clone());
-                        match pipeline::decide(&snap, &mut original, &mut trace).await {
-                            Ok(d) => {
-                                let mut resp = answer::allow(d.route, d.identity.as_ref());
-                                answer::add_cookies(kind, &mut resp, &d.set_cookies);
-                                (resp, None)
-                            }
+                        match pipeline::decide(&snap, &mut original, &mut trace).await.and_then(|d| answer::allow_decided(&snap, kind, &d)) {
+                            Ok(resp) => (resp, None),
                             Err(e) => {
                                 let reason = e.reason();
                                 (answer::refuse(kind, e, &snap.config.realm), Some(reason))
