@@ -1,8 +1,10 @@
 //! Micro-benchmarks of the request path's pieces: token validation (a token
 //! never seen, and one in the verified-token cache), route matching on a
 //! 200-route table, path normalization and the header rewrite; and the
-//! browser login's session cookie opened (AES-256-GCM + JSON), the cost a
-//! `method = "login"` route pays instead of `token_cached`.
+//! browser login's session cookie opened (from the opened-cookie cache, and
+//! cold: AES-256-GCM + JSON), the cost a `method = "login"` route pays
+//! instead of `token_cached`, and the whole identity step (authentication
+//! plus identity headers) of a bearer and of a session request.
 //!
 //! `cargo bench --bench hot_path` (divan: fast to build, one macro per
 //! bench, and it reports the median and spread that matter here).
@@ -162,10 +164,26 @@ fn session_headers(w: &World) -> http::HeaderMap {
 }
 
 /// What a `method = "login"` request pays instead of `token_cached`: the
-/// cookie found, joined, opened (AES-256-GCM) and its JSON read, the
-/// expiry checks, and the identity built.
+/// cookie found and compared with the one opened before (the path every
+/// request after the first takes), the expiry and logout checks, and the
+/// identity built.
 #[divan::bench]
 fn login_session_open(b: Bencher) {
+    let w = world();
+    let snap = w.gateway.snapshot();
+    let service = snap.login.as_ref().expect("[login]");
+    let headers = session_headers(w);
+    let now = auth::now_unix();
+    b.bench_local(|| match service.open_valid(&headers, now) {
+        Some(o) => black_box(o.identity(service.settings.issuer).issuer),
+        None => panic!("the bench session does not open"),
+    });
+}
+
+/// The first request with a cookie (or a cookie the cache let go): found,
+/// joined, opened (base64, AES-256-GCM, JSON), checked, identity built.
+#[divan::bench]
+fn login_session_open_uncached(b: Bencher) {
     let w = world();
     let snap = w.gateway.snapshot();
     let service = snap.login.as_ref().expect("[login]");
@@ -205,9 +223,9 @@ fn identity_and_headers(b: Bencher, case: &str) {
     })
     .bench_local_values(|parts| {
         let identity = if login {
-            match service.lookup(&parts.headers, now) {
-                authgear_gateway::login::Lookup::Valid(s) => Some(service.identity(*s)),
-                other => panic!("the bench session does not open: {other:?}"),
+            match service.open_valid(&parts.headers, now) {
+                Some(o) => Some(o.identity(service.settings.issuer)),
+                None => panic!("the bench session does not open"),
             }
         } else {
             let t = parts.headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).expect("bearer");

@@ -9,6 +9,7 @@ pub mod cookies;
 pub mod flow;
 pub mod logout;
 pub mod oidc;
+pub mod opened;
 pub mod pages;
 pub mod refresh;
 pub mod seal;
@@ -85,6 +86,8 @@ pub struct LoginService {
     ended: Mutex<HashMap<String, u64>>,
     /// Refreshes in flight or just done, by session and refresh token.
     flights: Mutex<HashMap<String, (u64, Flight)>>,
+    /// Session cookies opened a moment ago (`opened.rs`).
+    opened: opened::OpenedCache,
 }
 
 impl LoginService {
@@ -92,7 +95,15 @@ impl LoginService {
     pub fn new(settings: Arc<BrowserLoginSettings>, issuer: &IssuerSettings) -> Result<LoginService, String> {
         let sealer = Sealer::new(&settings.cookie_keys).ok_or("login.cookie_keys: no usable key")?;
         let provider = Provider::new(&issuer.issuer, issuer.ca_file.as_deref())?;
-        Ok(LoginService { settings, sealer, provider, spent_states: Mutex::default(), ended: Mutex::default(), flights: Mutex::default() })
+        Ok(LoginService {
+            settings,
+            sealer,
+            provider,
+            spent_states: Mutex::default(),
+            ended: Mutex::default(),
+            flights: Mutex::default(),
+            opened: Default::default(),
+        })
     }
 
     /// True when a reload may keep this service (and what it remembers).
