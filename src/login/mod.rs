@@ -135,6 +135,32 @@ impl LoginService {
         }
     }
 
+    /// The fast path of [`lookup`](Self::lookup) for a session that is
+    /// simply valid (`Lookup::Valid`): the opened session, from the
+    /// opened-cookie cache (`opened.rs`) when this exact cookie was opened
+    /// before. `None` for anything else (absent, invalid, due for refresh):
+    /// ask `lookup` then.
+    pub fn open_valid(&self, headers: &HeaderMap, now: u64) -> Option<Arc<opened::Opened>> {
+        let name = &self.settings.cookie_name;
+        let jar = cookies::request_cookies(headers);
+        let value = match cookies::get(&jar, name) {
+            Some(v) => std::borrow::Cow::Borrowed(v),
+            None => std::borrow::Cow::Owned(cookies::joined(&jar, name)?),
+        };
+        let margin = self.settings.refresh_margin.as_secs();
+        let good = |o: &opened::Opened| o.fresh(now, margin) && !lock(&self.ended).contains_key(o.id());
+        if let Some(o) = self.opened.get(&value) {
+            return good(&o).then_some(o);
+        }
+        let s = self.open_session(&value).ok()?;
+        let o = Arc::new(opened::Opened::new(&value, s.id, s.claims, s.access_token, s.access_exp, s.expires));
+        if !good(&o) {
+            return None;
+        }
+        self.opened.insert(o.clone(), now);
+        Some(o)
+    }
+
     /// The identity a session carries, for the route checks and headers.
     pub fn identity(&self, session: Session) -> Identity {
         Identity { claims: Arc::new(session.claims), issuer: self.settings.issuer, rendered: None }

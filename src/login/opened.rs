@@ -4,7 +4,7 @@
 //!
 //! What a hit still does, every time: the whole sealed value is compared
 //! (a keyed hash of its tail, where the GCM tag sits, only picks the slot),
-//! and the same checks as [`LoginService::lookup`] run on the kept times:
+//! and the same checks as `LoginService::lookup` run on the kept times:
 //! the session's end, the access token's `refresh_margin`, and the list of
 //! sessions logged out here. Only values that opened as simply valid are
 //! kept (never a failure, never a session due for refresh), so the answer
@@ -13,15 +13,12 @@
 //! retired key, say) starts an empty one. Bounded: [`SHARDS`] x
 //! [`PER_SHARD`] entries, about 5 KB each with Authgear-sized tokens.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, RwLock};
 
-use http::HeaderMap;
 use serde_json::{Map, Value};
 
-use super::{cookies, lock, LoginService, Session};
 use crate::auth::Identity;
 use crate::policy::headers::RenderedHeaders;
 
@@ -47,6 +44,22 @@ pub struct Opened {
 }
 
 impl Opened {
+    /// A session just opened from the sealed `value`.
+    pub fn new(value: &str, id: String, claims: Map<String, Value>, access_token: String, access_exp: u64, expires: u64) -> Opened {
+        Opened { value: value.into(), id, claims: Arc::new(claims), access_token, access_exp, expires, rendered: Arc::default() }
+    }
+
+    /// The session id (for the logout list).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Still simply valid at `now`: before its end and with more than
+    /// `margin` seconds left on the access token.
+    pub fn fresh(&self, now: u64, margin: u64) -> bool {
+        self.expires > now && self.access_exp > now.saturating_add(margin)
+    }
+
     /// The identity for the route checks and headers (claims shared, headers
     /// kept rendered as a cached token's are).
     pub fn identity(&self, issuer: usize) -> Identity {
@@ -73,13 +86,15 @@ impl OpenedCache {
         ((h as usize) % SHARDS, h)
     }
 
-    fn get(&self, value: &str) -> Option<Arc<Opened>> {
+    /// The entry for exactly this sealed value.
+    pub fn get(&self, value: &str) -> Option<Arc<Opened>> {
         let (s, h) = self.slot(value);
         let shard = self.shards[s].read().unwrap_or_else(|p| p.into_inner());
         shard.get(&h).filter(|o| *o.value == *value).cloned()
     }
 
-    fn insert(&self, o: Arc<Opened>, now: u64) {
+    /// Keeps `o`, making room in its shard (what has expired goes first).
+    pub fn insert(&self, o: Arc<Opened>, now: u64) {
         let (s, h) = self.slot(&o.value);
         let mut shard = self.shards[s].write().unwrap_or_else(|p| p.into_inner());
         if shard.len() >= PER_SHARD && !shard.contains_key(&h) {
@@ -93,40 +108,5 @@ impl OpenedCache {
             }
         }
         shard.insert(h, o);
-    }
-}
-
-impl LoginService {
-    /// The fast path of [`lookup`](Self::lookup) for a session that is
-    /// simply valid (`Lookup::Valid`): the opened session, from the cache
-    /// when this exact cookie was opened before. `None` for anything else
-    /// (absent, invalid, due for refresh): ask `lookup` then.
-    pub fn open_valid(&self, headers: &HeaderMap, now: u64) -> Option<Arc<Opened>> {
-        let name = &self.settings.cookie_name;
-        let jar = cookies::request_cookies(headers);
-        let value = match cookies::get(&jar, name) {
-            Some(v) => Cow::Borrowed(v),
-            None => Cow::Owned(cookies::joined(&jar, name)?),
-        };
-        let margin = self.settings.refresh_margin.as_secs();
-        let good = |o: &Opened| o.expires > now && o.access_exp > now.saturating_add(margin) && !lock(&self.ended).contains_key(&o.id);
-        if let Some(o) = self.opened.get(&value) {
-            return good(&o).then_some(o);
-        }
-        let s: Session = self.open_session(&value).ok()?;
-        let o = Arc::new(Opened {
-            value: value.into(),
-            id: s.id,
-            claims: Arc::new(s.claims),
-            access_token: s.access_token,
-            access_exp: s.access_exp,
-            expires: s.expires,
-            rendered: Arc::default(),
-        });
-        if !good(&o) {
-            return None;
-        }
-        self.opened.insert(o.clone(), now);
-        Some(o)
     }
 }
