@@ -6,7 +6,7 @@
 #       cookie opened on every request
 # Prints "NAME requests/s p50 p99" and the ratio. Settings: DURATION (10s),
 # WARMUP (2s), CONNS (32), THREADS (2), ROUNDS (3, alternating cases),
-# GW_BIN. Everything it starts it stops (by PID).
+# GW_BIN, BUILD (1; 0 reuses the release binaries already built). Everything it starts it stops (by PID).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -19,7 +19,9 @@ RUN=${RUN:-$ROOT/target/bench-login}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 command -v wrk >/dev/null || apt-get install -y -qq wrk >/dev/null
 
-cargo build --release --locked --bin authgear-gateway --example bench_upstream --example bench_issuer --example bench_session >&2
+if [ "${BUILD:-1}" != 0 ]; then
+  cargo build --release --locked --bin authgear-gateway --example bench_upstream --example bench_issuer --example bench_session >&2
+fi
 REL=$CARGO_TARGET_DIR/release
 GW_BIN=${GW_BIN:-$REL/authgear-gateway}
 
@@ -64,12 +66,10 @@ level = "warn"
 [[routes]]
 path = "/api/**"
 auth = "required"
-roles = ["reader"]
 
 [[routes]]
 path = "/app/**"
 method = "login"
-roles = ["reader"]
 TOML
 "$GW_BIN" --config "$RUN/gateway.toml" >"$RUN/gateway.log" 2>&1 &
 PIDS+=($!)
