@@ -1,10 +1,12 @@
 //! Micro-benchmarks of the request path's pieces: token validation (a token
 //! never seen, and one in the verified-token cache), route matching on a
 //! 200-route table, path normalization and the header rewrite; and the
-//! browser login's session cookie opened (AES-256-GCM + JSON), the cost a
-//! `method = "login"` route pays instead of `token_cached`; and the signed
-//! identity assertion, signed anew (`assertion_sign_es256`) and reused from
-//! its cache (`assertion_cached`).
+//! browser login's session cookie opened (from the opened-cookie cache, and
+//! cold: AES-256-GCM + JSON), the cost a `method = "login"` route pays
+//! instead of `token_cached`, and the whole identity step (authentication
+//! plus identity headers) of a bearer and of a session request; and the
+//! signed identity assertion, signed anew (`assertion_sign_es256`) and
+//! reused from its cache (`assertion_cached`).
 //!
 //! `cargo bench --bench hot_path` (divan: fast to build, one macro per
 //! bench, and it reports the median and spread that matter here).
@@ -142,17 +144,17 @@ fn header_rewrite(b: Bencher) {
     });
 }
 
-#[divan::bench]
-fn login_session_open(b: Bencher) {
+/// A sealed session as a real login leaves it: Authgear-shaped claims, an
+/// access token, an ID token and a refresh token (about 3 KB sealed), in a
+/// `Cookie` header between two other cookies.
+fn session_headers(w: &World) -> http::HeaderMap {
     use authgear_gateway::config::CookieKey;
     use authgear_gateway::login::seal::Sealer;
-    let w = world();
     let snap = w.gateway.snapshot();
     let service = snap.login.as_ref().expect("[login]");
     let now = auth::now_unix();
-    // A session as a real login leaves it: Authgear-shaped claims, an
-    // access token, an ID token and a refresh token (about 3 KB sealed).
-    let claims = w._issuer.claims("user-1");
+    let mut claims = w._issuer.claims("user-1");
+    claims.insert("https://authgear.com/claims/user/roles".into(), json!(["reader", "writer"]));
     let session = json!({"id": "x".repeat(43), "claims": claims, "access_token": w.tokens[0], "refresh_token": "r".repeat(43),
         "id_token": w.tokens[1], "access_exp": now + 3600, "expires": now + 7200});
     let sealer = Sealer::new(&[CookieKey { id: "k1".into(), key: [7; 32] }]).expect("sealer");
@@ -160,6 +162,35 @@ fn login_session_open(b: Bencher) {
     let mut headers = http::HeaderMap::new();
     let cookie = format!("other=1; {}={value}; theme=dark", service.settings.cookie_name);
     headers.insert(http::header::COOKIE, http::HeaderValue::from_str(&cookie).expect("cookie"));
+    headers
+}
+
+/// What a `method = "login"` request pays instead of `token_cached`: the
+/// cookie found and compared with the one opened before (the path every
+/// request after the first takes), the expiry and logout checks, and the
+/// identity built.
+#[divan::bench]
+fn login_session_open(b: Bencher) {
+    let w = world();
+    let snap = w.gateway.snapshot();
+    let service = snap.login.as_ref().expect("[login]");
+    let headers = session_headers(w);
+    let now = auth::now_unix();
+    b.bench_local(|| match service.open_valid(&headers, now) {
+        Some(o) => black_box(o.identity(service.settings.issuer).issuer),
+        None => panic!("the bench session does not open"),
+    });
+}
+
+/// The first request with a cookie (or a cookie the cache let go): found,
+/// joined, opened (base64, AES-256-GCM, JSON), checked, identity built.
+#[divan::bench]
+fn login_session_open_uncached(b: Bencher) {
+    let w = world();
+    let snap = w.gateway.snapshot();
+    let service = snap.login.as_ref().expect("[login]");
+    let headers = session_headers(w);
+    let now = auth::now_unix();
     b.bench_local(|| match service.lookup(&headers, now) {
         authgear_gateway::login::Lookup::Valid(s) => black_box(service.identity(*s).issuer),
         other => panic!("the bench session does not open: {other:?}"),
@@ -210,4 +241,45 @@ fn assertion_cached(b: Bencher) {
     let route = &cfg.routes.routes[0];
     let now = auth::now_unix() * 1000;
     b.bench_local(|| black_box(signer.assertion("http://app:3000", route, &claims, now).map(|v| v.len())));
+}
+
+/// The whole identity step of one request on the same route, bearer
+/// (cached token) against session cookie: authentication, then the header
+/// rewrite that turns the identity into upstream headers (a cached token
+/// brings its headers already rendered; a session renders them).
+#[divan::bench(args = ["bearer_cached", "login_session"])]
+fn identity_and_headers(b: Bencher, case: &str) {
+    let w = world();
+    let snap = w.gateway.snapshot();
+    let cfg = &snap.config;
+    let route = &cfg.routes.routes[0];
+    let upstream = &snap.upstreams[route.upstream].settings;
+    let service = snap.login.as_ref().expect("[login]");
+    let cache = TokenCache::new(10_000, 64 << 20);
+    let now = auth::now_unix();
+    let _ = w.rt.block_on(auth::verify_token(cfg, &snap.keys, Some(&cache), &w.tokens[0], None, now));
+    let client = ClientInfo { addr: SocketAddr::from(([10, 0, 0, 7], 51234)), proto: "http" };
+    let path = path::normalize("/svc0/v1/x/items/1").expect("a plain path");
+    let session = session_headers(w);
+    let bearer = format!("Bearer {}", w.tokens[0]);
+    let cookie = session.get(http::header::COOKIE).expect("cookie").clone();
+    let login = case == "login_session";
+    b.with_inputs(|| {
+        let mut req = Request::builder().uri("/svc0/v1/x/items/1?q=2").header("host", "api.example.com").header("accept", "*/*");
+        req = if login { req.header("cookie", cookie.clone()) } else { req.header("authorization", &bearer) };
+        req.body(()).expect("request").into_parts().0
+    })
+    .bench_local_values(|parts| {
+        let identity = if login {
+            match service.open_valid(&parts.headers, now) {
+                Some(o) => Some(o.identity(service.settings.issuer)),
+                None => panic!("the bench session does not open"),
+            }
+        } else {
+            let t = parts.headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).expect("bearer");
+            w.rt.block_on(auth::verify_token(cfg, &snap.keys, Some(&cache), t, None, now)).ok()
+        };
+        let up = proxy::rewrite_request(cfg, route, upstream, parts, authgear_gateway::error::full(""), &path, identity.as_ref(), client);
+        black_box(up.map(|r| r.headers().len()))
+    });
 }

@@ -46,6 +46,10 @@ enum Command {
         /// A bearer token to check (its signature is never printed).
         #[arg(long)]
         token: Option<String>,
+        /// A `Cookie` header value: on a `method = "login"` route, the
+        /// session cookie is opened and its identity shown (its tokens never).
+        #[arg(long)]
+        cookie: Option<String>,
         /// Do not contact the issuer: skip the signature check.
         #[arg(long)]
         no_fetch: bool,
@@ -81,7 +85,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run) {
         Command::Check { format } => check(&cli.config, format),
-        Command::Explain { method, url, token, no_fetch, forward_auth, header } => {
+        Command::Explain { method, url, token, cookie, no_fetch, forward_auth, header } => {
             let config = match Config::load(&cli.config) {
                 Ok(c) => c,
                 Err(d) => {
@@ -96,7 +100,7 @@ fn main() -> ExitCode {
                 let text = if forward_auth {
                     authgear_gateway::commands::explain_forward_auth::explain_forward_auth(&config, &method, &url, &header, keys, now).await?
                 } else {
-                    explain::explain(&config, &method, &url, token.as_deref(), keys, now).await?
+                    explain::explain_with(&config, &method, &url, token.as_deref(), cookie.as_deref(), keys, now).await?
                 };
                 print!("{text}");
                 Ok(())

@@ -4,7 +4,7 @@
 mod support;
 
 use authgear_gateway::commands::devissuer::{DevIssuer, DevKey};
-use authgear_gateway::commands::explain::{explain, Keys};
+use authgear_gateway::commands::explain::{explain, explain_with, Keys};
 use authgear_gateway::Config;
 use serde_json::json;
 
@@ -157,4 +157,121 @@ async fn checks_the_signature_against_the_live_issuer() {
     let out = explain(&cfg, "GET", "http://h/x", Some(&forged), Keys::Fetch, now).await.unwrap();
     assert!(out.contains("signature  FAIL token signature is invalid"), "{out}");
     assert!(out.contains("verdict        401 invalid_token: token signature is invalid"), "{out}");
+}
+
+const LOGIN_CONFIG: &str = r#"
+[upstream]
+url = "http://127.0.0.1:3000"
+[auth]
+issuer = "https://myapp.authgear.cloud"
+[login]
+public_origin = "https://app.example.com"
+client_id = "web-app"
+cookie_keys = ["k2:AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=", "k1:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="]
+[[routes]]
+name = "admin"
+path = "/admin/**"
+method = "login"
+roles = ["admin"]
+[[routes]]
+name = "app"
+path = "/**"
+method = "login"
+pass_access_token = true
+"#;
+
+const SESSION_COOKIE: &str = "__Host-agw_session";
+const ACCESS: &str = "eyJhbGciOiJSUzI1NiJ9.ACCESS-TOKEN-BODY.c2ln";
+const REFRESH: &str = "REFRESH-TOKEN-VALUE";
+const ID_TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.ID-TOKEN-BODY.c2ln";
+
+/// A session sealed as a login leaves it, under key `kid` (`[byte; 32]`).
+fn sealed_session(kid: &str, byte: u8, access_exp: u64, expires: u64, refresh: bool) -> String {
+    use authgear_gateway::config::CookieKey;
+    use authgear_gateway::login::seal::Sealer;
+    let session = json!({"id": "sess-1", "claims": {"iss": "https://myapp.authgear.cloud", "sub": "user-42", "sid": "sid-9",
+        "https://authgear.com/claims/user/roles": ["reader"]},
+        "access_token": ACCESS, "refresh_token": if refresh { Some(REFRESH) } else { None }, "id_token": ID_TOKEN,
+        "access_exp": access_exp, "expires": expires});
+    let sealer = Sealer::new(&[CookieKey { id: kid.into(), key: [byte; 32] }]).unwrap();
+    sealer.seal(SESSION_COOKIE, session.to_string().as_bytes()).unwrap()
+}
+
+async fn explain_cookie(url: &str, cookie: Option<&str>) -> String {
+    authgear_gateway::install_crypto_provider();
+    let cfg = Config::from_toml(LOGIN_CONFIG, "gateway.toml").unwrap();
+    let out = explain_with(&cfg, "GET", url, None, cookie, Keys::Skip, NOW).await.unwrap();
+    for secret in [ACCESS, REFRESH, ID_TOKEN, "ACCESS-TOKEN-BODY", "ID-TOKEN-BODY"] {
+        assert!(!out.contains(secret), "a session token was printed:\n{out}");
+    }
+    out
+}
+
+#[tokio::test]
+async fn explains_a_valid_session_cookie_its_identity_and_headers_never_its_tokens() {
+    let value = sealed_session("k2", 2, NOW + 600, NOW + 7200, true);
+    let cookie = format!("theme=dark; {SESSION_COOKIE}={value}");
+    let out = explain_cookie("https://app.example.com/page", Some(&cookie)).await;
+    let section = out.split("session cookie\n").nth(1).unwrap().split("\nverdict").next().unwrap();
+    let expected = r#"  name         __Host-agw_session (one cookie)
+  sealed       ok   key `k2` (the current key)
+  session      valid
+  ends         in 7200 s (session_lifetime)
+  access token expires in 600 s (refresh_margin 60 s)
+  tokens       access, refresh and ID tokens held (never shown)
+  logged out   not known here: a logout is remembered by the gateway that served it
+  claims
+    {
+      "https://authgear.com/claims/user/roles": [
+        "reader"
+      ],
+      "iss": "https://myapp.authgear.cloud",
+      "sid": "sid-9",
+      "sub": "user-42"
+    }
+"#;
+    assert_eq!(section, expected, "{out}");
+    assert!(out.contains("verdict        forwarded with identity (session cookie)\n"), "{out}");
+    assert!(out.contains("\n  x-authgear-user-id: user-42\n"), "{out}");
+    assert!(out.contains("\n  x-authgear-user-roles: reader\n"), "{out}");
+    assert!(out.contains("\n  authorization: Bearer <the token, not shown>\n"), "pass_access_token sends the session's token: {out}");
+    assert!(!out.contains(&value), "the sealed value is not echoed");
+}
+
+#[tokio::test]
+async fn explains_why_a_session_cookie_does_not_open() {
+    let good = sealed_session("k1", 1, NOW + 600, NOW + 7200, true);
+    let mut tampered = good.clone().into_bytes();
+    let i = tampered.len() - 5;
+    tampered[i] = if tampered[i] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    let cases = [
+        (format!("{SESSION_COOKIE}={tampered}"), "invalid: cookie_tampered"),
+        (format!("{SESSION_COOKIE}={}", &good[..good.len() - 30]), "invalid: cookie_tampered"),
+        (format!("{SESSION_COOKIE}={}", sealed_session("k0", 9, NOW + 600, NOW + 7200, true)), "invalid: cookie_retired_key"),
+        (format!("{SESSION_COOKIE}={}", sealed_session("k1", 1, NOW + 600, NOW - 1, true)), "invalid: session_expired"),
+        (format!("{SESSION_COOKIE}={}", sealed_session("k1", 1, NOW - 5, NOW + 7200, false)), "invalid: access_token_expired"),
+        (format!("agw_session={good}"), "absent"),
+    ];
+    for (cookie, want) in &cases {
+        let out = explain_cookie("https://app.example.com/page", Some(cookie)).await;
+        assert!(out.contains(&format!("\n  session      {want}")), "{want}:\n{out}");
+        assert!(out.contains("verdict        401 ("), "{want}:\n{out}");
+        assert!(!out.contains("the upstream would receive"), "{want}:\n{out}");
+    }
+    let none = explain_cookie("https://app.example.com/page", None).await;
+    assert!(none.contains("  name         __Host-agw_session (not sent)\n  session      absent\n"), "{none}");
+    assert!(none.contains("verdict        401 (no session cookie): a page load"), "{none}");
+}
+
+#[tokio::test]
+async fn explains_a_stale_session_an_older_key_and_a_missing_role() {
+    let old_key = format!("{SESSION_COOKIE}={}", sealed_session("k1", 1, NOW + 10, NOW + 7200, true));
+    let out = explain_cookie("https://app.example.com/page", Some(&old_key)).await;
+    assert!(out.contains("  sealed       ok   key `k1` (an older listed key"), "{out}");
+    assert!(out.contains("  session      stale: the access token is within refresh_margin"), "{out}");
+    assert!(out.contains("verdict        forwarded with identity, after the gateway refreshes the access token"), "{out}");
+    let admin = explain_cookie("https://app.example.com/admin/x", Some(&old_key)).await;
+    assert!(admin.contains("    roles      FAIL the user lacks a required role (user has: [\"reader\"])"), "{admin}");
+    assert!(admin.contains("verdict        403 insufficient_scope: the user lacks a required role"), "{admin}");
 }

@@ -227,6 +227,30 @@ async fn tampered_truncated_expired_and_retired_key_cookies_are_refused() {
     assert_eq!(send("GET", &e.gw.url("/app/x"), &[("host", "gw.test"), ("cookie", &fine)], b"").await.status, StatusCode::OK);
 }
 
+/// The gateway keeps cookies it opened (`login/opened.rs`); a kept one
+/// still answers to the session's own end, checked on every request.
+#[tokio::test]
+async fn a_cookie_opened_before_is_refused_once_its_session_ends() {
+    let e = env().await;
+    let now = authgear_gateway::auth::now_unix();
+    let session = serde_json::json!({"id": "short", "claims": {"sub": "user-alice"}, "access_token": "x", "refresh_token": null,
+        "id_token": "x", "access_exp": now + 1000, "expires": now + 2});
+    let cookie = format!("{SESSION}={}", sealed("k1", KEY, session));
+    let url = e.gw.url("/app/x");
+    let api =
+        |c: String, url: String| async move { send("GET", &url, &[("host", "gw.test"), ("cookie", &c), ("accept", "application/json")], b"").await.status };
+    assert_eq!(api(cookie.clone(), url.clone()).await, StatusCode::OK, "opened, and now kept");
+    assert_eq!(api(cookie.clone(), url.clone()).await, StatusCode::OK, "served again");
+    assert!(
+        eventually(|| {
+            let (c, u) = (cookie.clone(), url.clone());
+            async move { api(c, u).await == StatusCode::UNAUTHORIZED }
+        })
+        .await,
+        "the kept cookie outlived its session"
+    );
+}
+
 #[tokio::test]
 async fn callbacks_without_their_own_state_cookie_or_with_a_wrong_state_are_refused() {
     let e = env().await;

@@ -7,15 +7,15 @@ use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use http::header::{HeaderValue, AUTHORIZATION, HOST};
+use http::header::{HeaderValue, AUTHORIZATION, COOKIE, HOST};
 use http::{Method, Request};
 use serde_json::Value;
 
+use super::explain_session::{explain_session, requirement_lines};
 use crate::auth::jwks::KeyStore;
 use crate::auth::jwt::{self, ClaimRules, CLAIM_CHECKS};
 use crate::auth::Identity;
 use crate::config::Config;
-use crate::policy::authz::{self, Requirements};
 use crate::policy::path;
 use crate::policy::routes::{self, AuthMethod, AuthMode, Mismatch, Route};
 use crate::upstream::proxy::{self, ClientInfo};
@@ -41,6 +41,12 @@ impl Out {
 /// Explains `method url` (with an optional bearer `token`) under `cfg` at
 /// Unix time `now`.
 pub async fn explain(cfg: &Config, method: &str, url: &str, token: Option<&str>, keys: Keys, now: u64) -> Result<String, String> {
+    explain_with(cfg, method, url, token, None, keys, now).await
+}
+
+/// [`explain`] with a `Cookie` header too: on a `method = "login"` route
+/// the session cookie in it is opened and its identity shown.
+pub async fn explain_with(cfg: &Config, method: &str, url: &str, token: Option<&str>, cookie: Option<&str>, keys: Keys, now: u64) -> Result<String, String> {
     let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes()).map_err(|_| format!("`{method}` is not an HTTP method"))?;
     let uri: http::Uri = url.parse().map_err(|e| format!("`{url}` is not a URL: {e}"))?;
     let mut req = Request::builder().method(method.clone()).uri(uri.clone());
@@ -49,6 +55,9 @@ pub async fn explain(cfg: &Config, method: &str, url: &str, token: Option<&str>,
     }
     if let Some(t) = token {
         req = req.header(AUTHORIZATION, format!("Bearer {t}"));
+    }
+    if let Some(c) = cookie.and_then(|c| HeaderValue::from_str(c).ok()) {
+        req = req.header(COOKIE, c);
     }
     let mut req = req.body(crate::error::full("")).map_err(|e| e.to_string())?;
     let mut o = Out(String::new());
@@ -109,8 +118,9 @@ pub async fn explain(cfg: &Config, method: &str, url: &str, token: Option<&str>,
             "decided by Authgear's resolver (session mode; explain does not contact it)".to_owned()
         }
         (_, _) if route.method == AuthMethod::Login => {
-            "decided by the gateway's browser login: a sealed session cookie, else a page load gets 302 to the login and anything else 401 (explain does not open cookies)"
-                .to_owned()
+            let s = explain_session(&mut o.0, cfg, route, cookie, now);
+            identity = s.identity;
+            s.verdict
         }
         (AuthMode::Optional, None) => "forwarded anonymously (optional route, no token)".to_owned(),
         (AuthMode::Required, None) => "401: a bearer token is required".to_owned(),
@@ -124,6 +134,10 @@ pub async fn explain(cfg: &Config, method: &str, url: &str, token: Option<&str>,
     o.line("verdict", &verdict);
     if verdict.starts_with("forwarded") {
         let upstream = cfg.upstreams.get(route.upstream).ok_or("route names a missing upstream")?;
+        // What `pass_access_token` would send; the session's own token
+        // never enters explain's output, so a stand-in takes its place.
+        let stand_in = identity.as_ref().map(|_| "session-access-token");
+        crate::pipeline::login::set_authorization(route, stand_in, req.headers_mut());
         let (parts, body) = req.into_parts();
         let client = ClientInfo { addr: ([127, 0, 0, 1], 0).into(), proto: "http" };
         let up = proxy::rewrite_request(cfg, route, upstream, parts, body, &normalized, identity.as_ref(), client).map_err(|e| e.reason().to_owned())?;
@@ -251,25 +265,8 @@ async fn explain_token(o: &mut Out, cfg: &Config, route: &Route, token: &str, ke
         }
     }
     let claims = Arc::new(parsed.claims);
-    let req = &route.require;
-    let parts = [
-        ("roles", Requirements { roles: req.roles.clone(), ..Default::default() }),
-        ("scopes", Requirements { scopes: req.scopes.clone(), ..Default::default() }),
-        ("claims", Requirements { claims: req.claims.clone(), ..Default::default() }),
-    ];
-    for (label, r) in parts.iter().filter(|(_, r)| !r.is_empty()) {
-        match authz::authorize(r, &claims, &settings.roles_claim) {
-            Ok(()) => o.line(&format!("    {label}"), "ok"),
-            Err(d) => {
-                let held = match *label {
-                    "roles" => format!(" (user has: {})", claims.get(&settings.roles_claim).map_or("none".to_owned(), |v| v.to_string())),
-                    "scopes" => format!(" (token has: {})", claims.get("scope").map_or("none".to_owned(), |v| v.to_string())),
-                    _ => String::new(),
-                };
-                o.line(&format!("    {label}"), format!("FAIL {}{held}", d.describe()));
-                failure.get_or_insert(format!("403 insufficient_scope: {}", d.describe()));
-            }
-        }
+    if let Some(f) = requirement_lines(&mut o.0, route, &claims, &settings.roles_claim) {
+        failure.get_or_insert(f);
     }
     match failure {
         Some(f) => (f, None),

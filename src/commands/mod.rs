@@ -7,3 +7,4 @@ pub mod devissuer;
 pub mod devissuer_oauth;
 pub mod explain;
 pub mod explain_forward_auth;
+pub mod explain_session;

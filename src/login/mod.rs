@@ -9,6 +9,7 @@ pub mod cookies;
 pub mod flow;
 pub mod logout;
 pub mod oidc;
+pub mod opened;
 pub mod pages;
 pub mod refresh;
 pub mod seal;
@@ -85,6 +86,8 @@ pub struct LoginService {
     ended: Mutex<HashMap<String, u64>>,
     /// Refreshes in flight or just done, by session and refresh token.
     flights: Mutex<HashMap<String, (u64, Flight)>>,
+    /// Session cookies opened a moment ago (`opened.rs`).
+    opened: opened::OpenedCache,
 }
 
 impl LoginService {
@@ -92,7 +95,15 @@ impl LoginService {
     pub fn new(settings: Arc<BrowserLoginSettings>, issuer: &IssuerSettings) -> Result<LoginService, String> {
         let sealer = Sealer::new(&settings.cookie_keys).ok_or("login.cookie_keys: no usable key")?;
         let provider = Provider::new(&issuer.issuer, issuer.ca_file.as_deref())?;
-        Ok(LoginService { settings, sealer, provider, spent_states: Mutex::default(), ended: Mutex::default(), flights: Mutex::default() })
+        Ok(LoginService {
+            settings,
+            sealer,
+            provider,
+            spent_states: Mutex::default(),
+            ended: Mutex::default(),
+            flights: Mutex::default(),
+            opened: Default::default(),
+        })
     }
 
     /// True when a reload may keep this service (and what it remembers).
@@ -122,6 +133,32 @@ impl LoginService {
             (None, true) => Lookup::Valid(Box::new(session)),
             (None, false) => Lookup::Invalid("access_token_expired"),
         }
+    }
+
+    /// The fast path of [`lookup`](Self::lookup) for a session that is
+    /// simply valid (`Lookup::Valid`): the opened session, from the
+    /// opened-cookie cache (`opened.rs`) when this exact cookie was opened
+    /// before. `None` for anything else (absent, invalid, due for refresh):
+    /// ask `lookup` then.
+    pub fn open_valid(&self, headers: &HeaderMap, now: u64) -> Option<Arc<opened::Opened>> {
+        let name = &self.settings.cookie_name;
+        let jar = cookies::request_cookies(headers);
+        let value = match cookies::get(&jar, name) {
+            Some(v) => std::borrow::Cow::Borrowed(v),
+            None => std::borrow::Cow::Owned(cookies::joined(&jar, name)?),
+        };
+        let margin = self.settings.refresh_margin.as_secs();
+        let good = |o: &opened::Opened| o.fresh(now, margin) && !lock(&self.ended).contains_key(o.id());
+        if let Some(o) = self.opened.get(&value) {
+            return good(&o).then_some(o);
+        }
+        let s = self.open_session(&value).ok()?;
+        let o = Arc::new(opened::Opened::new(&value, s.id, s.claims, s.access_token, s.access_exp, s.expires));
+        if !good(&o) {
+            return None;
+        }
+        self.opened.insert(o.clone(), now);
+        Some(o)
     }
 
     /// The identity a session carries, for the route checks and headers.

@@ -122,6 +122,10 @@ pub async fn login(snap: &Snapshot, route: &Route, req: &RequestInfo<'_>) -> Res
     }
     let service = snap.login.as_ref().ok_or_else(|| GatewayError::Internal("login route without [login]".into()))?;
     let now = now_unix();
+    if let Some(o) = service.open_valid(req.headers, now) {
+        let access_token = route.pass_access_token.then(|| o.access_token.clone());
+        return Ok(LoginAuth { identity: Some(o.identity(service.settings.issuer)), access_token, set_cookies: Vec::new() });
+    }
     let (refusal, mut clear) = match service.lookup(req.headers, now) {
         Lookup::Valid(session) => return Ok(signed_in(service, *session, Vec::new())),
         Lookup::Stale(session) => {

@@ -269,6 +269,7 @@ pub mod rawhttp;
 pub mod resolver;
 pub mod tls;
 pub mod tools;
+pub mod webdriver;
 
 /// Raises this process's open-file limit to its hard limit, for tests with
 /// a thousand simultaneous connections.

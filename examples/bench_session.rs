@@ -1,0 +1,30 @@
+//! A sealed browser-login session for `bench/login.sh`: prints one
+//! `Cookie` header value (`NAME=VALUE`) holding a session as a login
+//! leaves it (Authgear-shaped claims, the given access token, an ID token
+//! and a refresh token), sealed under the key the bench's `[login]` lists.
+//!
+//! `cargo run --release --example bench_session -- COOKIE_NAME KEY_ID KEY_BASE64 ACCESS_TOKEN`
+
+use authgear_gateway::config::CookieKey;
+use authgear_gateway::login::seal::Sealer;
+use base64::Engine;
+use serde_json::json;
+
+fn main() -> Result<(), String> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [name, kid, key, access] = args.as_slice() else {
+        return Err("usage: bench_session COOKIE_NAME KEY_ID KEY_BASE64 ACCESS_TOKEN".into());
+    };
+    let raw = base64::engine::general_purpose::STANDARD.decode(key).map_err(|e| e.to_string())?;
+    let key: [u8; 32] = raw.try_into().map_err(|_| "the key is not 32 bytes")?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_err(|e| e.to_string())?.as_secs();
+    let claims = json!({"iss": "bench", "sub": "user-bench", "sid": "sid-bench", "aud": ["bench"],
+        "https://authgear.com/claims/user/roles": ["reader", "writer"], "https://authgear.com/claims/user/is_verified": true,
+        "email": "bench@example.com", "auth_time": now, "iat": now, "exp": now + 3600});
+    let session = json!({"id": "s".repeat(43), "claims": claims, "access_token": access, "refresh_token": "r".repeat(43),
+        "id_token": access, "access_exp": now + 3600, "expires": now + 7200});
+    let sealer = Sealer::new(&[CookieKey { id: kid.clone(), key }]).ok_or("no sealer")?;
+    let value = sealer.seal(name, session.to_string().as_bytes()).ok_or("sealing failed")?;
+    println!("{name}={value}");
+    Ok(())
+}
