@@ -197,6 +197,14 @@ pub struct RawLogin {
     pub refresh_margin: Option<Spanned<String>>,
     pub max_login_flows: Option<Spanned<i64>>,
     pub post_logout_redirect_uris: Option<Spanned<Vec<Spanned<String>>>>,
+    pub store: Option<Spanned<String>>,
+    pub redis_url: Option<Spanned<String>>,
+    pub redis_url_file: Option<Spanned<String>>,
+    pub redis_url_env: Option<Spanned<String>>,
+    pub redis_timeout: Option<Spanned<String>>,
+    pub redis_key_prefix: Option<Spanned<String>>,
+    pub idle_timeout: Option<Spanned<String>>,
+    pub backchannel_logout_path: Option<Spanned<String>>,
 }
 
 /// The keys of [`RawLogin`].
@@ -215,6 +223,14 @@ pub const LOGIN_KEYS: &[&str] = &[
     "refresh_margin",
     "max_login_flows",
     "post_logout_redirect_uris",
+    "store",
+    "redis_url",
+    "redis_url_file",
+    "redis_url_env",
+    "redis_timeout",
+    "redis_key_prefix",
+    "idle_timeout",
+    "backchannel_logout_path",
 ];
 
 /// `[log]`

@@ -5,6 +5,7 @@
 //! request path (`pipeline::login`) decides when each is used; this folder
 //! never sees the route table.
 
+pub mod backchannel;
 pub mod cookies;
 pub mod flow;
 pub mod logout;
@@ -12,6 +13,8 @@ pub mod oidc;
 pub mod pages;
 pub mod refresh;
 pub mod seal;
+pub mod sessions;
+pub mod store;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -23,7 +26,8 @@ use serde_json::{Map, Value};
 use crate::auth::Identity;
 use crate::config::{BrowserLoginSettings, IssuerSettings};
 use oidc::Provider;
-use seal::{OpenError, Sealer};
+use seal::Sealer;
+use sessions::{Miss, Store};
 
 /// Most ended sessions and spent `state`s remembered per process.
 const MAX_REMEMBERED: usize = 100_000;
@@ -57,6 +61,10 @@ pub struct Session {
     pub access_exp: u64,
     /// `session_lifetime` after the login (Unix seconds).
     pub expires: u64,
+    /// Cookie store with `idle_timeout`: when the cookie was last re-sealed
+    /// by a request (Unix seconds).
+    #[serde(default)]
+    pub last_seen: u64,
 }
 
 /// What the session cookie of a request amounts to.
@@ -70,6 +78,8 @@ pub enum Lookup {
     /// Good, but the access token is within `refresh_margin` of expiring
     /// (or past it) and there is a refresh token: refresh before use.
     Stale(Box<Session>),
+    /// The session store could not be asked: 503, never a pass nor a logout.
+    Unavailable,
 }
 
 /// The live login state of one `[login]`: keys, provider client, and what
@@ -78,6 +88,8 @@ pub struct LoginService {
     pub settings: Arc<BrowserLoginSettings>,
     sealer: Sealer,
     provider: Provider,
+    /// Where sessions live.
+    pub store: Store,
     /// `state` -> when it stops mattering; a callback is honoured once.
     spent_states: Mutex<HashMap<String, u64>>,
     /// Session id -> its expiry: sessions logged out here. A copied cookie
@@ -92,7 +104,8 @@ impl LoginService {
     pub fn new(settings: Arc<BrowserLoginSettings>, issuer: &IssuerSettings) -> Result<LoginService, String> {
         let sealer = Sealer::new(&settings.cookie_keys).ok_or("login.cookie_keys: no usable key")?;
         let provider = Provider::new(&issuer.issuer, issuer.ca_file.as_deref())?;
-        Ok(LoginService { settings, sealer, provider, spent_states: Mutex::default(), ended: Mutex::default(), flights: Mutex::default() })
+        let store = Store::new(&settings.store)?;
+        Ok(LoginService { settings, sealer, provider, store, spent_states: Mutex::default(), ended: Mutex::default(), flights: Mutex::default() })
     }
 
     /// True when a reload may keep this service (and what it remembers).
@@ -100,19 +113,24 @@ impl LoginService {
         *self.settings == *settings
     }
 
-    /// Opens the request's session cookie and checks it is still good at `now`.
-    pub fn lookup(&self, headers: &HeaderMap, now: u64) -> Lookup {
+    /// Opens the request's session cookie (and, with the Redis store,
+    /// reads the session) and checks it is still good at `now`.
+    pub async fn lookup(&self, headers: &HeaderMap, now: u64) -> Lookup {
         let jar = cookies::request_cookies(headers);
         let Some(value) = cookies::joined(&jar, &self.settings.cookie_name) else { return Lookup::Absent };
-        let session = match self.open_session(&value) {
+        let session = match self.load(&value).await {
             Ok(s) => s,
-            Err(e) => return Lookup::Invalid(e.reason()),
+            Err(Miss::Invalid(reason)) => return Lookup::Invalid(reason),
+            Err(Miss::Down) => return Lookup::Unavailable,
         };
         if session.expires <= now {
             return Lookup::Invalid("session_expired");
         }
         if lock(&self.ended).contains_key(&session.id) {
             return Lookup::Invalid("session_ended");
+        }
+        if self.is_idle(&session, now) {
+            return Lookup::Invalid("session_idle");
         }
         if session.access_exp > now.saturating_add(self.settings.refresh_margin.as_secs()) {
             return Lookup::Valid(Box::new(session));
@@ -127,11 +145,6 @@ impl LoginService {
     /// The identity a session carries, for the route checks and headers.
     pub fn identity(&self, session: Session) -> Identity {
         Identity { claims: Arc::new(session.claims), issuer: self.settings.issuer, rendered: None }
-    }
-
-    fn open_session(&self, value: &str) -> Result<Session, OpenError> {
-        let plain = self.sealer.open(&self.settings.cookie_name, value)?;
-        serde_json::from_slice(&plain).map_err(|_| OpenError::Malformed)
     }
 
     /// Remembers `key` until `until` in `map`, forgetting what has passed.

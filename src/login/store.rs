@@ -1,0 +1,306 @@
+//! The Redis session store: the browser's cookie holds only a sealed random
+//! id (256 bits), and the session lives in Redis under the SHA-256 of that
+//! id, so a copy of the database gives no usable cookie. Every key expires
+//! with its session. Indexes by `sid` and by `sub` (Redis sets of hashed
+//! ids) let a back-channel logout end every session of one login or one
+//! user. All commands go through one multiplexed connection that
+//! reconnects by itself; each one gives up after `redis_timeout`, and a
+//! failure is [`StoreDown`], which the request path answers with 503.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use aws_lc_rs::digest::{digest, SHA256};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tracing::warn;
+
+use super::Session;
+use crate::config::RedisSettings;
+
+/// Redis could not be asked (down, timed out, or answered an error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreDown;
+
+/// After a failed connection attempt, requests fail at once for this long
+/// instead of each waiting for its own attempt.
+const RECONNECT_PAUSE: Duration = Duration::from_millis(500);
+
+/// Releases a lock only when it still holds our token (it may have
+/// expired and been taken by another replica meanwhile).
+const UNLOCK: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
+
+/// One Redis server (or proxy) shared by every replica of the gateway.
+pub struct RedisStore {
+    client: redis::Client,
+    conn: ArcSwapOption<ConnectionManager>,
+    connecting: tokio::sync::Mutex<()>,
+    last_failure: Mutex<Option<Instant>>,
+    timeout: Duration,
+    prefix: String,
+}
+
+/// The SHA-256 of `text`, base64url: what Redis keys hold instead of ids.
+pub fn hashed(text: &str) -> String {
+    URL_SAFE_NO_PAD.encode(digest(&SHA256, text.as_bytes()).as_ref())
+}
+
+impl RedisStore {
+    /// Parses the URL; connects on first use, so a gateway starts (and
+    /// serves its other routes) while Redis is down.
+    pub fn new(s: &RedisSettings) -> Result<RedisStore, String> {
+        // The error text of a bad URL could quote it: say only that.
+        let client = redis::Client::open(s.url.as_str()).map_err(|_| "login.redis_url is not a usable Redis URL".to_owned())?;
+        Ok(RedisStore {
+            client,
+            conn: ArcSwapOption::empty(),
+            connecting: tokio::sync::Mutex::new(()),
+            last_failure: Mutex::new(None),
+            timeout: s.timeout,
+            prefix: s.key_prefix.clone(),
+        })
+    }
+
+    fn key(&self, kind: &str, hash: &str) -> String {
+        format!("{}{kind}:{hash}", self.prefix)
+    }
+
+    async fn connection(&self) -> Result<ConnectionManager, StoreDown> {
+        if let Some(c) = self.conn.load_full() {
+            return Ok((*c).clone());
+        }
+        if super::lock(&self.last_failure).is_some_and(|t| t.elapsed() < RECONNECT_PAUSE) {
+            return Err(StoreDown);
+        }
+        let _one = self.connecting.lock().await;
+        if let Some(c) = self.conn.load_full() {
+            return Ok((*c).clone());
+        }
+        let cfg = ConnectionManagerConfig::new()
+            .set_connection_timeout(self.timeout)
+            .set_response_timeout(self.timeout)
+            .set_number_of_retries(1)
+            .set_max_delay(self.timeout.as_millis().try_into().unwrap_or(u64::MAX));
+        let attempt = tokio::time::timeout(self.timeout * 2, ConnectionManager::new_with_config(self.client.clone(), cfg)).await;
+        match attempt {
+            Ok(Ok(c)) => {
+                self.conn.store(Some(std::sync::Arc::new(c.clone())));
+                *super::lock(&self.last_failure) = None;
+                Ok(c)
+            }
+            Ok(Err(e)) => {
+                warn!(error_kind = ?e.kind(), "session store: cannot connect to Redis");
+                *super::lock(&self.last_failure) = Some(Instant::now());
+                Err(StoreDown)
+            }
+            Err(_) => {
+                warn!("session store: connecting to Redis timed out");
+                *super::lock(&self.last_failure) = Some(Instant::now());
+                Err(StoreDown)
+            }
+        }
+    }
+
+    /// Runs one command or pipeline under the timeout.
+    async fn run<T: redis::FromRedisValue>(&self, what: &'static str, cmd: impl FnOnce() -> redis::Pipeline) -> Result<T, StoreDown> {
+        let mut conn = self.connection().await?;
+        let pipe = cmd();
+        match tokio::time::timeout(self.timeout, pipe.query_async::<T>(&mut conn)).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                warn!(op = what, error_kind = ?e.kind(), "session store: Redis command failed");
+                Err(StoreDown)
+            }
+            Err(_) => {
+                warn!(op = what, "session store: Redis command timed out");
+                Err(StoreDown)
+            }
+        }
+    }
+
+    /// True when a PING is answered (for `/readyz?verbose`).
+    pub async fn ping(&self) -> bool {
+        self.run::<(String,)>("ping", || {
+            let mut p = redis::pipe();
+            p.cmd("PING");
+            p
+        })
+        .await
+        .is_ok()
+    }
+
+    /// The session under `id`, `None` when unknown, expired or ended.
+    /// With `idle` set, the key's time to live slides to `idle` in the
+    /// same round trip (GETEX); the session's own `expires` still bounds
+    /// it, checked by the caller.
+    pub async fn load(&self, id: &str, idle: Duration) -> Result<Option<Session>, StoreDown> {
+        let key = self.key("s", &hashed(id));
+        let (raw,): (Option<Vec<u8>>,) = self
+            .run("load", || {
+                let mut p = redis::pipe();
+                if idle.is_zero() {
+                    p.cmd("GET").arg(&key);
+                } else {
+                    p.cmd("GETEX").arg(&key).arg("PX").arg(idle.as_millis().max(1) as u64);
+                }
+                p
+            })
+            .await?;
+        let Some(raw) = raw else { return Ok(None) };
+        // A value this version cannot read is a session it cannot serve.
+        let Ok(mut s) = serde_json::from_slice::<Session>(&raw) else { return Ok(None) };
+        s.id = id.to_owned();
+        Ok(Some(s))
+    }
+
+    /// Stores a new session (`fresh`: also indexed by `sid` and `sub`) or
+    /// replaces one that still exists (a refresh never revives a session
+    /// logged out meanwhile). `ttl` is its remaining life.
+    pub async fn save(&self, session: &Session, ttl: Duration, fresh: bool) -> Result<bool, StoreDown> {
+        let hid = hashed(&session.id);
+        let key = self.key("s", &hid);
+        // The stored copy never holds the id itself.
+        let mut stored = session.clone();
+        stored.id = String::new();
+        let body = serde_json::to_vec(&stored).map_err(|_| StoreDown)?;
+        let ms = ttl.as_millis().max(1) as u64;
+        let indexes = self.indexes(session);
+        let (ok,): (Option<String>,) = self
+            .run("save", || {
+                let mut p = redis::pipe();
+                p.cmd("SET").arg(&key).arg(body).arg("PX").arg(ms);
+                if !fresh {
+                    p.arg("XX");
+                }
+                if fresh {
+                    for ix in &indexes {
+                        // An index lives as long as its longest session.
+                        p.cmd("SADD").arg(ix).arg(&hid).ignore();
+                        p.cmd("PEXPIRE").arg(ix).arg(ms).arg("GT").ignore();
+                        p.cmd("PEXPIRE").arg(ix).arg(ms).arg("NX").ignore();
+                    }
+                }
+                p
+            })
+            .await?;
+        Ok(ok.is_some())
+    }
+
+    /// Keeps a session's key alive `ttl` longer (idle timeout, when the
+    /// session lifetime ends sooner than `idle_timeout`).
+    pub async fn expire_at(&self, id: &str, unix_secs: u64) -> Result<(), StoreDown> {
+        let key = self.key("s", &hashed(id));
+        self.run::<(i64,)>("expire", || {
+            let mut p = redis::pipe();
+            p.cmd("EXPIREAT").arg(&key).arg(unix_secs);
+            p
+        })
+        .await
+        .map(|_| ())
+    }
+
+    fn indexes(&self, session: &Session) -> Vec<String> {
+        let claim = |k: &str| session.claims.get(k).and_then(serde_json::Value::as_str).map(str::to_owned);
+        let mut out = Vec::new();
+        if let Some(sid) = claim("sid") {
+            out.push(self.key("sid", &hashed(&sid)));
+        }
+        if let Some(sub) = claim("sub") {
+            out.push(self.key("sub", &hashed(&sub)));
+        }
+        out
+    }
+
+    /// Deletes the session (logout, or a refresh the provider refused).
+    pub async fn delete(&self, session: &Session) -> Result<(), StoreDown> {
+        let hid = hashed(&session.id);
+        let key = self.key("s", &hid);
+        let indexes = self.indexes(session);
+        self.run::<(i64,)>("delete", || {
+            let mut p = redis::pipe();
+            p.cmd("DEL").arg(&key);
+            for ix in &indexes {
+                p.cmd("SREM").arg(ix).arg(&hid).ignore();
+            }
+            p
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Ends every session of the login `sid` (of user `sub`, when both are
+    /// given), or every session of `sub`. Returns how many were live.
+    pub async fn end_matching(&self, sid: Option<&str>, sub: Option<&str>) -> Result<usize, StoreDown> {
+        let sid_key = sid.map(|s| self.key("sid", &hashed(s)));
+        let sub_key = sub.map(|s| self.key("sub", &hashed(s)));
+        let members: (Vec<String>,) = self
+            .run("end_matching", || {
+                let mut p = redis::pipe();
+                match (&sid_key, &sub_key) {
+                    (Some(a), Some(b)) => p.cmd("SINTER").arg(a).arg(b),
+                    (Some(a), None) => p.cmd("SMEMBERS").arg(a),
+                    (None, Some(b)) => p.cmd("SMEMBERS").arg(b),
+                    (None, None) => p.cmd("SMEMBERS").arg(self.key("none", "")),
+                };
+                p
+            })
+            .await?;
+        let keys: Vec<String> = members.0.iter().map(|h| self.key("s", h)).collect();
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let (n,): (usize,) = self
+            .run("end_matching", || {
+                let mut p = redis::pipe();
+                p.cmd("DEL").arg(&keys);
+                for ix in sid_key.iter().chain(sub_key.iter()) {
+                    p.cmd("SREM").arg(ix).arg(&members.0).ignore();
+                }
+                p
+            })
+            .await?;
+        Ok(n)
+    }
+
+    /// Records a logout token's `jti` for `ttl`; false when it was seen.
+    pub async fn first_use(&self, issuer: &str, jti: &str, ttl: Duration) -> Result<bool, StoreDown> {
+        let key = self.key("jti", &hashed(&format!("{issuer} {jti}")));
+        let (set,): (Option<String>,) = self
+            .run("jti", || {
+                let mut p = redis::pipe();
+                p.cmd("SET").arg(&key).arg(1).arg("NX").arg("PX").arg(ttl.as_millis().max(1) as u64);
+                p
+            })
+            .await?;
+        Ok(set.is_some())
+    }
+
+    /// Takes the refresh lock of session `id` for `ttl`: `Some(token)` when
+    /// this process holds it, `None` when another does.
+    pub async fn lock_refresh(&self, id: &str, ttl: Duration) -> Result<Option<String>, StoreDown> {
+        let key = self.key("lock", &hashed(id));
+        let token = super::seal::random_token(16).ok_or(StoreDown)?;
+        let (set,): (Option<String>,) = self
+            .run("lock", || {
+                let mut p = redis::pipe();
+                p.cmd("SET").arg(&key).arg(&token).arg("NX").arg("PX").arg(ttl.as_millis().max(1) as u64);
+                p
+            })
+            .await?;
+        Ok(set.map(|_| token))
+    }
+
+    /// Releases the refresh lock if it is still ours.
+    pub async fn unlock_refresh(&self, id: &str, token: &str) {
+        let key = self.key("lock", &hashed(id));
+        let _ = self
+            .run::<(i64,)>("unlock", || {
+                let mut p = redis::pipe();
+                p.cmd("EVAL").arg(UNLOCK).arg(1).arg(&key).arg(token);
+                p
+            })
+            .await;
+    }
+}
