@@ -2,12 +2,13 @@
 # Installs the real upstream servers that tests/differential.rs puts behind
 # the gateway: nginx, Apache httpd with mod_php, PHP's built-in server,
 # Express (Node.js), werkzeug and hypercorn (Python), Tomcat (Java); and
-# Caddy, the ingress in front of tests/forward_auth_caddy.rs.
+# Caddy, the ingress in front of tests/forward_auth_caddy.rs; and redis-server,
+# the session store of tests/login_redis.rs (each test starts its own).
 # Idempotent: a second run only checks that everything is there.
 set -euo pipefail
 
 PREFIX="${AGW_DIFF_PREFIX:-/opt/agw-diff}"
-APT_PACKAGES=(nginx caddy apache2-bin libapache2-mod-php8.2 php8.2-cli tomcat10-common libtomcat10-java openjdk-17-jdk-headless)
+APT_PACKAGES=(nginx caddy redis-server apache2-bin libapache2-mod-php8.2 php8.2-cli tomcat10-common libtomcat10-java openjdk-17-jdk-headless)
 PIP_PACKAGES=(werkzeug==3.1.9 hypercorn==0.18.0)
 NPM_PACKAGES=(express@5.1.0 method-override@3.0.0)
 
