@@ -19,7 +19,6 @@ pub mod store;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use http::HeaderMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -27,7 +26,7 @@ use crate::auth::Identity;
 use crate::config::{BrowserLoginSettings, IssuerSettings};
 use oidc::Provider;
 use seal::Sealer;
-use sessions::{Miss, Store};
+use store::Store;
 
 /// Most ended sessions and spent `state`s remembered per process.
 const MAX_REMEMBERED: usize = 100_000;
@@ -111,35 +110,6 @@ impl LoginService {
     /// True when a reload may keep this service (and what it remembers).
     pub fn same_settings(&self, settings: &BrowserLoginSettings) -> bool {
         *self.settings == *settings
-    }
-
-    /// Opens the request's session cookie (and, with the Redis store,
-    /// reads the session) and checks it is still good at `now`.
-    pub async fn lookup(&self, headers: &HeaderMap, now: u64) -> Lookup {
-        let jar = cookies::request_cookies(headers);
-        let Some(value) = cookies::joined(&jar, &self.settings.cookie_name) else { return Lookup::Absent };
-        let session = match self.load(&value).await {
-            Ok(s) => s,
-            Err(Miss::Invalid(reason)) => return Lookup::Invalid(reason),
-            Err(Miss::Down) => return Lookup::Unavailable,
-        };
-        if session.expires <= now {
-            return Lookup::Invalid("session_expired");
-        }
-        if lock(&self.ended).contains_key(&session.id) {
-            return Lookup::Invalid("session_ended");
-        }
-        if self.is_idle(&session, now) {
-            return Lookup::Invalid("session_idle");
-        }
-        if session.access_exp > now.saturating_add(self.settings.refresh_margin.as_secs()) {
-            return Lookup::Valid(Box::new(session));
-        }
-        match (&session.refresh_token, session.access_exp > now) {
-            (Some(_), _) => Lookup::Stale(Box::new(session)),
-            (None, true) => Lookup::Valid(Box::new(session)),
-            (None, false) => Lookup::Invalid("access_token_expired"),
-        }
     }
 
     /// The identity a session carries, for the route checks and headers.

@@ -16,7 +16,7 @@ use tokio::sync::OnceCell;
 use tracing::{info, warn};
 
 use super::oidc::ProviderError;
-use super::sessions::Unsaved;
+use super::sessions::{stored, Unsaved};
 use super::store::RedisStore;
 use super::{cookies, lock, Flight, LoginService, Refreshed, Session};
 use crate::auth::jwks::KeyStore;
@@ -75,7 +75,7 @@ impl LoginService {
                 Ok(t) => t,
                 Err(_) => return Refreshed::Down,
             };
-            let current = r.load(&session.id, Duration::ZERO).await;
+            let current = stored(r, &session.id, Duration::ZERO).await;
             let result = match current {
                 Err(_) => Some(Refreshed::Down),
                 Ok(None) => Some(gone()),

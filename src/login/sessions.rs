@@ -8,37 +8,14 @@
 
 use std::time::Duration;
 
-use super::store::{RedisStore, StoreDown};
-use super::{cookies, LoginService, Session};
-use crate::config::SessionStoreSettings;
+use http::HeaderMap;
+
+use super::store::{RedisStore, Store, StoreDown};
+use super::{cookies, lock, LoginService, Lookup, Session};
 
 /// The start of a sealed Redis session id; a sealed cookie-store session
 /// is JSON and starts with `{`, so neither store opens the other's cookie.
 const ID_PREFIX: &[u8] = b"rid:";
-
-/// Where sessions live.
-pub enum Store {
-    Cookie,
-    Redis(RedisStore),
-}
-
-impl Store {
-    /// The store `settings` ask for (Redis is connected on first use).
-    pub fn new(settings: &SessionStoreSettings) -> Result<Store, String> {
-        Ok(match settings {
-            SessionStoreSettings::Cookie => Store::Cookie,
-            SessionStoreSettings::Redis(r) => Store::Redis(RedisStore::new(r)?),
-        })
-    }
-
-    /// The Redis store, when that is the store.
-    pub fn redis(&self) -> Option<&RedisStore> {
-        match self {
-            Store::Redis(r) => Some(r),
-            Store::Cookie => None,
-        }
-    }
-}
 
 /// Why a cookie gave no session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +42,51 @@ impl From<StoreDown> for Miss {
     }
 }
 
+/// The index entries of a session: its login (`sid`) and its user (`sub`).
+fn indexes(session: &Session) -> Vec<(&'static str, &str)> {
+    let claim = |k: &str| session.claims.get(k).and_then(serde_json::Value::as_str);
+    [("sid", claim("sid")), ("sub", claim("sub"))].into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).collect()
+}
+
+/// The session stored under `id` (`None`: unknown, expired or ended).
+pub async fn stored(r: &RedisStore, id: &str, idle: Duration) -> Result<Option<Session>, StoreDown> {
+    let Some(raw) = r.load(id, idle).await? else { return Ok(None) };
+    // A value this version cannot read is a session it cannot serve.
+    let Ok(mut s) = serde_json::from_slice::<Session>(&raw) else { return Ok(None) };
+    s.id = id.to_owned();
+    Ok(Some(s))
+}
+
 impl LoginService {
+    /// Opens the request's session cookie (and, with the Redis store,
+    /// reads the session) and checks it is still good at `now`.
+    pub async fn lookup(&self, headers: &HeaderMap, now: u64) -> Lookup {
+        let jar = cookies::request_cookies(headers);
+        let Some(value) = cookies::joined(&jar, &self.settings.cookie_name) else { return Lookup::Absent };
+        let session = match self.load(&value).await {
+            Ok(s) => s,
+            Err(Miss::Invalid(reason)) => return Lookup::Invalid(reason),
+            Err(Miss::Down) => return Lookup::Unavailable,
+        };
+        if session.expires <= now {
+            return Lookup::Invalid("session_expired");
+        }
+        if lock(&self.ended).contains_key(&session.id) {
+            return Lookup::Invalid("session_ended");
+        }
+        if self.is_idle(&session, now) {
+            return Lookup::Invalid("session_idle");
+        }
+        if session.access_exp > now.saturating_add(self.settings.refresh_margin.as_secs()) {
+            return Lookup::Valid(Box::new(session));
+        }
+        match (&session.refresh_token, session.access_exp > now) {
+            (Some(_), _) => Lookup::Stale(Box::new(session)),
+            (None, true) => Lookup::Valid(Box::new(session)),
+            (None, false) => Lookup::Invalid("access_token_expired"),
+        }
+    }
+
     /// The session a cookie value stands for.
     pub(super) async fn load(&self, value: &str) -> Result<Session, Miss> {
         let plain = self.sealer.open(&self.settings.cookie_name, value).map_err(|e| Miss::Invalid(e.reason()))?;
@@ -73,7 +94,7 @@ impl LoginService {
             Store::Cookie => serde_json::from_slice(&plain).map_err(|_| Miss::Invalid("cookie_malformed")),
             Store::Redis(r) => {
                 let id = plain.strip_prefix(ID_PREFIX).and_then(|b| std::str::from_utf8(b).ok()).ok_or(Miss::Invalid("cookie_malformed"))?;
-                r.load(id, self.settings.idle_timeout).await?.ok_or(Miss::Invalid("session_unknown"))
+                stored(r, id, self.settings.idle_timeout).await?.ok_or(Miss::Invalid("session_unknown"))
             }
         }
     }
@@ -89,7 +110,11 @@ impl LoginService {
             Store::Redis(r) => {
                 let ttl = Duration::from_secs(left);
                 let ttl = if s.idle_timeout.is_zero() { ttl } else { ttl.min(s.idle_timeout) };
-                let saved = r.save(session, ttl, fresh).await.map_err(|_| Unsaved::Down)?;
+                // The stored copy never holds the id itself.
+                let mut copy = session.clone();
+                copy.id = String::new();
+                let body = serde_json::to_vec(&copy).map_err(|_| Unsaved::TooLarge)?;
+                let saved = r.save(&session.id, body, &indexes(session), ttl, fresh).await.map_err(|_| Unsaved::Down)?;
                 if !saved {
                     return Err(Unsaved::Gone);
                 }
@@ -108,7 +133,7 @@ impl LoginService {
         Self::remember(&self.ended, session.id.clone(), session.expires, now);
         match &self.store {
             Store::Cookie => Ok(()),
-            Store::Redis(r) => r.delete(session).await,
+            Store::Redis(r) => r.delete(&session.id, &indexes(session)).await,
         }
     }
 

@@ -17,8 +17,35 @@ use base64::Engine;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tracing::warn;
 
-use super::Session;
-use crate::config::RedisSettings;
+use crate::config::{RedisSettings, SessionStoreSettings};
+
+/// Where sessions live.
+pub enum Store {
+    Cookie,
+    Redis(RedisStore),
+}
+
+impl Store {
+    /// The store `settings` ask for (Redis is connected on first use).
+    pub fn new(settings: &SessionStoreSettings) -> Result<Store, String> {
+        Ok(match settings {
+            SessionStoreSettings::Cookie => Store::Cookie,
+            SessionStoreSettings::Redis(r) => Store::Redis(RedisStore::new(r)?),
+        })
+    }
+
+    /// The Redis store, when that is the store.
+    pub fn redis(&self) -> Option<&RedisStore> {
+        match self {
+            Store::Redis(r) => Some(r),
+            Store::Cookie => None,
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// Redis could not be asked (down, timed out, or answered an error).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,7 +98,7 @@ impl RedisStore {
         if let Some(c) = self.conn.load_full() {
             return Ok((*c).clone());
         }
-        if super::lock(&self.last_failure).is_some_and(|t| t.elapsed() < RECONNECT_PAUSE) {
+        if lock(&self.last_failure).is_some_and(|t| t.elapsed() < RECONNECT_PAUSE) {
             return Err(StoreDown);
         }
         let _one = self.connecting.lock().await;
@@ -87,17 +114,17 @@ impl RedisStore {
         match attempt {
             Ok(Ok(c)) => {
                 self.conn.store(Some(std::sync::Arc::new(c.clone())));
-                *super::lock(&self.last_failure) = None;
+                *lock(&self.last_failure) = None;
                 Ok(c)
             }
             Ok(Err(e)) => {
                 warn!(error_kind = ?e.kind(), "session store: cannot connect to Redis");
-                *super::lock(&self.last_failure) = Some(Instant::now());
+                *lock(&self.last_failure) = Some(Instant::now());
                 Err(StoreDown)
             }
             Err(_) => {
                 warn!("session store: connecting to Redis timed out");
-                *super::lock(&self.last_failure) = Some(Instant::now());
+                *lock(&self.last_failure) = Some(Instant::now());
                 Err(StoreDown)
             }
         }
@@ -131,11 +158,11 @@ impl RedisStore {
         .is_ok()
     }
 
-    /// The session under `id`, `None` when unknown, expired or ended.
-    /// With `idle` set, the key's time to live slides to `idle` in the
-    /// same round trip (GETEX); the session's own `expires` still bounds
-    /// it, checked by the caller.
-    pub async fn load(&self, id: &str, idle: Duration) -> Result<Option<Session>, StoreDown> {
+    /// The stored session under `id` (serialized), `None` when unknown,
+    /// expired or ended. With `idle` set, the key's time to live slides to
+    /// `idle` in the same round trip (GETEX); the session's own `expires`
+    /// still bounds it, checked by the caller.
+    pub async fn load(&self, id: &str, idle: Duration) -> Result<Option<Vec<u8>>, StoreDown> {
         let key = self.key("s", &hashed(id));
         let (raw,): (Option<Vec<u8>>,) = self
             .run("load", || {
@@ -148,25 +175,18 @@ impl RedisStore {
                 p
             })
             .await?;
-        let Some(raw) = raw else { return Ok(None) };
-        // A value this version cannot read is a session it cannot serve.
-        let Ok(mut s) = serde_json::from_slice::<Session>(&raw) else { return Ok(None) };
-        s.id = id.to_owned();
-        Ok(Some(s))
+        Ok(raw)
     }
 
-    /// Stores a new session (`fresh`: also indexed by `sid` and `sub`) or
-    /// replaces one that still exists (a refresh never revives a session
-    /// logged out meanwhile). `ttl` is its remaining life.
-    pub async fn save(&self, session: &Session, ttl: Duration, fresh: bool) -> Result<bool, StoreDown> {
-        let hid = hashed(&session.id);
+    /// Stores a new session (`fresh`: also indexed under each of
+    /// `indexes`, e.g. `("sid", sid)`) or replaces one that still exists (a
+    /// refresh never revives a session logged out meanwhile). `ttl` is its
+    /// remaining life; false when there was nothing to replace.
+    pub async fn save(&self, id: &str, body: Vec<u8>, indexes: &[(&str, &str)], ttl: Duration, fresh: bool) -> Result<bool, StoreDown> {
+        let hid = hashed(id);
         let key = self.key("s", &hid);
-        // The stored copy never holds the id itself.
-        let mut stored = session.clone();
-        stored.id = String::new();
-        let body = serde_json::to_vec(&stored).map_err(|_| StoreDown)?;
         let ms = ttl.as_millis().max(1) as u64;
-        let indexes = self.indexes(session);
+        let indexes = self.index_keys(indexes);
         let (ok,): (Option<String>,) = self
             .run("save", || {
                 let mut p = redis::pipe();
@@ -188,36 +208,15 @@ impl RedisStore {
         Ok(ok.is_some())
     }
 
-    /// Keeps a session's key alive `ttl` longer (idle timeout, when the
-    /// session lifetime ends sooner than `idle_timeout`).
-    pub async fn expire_at(&self, id: &str, unix_secs: u64) -> Result<(), StoreDown> {
-        let key = self.key("s", &hashed(id));
-        self.run::<(i64,)>("expire", || {
-            let mut p = redis::pipe();
-            p.cmd("EXPIREAT").arg(&key).arg(unix_secs);
-            p
-        })
-        .await
-        .map(|_| ())
+    fn index_keys(&self, indexes: &[(&str, &str)]) -> Vec<String> {
+        indexes.iter().map(|(kind, value)| self.key(kind, &hashed(value))).collect()
     }
 
-    fn indexes(&self, session: &Session) -> Vec<String> {
-        let claim = |k: &str| session.claims.get(k).and_then(serde_json::Value::as_str).map(str::to_owned);
-        let mut out = Vec::new();
-        if let Some(sid) = claim("sid") {
-            out.push(self.key("sid", &hashed(&sid)));
-        }
-        if let Some(sub) = claim("sub") {
-            out.push(self.key("sub", &hashed(&sub)));
-        }
-        out
-    }
-
-    /// Deletes the session (logout, or a refresh the provider refused).
-    pub async fn delete(&self, session: &Session) -> Result<(), StoreDown> {
-        let hid = hashed(&session.id);
+    /// Deletes the session under `id` and its entries in `indexes`.
+    pub async fn delete(&self, id: &str, indexes: &[(&str, &str)]) -> Result<(), StoreDown> {
+        let hid = hashed(id);
         let key = self.key("s", &hid);
-        let indexes = self.indexes(session);
+        let indexes = self.index_keys(indexes);
         self.run::<(i64,)>("delete", || {
             let mut p = redis::pipe();
             p.cmd("DEL").arg(&key);
