@@ -405,7 +405,7 @@ async fn store_config_errors_name_the_key_and_never_echo_the_redis_url() {
     std::env::set_var("AGW_TEST_REDIS_URL", "redis://:hunter2@cache:6379/2");
     let text = format!(
         "{base}{}\n[[routes]]\npath = \"/**\"\nmethod = \"login\"\n",
-        login_block("store = \"redis\"\nredis_url_env = \"AGW_TEST_REDIS_URL\"\nidle_timeout = \"30m\"", "")
+        login_block("store = \"redis\"\nredis_url = \"${AGW_TEST_REDIS_URL}\"\nidle_timeout = \"30m\"", "")
     );
     let cfg = authgear_gateway::Config::from_toml(&text, "t.toml").expect("valid");
     let login = cfg.login.as_ref().expect("[login]");

@@ -176,10 +176,10 @@ impl Compiler<'_> {
         })
     }
 
-    /// `store`, and for `"redis"` its URL (inline, from a file or from an
-    /// environment variable; never echoed), timeout and key prefix.
+    /// `store`, and for `"redis"` its URL (inline, `${ENV}` included, or
+    /// from a file; never echoed), timeout and key prefix.
     fn session_store(&mut self, r: &RawLogin, span: std::ops::Range<usize>) -> SessionStoreSettings {
-        let redis_keys = [&r.redis_url, &r.redis_url_file, &r.redis_url_env, &r.redis_timeout, &r.redis_key_prefix];
+        let redis_keys = [&r.redis_url, &r.redis_url_file, &r.redis_timeout, &r.redis_key_prefix];
         match r.store.as_ref().map(|s| (s.get_ref().as_str(), s.span())) {
             None | Some(("cookie", _)) => {
                 if let Some(k) = redis_keys.iter().find_map(|k| k.as_ref()) {
@@ -189,28 +189,21 @@ impl Compiler<'_> {
             }
             Some(("redis", s)) => {
                 let key = "login.redis_url";
-                let url = match (&r.redis_url, &r.redis_url_file, &r.redis_url_env) {
-                    (Some(u), None, None) => Some(u.get_ref().trim().to_owned()),
-                    (None, Some(f), None) => match std::fs::read_to_string(f.get_ref()) {
+                let url = match (&r.redis_url, &r.redis_url_file) {
+                    (Some(u), None) => Some(u.get_ref().trim().to_owned()),
+                    (None, Some(f)) => match std::fs::read_to_string(f.get_ref()) {
                         Ok(t) => Some(t.trim().to_owned()),
                         Err(e) => {
                             self.rep.error(f.span(), "login.redis_url_file", format!("cannot read it: {e}"));
                             None
                         }
                     },
-                    (None, None, Some(v)) => match std::env::var(v.get_ref()) {
-                        Ok(t) => Some(t.trim().to_owned()),
-                        Err(_) => {
-                            self.rep.error(v.span(), "login.redis_url_env", format!("the environment variable `{}` is not set", v.get_ref()));
-                            None
-                        }
-                    },
-                    (None, None, None) => {
-                        self.rep.error_hint(s, key, "store = \"redis\" needs a Redis URL", "set redis_url, redis_url_file or redis_url_env");
+                    (None, None) => {
+                        self.rep.error_hint(s, key, "store = \"redis\" needs a Redis URL", "set redis_url (\"${REDIS_URL}\" works) or redis_url_file");
                         None
                     }
-                    _ => {
-                        self.rep.error(span, key, "set only one of redis_url, redis_url_file and redis_url_env");
+                    (Some(_), Some(_)) => {
+                        self.rep.error(span, key, "set either redis_url or redis_url_file, not both");
                         None
                     }
                 };
@@ -218,7 +211,7 @@ impl Compiler<'_> {
                     // The URL may carry a password: the message never quotes it.
                     let fine = (u.starts_with("redis://") || u.starts_with("rediss://") || u.starts_with("unix://")) && redis::Client::open(u.as_str()).is_ok();
                     if !fine {
-                        let at = r.redis_url.as_ref().or(r.redis_url_file.as_ref()).or(r.redis_url_env.as_ref()).map_or(0..0, |v| v.span());
+                        let at = r.redis_url.as_ref().or(r.redis_url_file.as_ref()).map_or(0..0, |v| v.span());
                         self.rep.error_hint(at, key, "not a usable Redis URL", "redis://[:password@]host[:port][/db] or rediss://...");
                     }
                     fine

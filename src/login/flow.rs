@@ -181,7 +181,8 @@ impl LoginService {
             Ok(lines) => lines,
             Err(Unsaved::Down) => {
                 // The state is spent; a new login (the link) starts afresh.
-                let mut r = fail(StatusCode::SERVICE_UNAVAILABLE, "session_store_unavailable", "The session could not be stored; try again shortly.", &again, &clear);
+                let mut r =
+                    fail(StatusCode::SERVICE_UNAVAILABLE, "session_store_unavailable", "The session could not be stored; try again shortly.", &again, &clear);
                 r.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("5"));
                 return r;
             }
