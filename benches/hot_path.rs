@@ -158,7 +158,7 @@ fn login_session_open(b: Bencher) {
     let mut headers = http::HeaderMap::new();
     let cookie = format!("other=1; {}={value}; theme=dark", service.settings.cookie_name);
     headers.insert(http::header::COOKIE, http::HeaderValue::from_str(&cookie).expect("cookie"));
-    b.bench_local(|| match service.lookup(&headers, now) {
+    b.bench_local(|| match w.rt.block_on(service.lookup(&headers, now)) {
         authgear_gateway::login::Lookup::Valid(s) => black_box(service.identity(*s).issuer),
         other => panic!("the bench session does not open: {other:?}"),
     });

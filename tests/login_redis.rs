@@ -249,6 +249,10 @@ async fn redis_killed_mid_flight_answers_503_never_a_pass_nor_a_logout() {
     assert_eq!(get(&e.gw.url("/public"), &[]).await.0, StatusCode::OK, "public routes are unaffected");
     let bearer = e.iss.mint("user-api", json!({}));
     assert_eq!(get_with(&e.gw.url("/bearer/x"), &bearer).await.status, StatusCode::OK, "bearer routes are unaffected");
+    let (ready, doc) = get(&format!("{}/readyz?verbose", e.gw.admin), &[]).await;
+    assert_eq!(ready, StatusCode::OK, "Redis never makes the pod unready");
+    let store = doc.json()["dependencies"].as_array().and_then(|d| d.iter().find(|x| x["name"] == "session_store").cloned()).expect("reported");
+    assert_eq!((store["state"].as_str(), store["decides_readiness"].as_bool()), (Some("unreachable"), Some(false)), "{store}");
 
     // Back on the same port (empty: no persistence): the gateway reconnects
     // by itself; the lost session is refused, a new login works.
@@ -259,6 +263,8 @@ async fn redis_killed_mid_flight_answers_503_never_a_pass_nor_a_logout() {
     })
     .await;
     assert!(back, "the gateway reaches Redis again without a restart");
+    let doc = get(&format!("{}/readyz?verbose", e.gw.admin), &[]).await.1.json();
+    assert!(doc["dependencies"].as_array().is_some_and(|d| d.iter().any(|x| x["name"] == "session_store" && x["state"] == "reachable")), "{doc}");
     let mut fresh = on(&e.gw);
     log_in(&e.iss, &mut fresh, "alice").await;
     assert_eq!(user_of(&mut fresh, &e.up).await.as_deref(), Ok("user-alice"));

@@ -7,6 +7,7 @@
 //! reconnects by itself; each one gives up after `redis_timeout`, and a
 //! failure is [`StoreDown`], which the request path answers with 503.
 
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -22,7 +23,7 @@ use crate::config::{RedisSettings, SessionStoreSettings};
 /// Where sessions live.
 pub enum Store {
     Cookie,
-    Redis(RedisStore),
+    Redis(Box<RedisStore>),
 }
 
 impl Store {
@@ -30,7 +31,7 @@ impl Store {
     pub fn new(settings: &SessionStoreSettings) -> Result<Store, String> {
         Ok(match settings {
             SessionStoreSettings::Cookie => Store::Cookie,
-            SessionStoreSettings::Redis(r) => Store::Redis(RedisStore::new(r)?),
+            SessionStoreSettings::Redis(r) => Store::Redis(Box::new(RedisStore::new(r)?)),
         })
     }
 
@@ -67,6 +68,8 @@ pub struct RedisStore {
     last_failure: Mutex<Option<Instant>>,
     timeout: Duration,
     prefix: String,
+    /// The last command's outcome: 0 none yet, 1 answered, 2 failed.
+    health: AtomicU8,
 }
 
 /// The SHA-256 of `text`, base64url: what Redis keys hold instead of ids.
@@ -87,6 +90,7 @@ impl RedisStore {
             last_failure: Mutex::new(None),
             timeout: s.timeout,
             prefix: s.key_prefix.clone(),
+            health: AtomicU8::new(0),
         })
     }
 
@@ -132,6 +136,12 @@ impl RedisStore {
 
     /// Runs one command or pipeline under the timeout.
     async fn run<T: redis::FromRedisValue>(&self, what: &'static str, cmd: impl FnOnce() -> redis::Pipeline) -> Result<T, StoreDown> {
+        let out = self.run_once(what, cmd).await;
+        self.health.store(if out.is_ok() { 1 } else { 2 }, Ordering::Relaxed);
+        out
+    }
+
+    async fn run_once<T: redis::FromRedisValue>(&self, what: &'static str, cmd: impl FnOnce() -> redis::Pipeline) -> Result<T, StoreDown> {
         let mut conn = self.connection().await?;
         let pipe = cmd();
         match tokio::time::timeout(self.timeout, pipe.query_async::<T>(&mut conn)).await {
@@ -147,15 +157,14 @@ impl RedisStore {
         }
     }
 
-    /// True when a PING is answered (for `/readyz?verbose`).
-    pub async fn ping(&self) -> bool {
-        self.run::<(String,)>("ping", || {
-            let mut p = redis::pipe();
-            p.cmd("PING");
-            p
-        })
-        .await
-        .is_ok()
+    /// `unknown` (nothing asked yet), `reachable` or `unreachable`, as
+    /// the last command found Redis (for `/readyz?verbose`).
+    pub fn state(&self) -> &'static str {
+        match self.health.load(Ordering::Relaxed) {
+            1 => "reachable",
+            2 => "unreachable",
+            _ => "unknown",
+        }
     }
 
     /// The stored session under `id` (serialized), `None` when unknown,
