@@ -109,6 +109,11 @@ impl RedisStore {
         if let Some(c) = self.conn.load_full() {
             return Ok((*c).clone());
         }
+        // Requests queued behind a failed attempt fail with it instead of
+        // each trying (and waiting) in turn.
+        if lock(&self.last_failure).is_some_and(|t| t.elapsed() < RECONNECT_PAUSE) {
+            return Err(StoreDown);
+        }
         let cfg = ConnectionManagerConfig::new()
             .set_connection_timeout(self.timeout)
             .set_response_timeout(self.timeout)
