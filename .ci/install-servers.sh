@@ -2,13 +2,14 @@
 # Installs the real upstream servers that tests/differential.rs puts behind
 # the gateway: nginx, Apache httpd with mod_php, PHP's built-in server,
 # Express (Node.js), werkzeug and hypercorn (Python), Tomcat (Java); and
-# Caddy, the ingress in front of tests/forward_auth_caddy.rs; Chromium and
-# its WebDriver (chromedriver), the browser of tests/login_browser.rs.
+# Caddy, the ingress in front of tests/forward_auth_caddy.rs; redis-server,
+# the session store of tests/login_redis.rs (each test starts its own);
+# Chromium and its WebDriver (chromedriver), the browser of tests/login_browser.rs.
 # Idempotent: a second run only checks that everything is there.
 set -euo pipefail
 
 PREFIX="${AGW_DIFF_PREFIX:-/opt/agw-diff}"
-APT_PACKAGES=(nginx caddy apache2-bin libapache2-mod-php8.2 php8.2-cli tomcat10-common libtomcat10-java openjdk-17-jdk-headless chromium chromium-driver)
+APT_PACKAGES=(nginx caddy redis-server apache2-bin libapache2-mod-php8.2 php8.2-cli tomcat10-common libtomcat10-java openjdk-17-jdk-headless chromium chromium-driver)
 PIP_PACKAGES=(werkzeug==3.1.9 hypercorn==0.18.0)
 # jose: the Node verifier of examples/assertion/ (tests/assertion.rs).
 NPM_PACKAGES=(express@5.1.0 method-override@3.0.0 jose@6.2.18)

@@ -191,7 +191,7 @@ fn login_session_open_uncached(b: Bencher) {
     let service = snap.login.as_ref().expect("[login]");
     let headers = session_headers(w);
     let now = auth::now_unix();
-    b.bench_local(|| match service.lookup(&headers, now) {
+    b.bench_local(|| match w.rt.block_on(service.lookup(&headers, now)) {
         authgear_gateway::login::Lookup::Valid(s) => black_box(service.identity(*s).issuer),
         other => panic!("the bench session does not open: {other:?}"),
     });
@@ -282,4 +282,56 @@ fn identity_and_headers(b: Bencher, case: &str) {
         let up = proxy::rewrite_request(cfg, route, upstream, parts, authgear_gateway::error::full(""), &path, identity.as_ref(), client);
         black_box(up.map(|r| r.headers().len()))
     });
+}
+
+/// The same session with `store = "redis"`: the cookie opens to a sealed id
+/// and the session is one GET from a local redis-server (started here,
+/// skipped when `redis-server` is not installed). The figure to hold
+/// against `token_cached` is a whole request's (bench/run.sh), where the
+/// proxying dominates; this one shows the round trip itself.
+#[divan::bench]
+fn login_session_redis(b: Bencher) {
+    use authgear_gateway::config::{RedisSettings, SessionStoreSettings};
+    use authgear_gateway::login::store::hashed;
+    use authgear_gateway::login::LoginService;
+    let w = world();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port");
+    let spawned = std::process::Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .stdout(std::process::Stdio::null())
+        .spawn();
+    let Ok(mut child) = spawned else {
+        eprintln!("login_session_redis: redis-server is not installed; skipped");
+        return;
+    };
+    let url = format!("redis://127.0.0.1:{port}/");
+    let client = redis::Client::open(url.as_str()).expect("url");
+    let mut conn = (0..200)
+        .find_map(|_| {
+            let c = client.get_connection().ok();
+            if c.is_none() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            c
+        })
+        .expect("redis-server listens");
+    let snap = w.gateway.snapshot();
+    let mut settings = (*snap.login.as_ref().expect("[login]").settings).clone();
+    settings.store = SessionStoreSettings::Redis(RedisSettings { url, timeout: Duration::from_secs(1), key_prefix: "agw:".into() });
+    let service = LoginService::new(Arc::new(settings), &snap.config.issuers[0]).expect("service");
+    let now = auth::now_unix();
+    let id = "i".repeat(43);
+    let session = json!({"id": "", "claims": w._issuer.claims("user-1"), "access_token": w.tokens[0], "refresh_token": "r".repeat(43),
+        "id_token": w.tokens[1], "access_exp": now + 3600, "expires": now + 7200});
+    let _: () = redis::cmd("SET").arg(format!("agw:s:{}", hashed(&id))).arg(session.to_string()).query(&mut conn).expect("SET");
+    let sealer = authgear_gateway::login::seal::Sealer::new(&[authgear_gateway::config::CookieKey { id: "k1".into(), key: [7; 32] }]).expect("sealer");
+    let value = sealer.seal(&service.settings.cookie_name, format!("rid:{id}").as_bytes()).expect("seal");
+    let mut headers = http::HeaderMap::new();
+    headers.insert(http::header::COOKIE, http::HeaderValue::from_str(&format!("{}={value}", service.settings.cookie_name)).expect("cookie"));
+    b.bench_local(|| match w.rt.block_on(service.lookup(&headers, now)) {
+        authgear_gateway::login::Lookup::Valid(s) => black_box(service.identity(*s).issuer),
+        other => panic!("the bench session does not open: {other:?}"),
+    });
+    let _ = child.kill();
+    let _ = child.wait();
 }

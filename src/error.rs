@@ -99,6 +99,9 @@ pub enum GatewayError {
     /// Authgear's resolver refused, timed out or failed: 503, never a pass
     /// and never a 401.
     ResolverUnavailable,
+    /// The login's session store (Redis) could not be asked: 503 with
+    /// `Retry-After`, never a pass and never a logout.
+    SessionStoreUnavailable,
     UpstreamUnavailable(String),
     UpstreamTimeout,
     Internal(String),
@@ -125,7 +128,7 @@ impl GatewayError {
             }
             GatewayError::LoginRedirect(_) | GatewayError::LoginStart(_) => StatusCode::FOUND,
             GatewayError::Forbidden(_) => StatusCode::FORBIDDEN,
-            GatewayError::KeysUnavailable | GatewayError::ResolverUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::KeysUnavailable | GatewayError::ResolverUnavailable | GatewayError::SessionStoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -162,6 +165,7 @@ impl GatewayError {
             GatewayError::Forbidden(d) => d.reason(),
             GatewayError::KeysUnavailable => "keys_unavailable",
             GatewayError::ResolverUnavailable => "resolver_unavailable",
+            GatewayError::SessionStoreUnavailable => "session_store_unavailable",
             GatewayError::UpstreamUnavailable(_) => "upstream_unavailable",
             GatewayError::UpstreamTimeout => "upstream_timeout",
             GatewayError::Internal(_) => "internal",
@@ -191,6 +195,7 @@ impl GatewayError {
             GatewayError::Forbidden(d) => ("insufficient_scope", d.describe()),
             GatewayError::KeysUnavailable => ("temporarily_unavailable", "signing keys are not available yet; retry shortly".into()),
             GatewayError::ResolverUnavailable => ("temporarily_unavailable", "the session could not be checked; retry shortly".into()),
+            GatewayError::SessionStoreUnavailable => ("temporarily_unavailable", "the session store is not reachable; retry shortly".into()),
             GatewayError::UpstreamUnavailable(_) => ("bad_gateway", "the upstream could not be reached".into()),
             GatewayError::UpstreamTimeout => ("gateway_timeout", "the upstream did not answer in time".into()),
             GatewayError::Internal(_) => ("internal_error", "internal error".into()),
@@ -238,7 +243,7 @@ impl GatewayError {
             h.insert(WWW_AUTHENTICATE, c);
         }
         match &self {
-            GatewayError::KeysUnavailable | GatewayError::ResolverUnavailable => {
+            GatewayError::KeysUnavailable | GatewayError::ResolverUnavailable | GatewayError::SessionStoreUnavailable => {
                 h.insert(RETRY_AFTER, HeaderValue::from_static("5"));
             }
             GatewayError::LoginRedirect(location) => match HeaderValue::from_str(location) {

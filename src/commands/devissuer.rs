@@ -296,6 +296,10 @@ async fn serve(listener: TcpListener, control: Arc<IssuerControl>, issuer: Strin
                 let (parts, body) = req.into_parts();
                 if super::devissuer_oauth::is_oauth_path(parts.uri.path()) && *lock(&control.mode) == Mode::Up {
                     let body = http_body_util::Limited::new(body, 64 * 1024).collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                    let delay = lock(&control.oauth).token_delay;
+                    if parts.uri.path() == "/oauth2/token" && !delay.is_zero() {
+                        tokio::time::sleep(delay).await;
+                    }
                     let sign = |typ: &str, claims: &Value| {
                         let key = lock(&control.signing).clone();
                         key.sign_jwt(&json!({"alg": key.default_alg(), "typ": typ, "kid": key.kid}), claims)

@@ -76,6 +76,8 @@ pub struct OAuthState {
     pub fault: Option<Fault>,
     /// Access-token lifetime in seconds (0: 300).
     pub access_ttl: u64,
+    /// Every token endpoint answer waits this long (tests of overlapping refreshes).
+    pub token_delay: std::time::Duration,
 }
 
 /// True for the paths this file answers.

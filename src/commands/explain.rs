@@ -118,7 +118,7 @@ pub async fn explain_with(cfg: &Config, method: &str, url: &str, token: Option<&
             "decided by Authgear's resolver (session mode; explain does not contact it)".to_owned()
         }
         (_, _) if route.method == AuthMethod::Login => {
-            let s = explain_session(&mut o.0, cfg, route, cookie, now);
+            let s = explain_session(&mut o.0, cfg, route, cookie, now).await;
             identity = s.identity;
             s.verdict
         }

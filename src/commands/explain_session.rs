@@ -30,7 +30,7 @@ fn line(out: &mut String, label: &str, value: impl std::fmt::Display) {
 
 /// Explains the session cookie of `cookie` (a whole `Cookie` header value)
 /// on `route` at `now`, appending to `out`.
-pub fn explain_session(out: &mut String, cfg: &Config, route: &Route, cookie: Option<&str>, now: u64) -> SessionVerdict {
+pub async fn explain_session(out: &mut String, cfg: &Config, route: &Route, cookie: Option<&str>, now: u64) -> SessionVerdict {
     let refused = |verdict: String| SessionVerdict { verdict, identity: None };
     out.push_str("\nsession cookie\n");
     let Some(settings) = cfg.login.as_ref() else {
@@ -63,7 +63,7 @@ pub fn explain_session(out: &mut String, cfg: &Config, route: &Route, cookie: Op
         (None, None) => "not sent".to_owned(),
     };
     line(out, "  name", format!("{name} ({form})"));
-    let lookup = service.lookup(&headers, now);
+    let lookup = service.lookup(&headers, now).await;
     let (session, stale) = match lookup {
         Lookup::Absent => {
             line(out, "  session", "absent");
@@ -72,6 +72,10 @@ pub fn explain_session(out: &mut String, cfg: &Config, route: &Route, cookie: Op
         Lookup::Invalid(reason) => {
             line(out, "  session", format!("invalid: {reason} ({})", describe(reason)));
             return refused(not_logged_in(route, reason));
+        }
+        Lookup::Unavailable => {
+            line(out, "  session", "not known: the session store (Redis) did not answer");
+            return refused("503 session_store_unavailable".into());
         }
         Lookup::Valid(s) => (*s, false),
         Lookup::Stale(s) => (*s, true),

@@ -11,7 +11,7 @@ use toml::de::DeValue;
 use toml::Spanned;
 
 use super::raw::{RawLogin, RawRoute};
-use super::settings::{BrowserLoginSettings, ClientAuth, CookieKey, IssuerSettings};
+use super::settings::{BrowserLoginSettings, ClientAuth, CookieKey, IssuerSettings, RedisSettings, SessionStoreSettings};
 use super::values::{is_loopback_host, Compiler};
 use crate::policy::routes::AuthMethod;
 
@@ -106,6 +106,14 @@ impl Compiler<'_> {
         if redirect_path == logout_path {
             self.rep.error(span.clone(), "login.logout_path", "must differ from redirect_path");
         }
+        let store = self.session_store(&r, span.clone());
+        let backchannel_logout_path = self.own_path(&r.backchannel_logout_path, "login.backchannel_logout_path", "/_gateway/backchannel-logout");
+        if backchannel_logout_path == redirect_path || backchannel_logout_path == logout_path {
+            self.rep.error(span.clone(), "login.backchannel_logout_path", "must differ from redirect_path and logout_path");
+        }
+        if let (Some(p), SessionStoreSettings::Cookie) = (&r.backchannel_logout_path, &store) {
+            self.rep.error_hint(p.span(), "login.backchannel_logout_path", "back-channel logout needs the Redis store", "set store = \"redis\"");
+        }
         let base_name = match &r.cookie_name {
             None => DEFAULT_COOKIE_NAME.to_owned(),
             Some(n) => {
@@ -124,6 +132,10 @@ impl Compiler<'_> {
         let session_lifetime = self.duration(&r.session_lifetime, "login.session_lifetime", Duration::from_secs(12 * 3600));
         let refresh_margin = self.duration(&r.refresh_margin, "login.refresh_margin", Duration::from_secs(60));
         let max_login_flows = self.count(&r.max_login_flows, "login.max_login_flows", 5).min(20);
+        let idle_timeout = self.duration(&r.idle_timeout, "login.idle_timeout", Duration::ZERO);
+        if let Some(v) = r.idle_timeout.as_ref().filter(|_| !idle_timeout.is_zero() && idle_timeout < Duration::from_secs(1)) {
+            self.rep.error(v.span(), "login.idle_timeout", "must be at least 1s (or 0s for off)");
+        }
         let mut post_logout_redirect_uris = Vec::new();
         for u in r.post_logout_redirect_uris.iter().flat_map(|l| l.get_ref()) {
             let text = u.get_ref();
@@ -157,8 +169,76 @@ impl Compiler<'_> {
                 refresh_margin,
                 max_login_flows,
                 post_logout_redirect_uris,
+                store,
+                idle_timeout,
+                backchannel_logout_path,
             })
         })
+    }
+
+    /// `store`, and for `"redis"` its URL (inline, `${ENV}` included, or
+    /// from a file; never echoed), timeout and key prefix.
+    fn session_store(&mut self, r: &RawLogin, span: std::ops::Range<usize>) -> SessionStoreSettings {
+        let redis_keys = [&r.redis_url, &r.redis_url_file, &r.redis_timeout, &r.redis_key_prefix];
+        match r.store.as_ref().map(|s| (s.get_ref().as_str(), s.span())) {
+            None | Some(("cookie", _)) => {
+                if let Some(k) = redis_keys.iter().find_map(|k| k.as_ref()) {
+                    self.rep.error_hint(k.span(), "login.redis_url", "Redis keys are set but the store is the cookie", "set store = \"redis\" or remove them");
+                }
+                SessionStoreSettings::Cookie
+            }
+            Some(("redis", s)) => {
+                let key = "login.redis_url";
+                let url = match (&r.redis_url, &r.redis_url_file) {
+                    (Some(u), None) => Some(u.get_ref().trim().to_owned()),
+                    (None, Some(f)) => match std::fs::read_to_string(f.get_ref()) {
+                        Ok(t) => Some(t.trim().to_owned()),
+                        Err(e) => {
+                            self.rep.error(f.span(), "login.redis_url_file", format!("cannot read it: {e}"));
+                            None
+                        }
+                    },
+                    (None, None) => {
+                        self.rep.error_hint(s, key, "store = \"redis\" needs a Redis URL", "set redis_url (\"${REDIS_URL}\" works) or redis_url_file");
+                        None
+                    }
+                    (Some(_), Some(_)) => {
+                        self.rep.error(span, key, "set either redis_url or redis_url_file, not both");
+                        None
+                    }
+                };
+                let url = url.filter(|u| {
+                    // The URL may carry a password: the message never quotes it.
+                    let fine = (u.starts_with("redis://") || u.starts_with("rediss://") || u.starts_with("unix://")) && redis::Client::open(u.as_str()).is_ok();
+                    if !fine {
+                        let at = r.redis_url.as_ref().or(r.redis_url_file.as_ref()).map_or(0..0, |v| v.span());
+                        self.rep.error_hint(at, key, "not a usable Redis URL", "redis://[:password@]host[:port][/db] or rediss://...");
+                    }
+                    fine
+                });
+                let timeout = self.duration(&r.redis_timeout, "login.redis_timeout", Duration::from_millis(500));
+                if timeout.is_zero() {
+                    self.rep.error(r.redis_timeout.as_ref().map_or(0..0, |v| v.span()), "login.redis_timeout", "must be more than 0s");
+                }
+                let key_prefix = match &r.redis_key_prefix {
+                    None => "agw:".to_owned(),
+                    Some(p) => {
+                        if p.get_ref().len() > 64 || p.get_ref().bytes().any(|b| !(0x21..=0x7e).contains(&b)) {
+                            self.rep.error(p.span(), "login.redis_key_prefix", "must be at most 64 printable characters without spaces");
+                        }
+                        p.get_ref().clone()
+                    }
+                };
+                match url {
+                    Some(url) => SessionStoreSettings::Redis(RedisSettings { url, timeout, key_prefix }),
+                    None => SessionStoreSettings::Cookie,
+                }
+            }
+            Some((other, s)) => {
+                self.rep.error_hint(s, "login.store", format!("unknown store `{other}`"), "\"cookie\" or \"redis\"");
+                SessionStoreSettings::Cookie
+            }
+        }
     }
 
     /// A path the gateway answers itself: absolute, plain ASCII, no dot

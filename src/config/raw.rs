@@ -221,6 +221,13 @@ pub struct RawLogin {
     pub refresh_margin: Option<Spanned<String>>,
     pub max_login_flows: Option<Spanned<i64>>,
     pub post_logout_redirect_uris: Option<Spanned<Vec<Spanned<String>>>>,
+    pub store: Option<Spanned<String>>,
+    pub redis_url: Option<Spanned<String>>,
+    pub redis_url_file: Option<Spanned<String>>,
+    pub redis_timeout: Option<Spanned<String>>,
+    pub redis_key_prefix: Option<Spanned<String>>,
+    pub idle_timeout: Option<Spanned<String>>,
+    pub backchannel_logout_path: Option<Spanned<String>>,
 }
 
 /// The keys of [`RawLogin`].
@@ -239,6 +246,13 @@ pub const LOGIN_KEYS: &[&str] = &[
     "refresh_margin",
     "max_login_flows",
     "post_logout_redirect_uris",
+    "store",
+    "redis_url",
+    "redis_url_file",
+    "redis_timeout",
+    "redis_key_prefix",
+    "idle_timeout",
+    "backchannel_logout_path",
 ];
 
 /// `[log]`

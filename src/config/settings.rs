@@ -204,6 +204,38 @@ pub struct BrowserLoginSettings {
     /// Pending logins (state cookies) kept at once; the oldest is dropped.
     pub max_login_flows: usize,
     pub post_logout_redirect_uris: Vec<String>,
+    /// Where sessions live (`store`).
+    pub store: SessionStoreSettings,
+    /// A session unused this long is over; zero turns the check off.
+    pub idle_timeout: Duration,
+    /// `POST` here ends sessions named by a logout token (Redis store only).
+    pub backchannel_logout_path: String,
+}
+
+/// `[login] store`, compiled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionStoreSettings {
+    /// The whole session sealed into the browser's cookie.
+    Cookie,
+    /// The cookie holds a sealed random id; the session lives in Redis.
+    Redis(RedisSettings),
+}
+
+/// The Redis connection of the session store.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisSettings {
+    /// `redis://` or `rediss://` URL; may carry a password, so never shown.
+    pub url: String,
+    /// Each connection attempt and each command gives up after this.
+    pub timeout: Duration,
+    /// Prepended to every key the gateway writes.
+    pub key_prefix: String,
+}
+
+impl std::fmt::Debug for RedisSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisSettings").field("url", &"<redacted>").field("timeout", &self.timeout).field("key_prefix", &self.key_prefix).finish()
+    }
 }
 
 impl std::fmt::Debug for BrowserLoginSettings {
@@ -214,6 +246,8 @@ impl std::fmt::Debug for BrowserLoginSettings {
             .field("client_secret", &self.client_secret.as_ref().map(|_| "<redacted>"))
             .field("cookie_name", &self.cookie_name)
             .field("cookie_keys", &self.cookie_keys)
+            .field("store", &self.store)
+            .field("idle_timeout", &self.idle_timeout)
             .finish_non_exhaustive()
     }
 }

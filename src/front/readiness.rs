@@ -4,7 +4,7 @@
 //!
 //! What decides readiness is unchanged from the plain `/readyz`: every
 //! issuer's keys usable and the gateway not shutting down. The session
-//! resolver and the last config reload are reported but never make the
+//! resolver, the login's Redis session store and the last config reload are reported but never make the
 //! pod unready: session routes answer 503 themselves while the resolver
 //! is down (JWT and public routes keep working), and a rejected reload
 //! leaves the previous, valid config serving.
@@ -58,6 +58,18 @@ pub fn verbose(gw: &Gateway) -> Value {
             "decides_readiness": false,
             "calls": s.stats.resolver_calls.load(Relaxed),
             "failures": s.stats.resolver_failures.load(Relaxed),
+        }));
+    }
+    if let Some(r) = snap.login.as_ref().and_then(|l| l.store.redis()) {
+        // Like the resolver: session routes answer 503 themselves while
+        // Redis is down, so it never makes the pod unready.
+        let state = r.state();
+        deps.push(json!({
+            "name": "session_store",
+            "kind": "redis",
+            "state": state,
+            "ok": state != "unreachable",
+            "decides_readiness": false,
         }));
     }
     let last = gw.last_reload_ok();

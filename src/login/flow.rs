@@ -20,6 +20,7 @@ use super::cookies;
 use super::oidc::ProviderError;
 use super::pages;
 use super::seal::random_token;
+use super::sessions::Unsaved;
 use super::{LoginService, Session};
 use crate::auth::jwks::KeyStore;
 use crate::auth::{looks_like_jwt, verify_token, AuthFailure};
@@ -176,12 +177,16 @@ impl LoginService {
             Ok(s) => s,
             Err(reason) => return fail(StatusCode::BAD_REQUEST, reason, "The login answer could not be verified.", &again, &clear),
         };
-        let Some(sealed) = serde_json::to_vec(&session).ok().and_then(|b| self.sealer.seal(&s.cookie_name, &b)) else {
-            return fail(StatusCode::INTERNAL_SERVER_ERROR, "seal_failed", "The session could not be stored.", &again, &clear);
-        };
-        let max_age = session.expires.saturating_sub(now);
-        let Some(mut set) = cookies::session_lines(&s.cookie_name, &sealed, max_age, s.secure, &jar) else {
-            return fail(StatusCode::INTERNAL_SERVER_ERROR, "session_too_large", "The session is too large for cookies.", &again, &clear);
+        let mut set = match self.persist(&session, &jar, now, true).await {
+            Ok(lines) => lines,
+            Err(Unsaved::Down) => {
+                // The state is spent; a new login (the link) starts afresh.
+                let mut r =
+                    fail(StatusCode::SERVICE_UNAVAILABLE, "session_store_unavailable", "The session could not be stored; try again shortly.", &again, &clear);
+                r.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("5"));
+                return r;
+            }
+            Err(_) => return fail(StatusCode::INTERNAL_SERVER_ERROR, "session_too_large", "The session is too large for cookies.", &again, &clear),
         };
         set.extend(clear);
         let sub = session.claims.get("sub").and_then(serde_json::Value::as_str).unwrap_or("-");
@@ -241,6 +246,7 @@ impl LoginService {
             id_token,
             access_exp: access_exp.unwrap_or(id_exp),
             expires: now.saturating_add(s.session_lifetime.as_secs()),
+            last_seen: now,
         })
     }
 }

@@ -8,6 +8,7 @@ use http::header::ORIGIN;
 use http::{HeaderMap, Response, StatusCode};
 use tracing::{info, warn};
 
+use super::sessions::Miss;
 use super::{cookies, pages, LoginService};
 use crate::error::Body;
 
@@ -34,10 +35,23 @@ impl LoginService {
         let mut clear = cookies::clear_session(&s.cookie_name, s.secure, &jar);
         let prefix = format!("{}-state-", s.cookie_name);
         clear.extend(jar.iter().filter(|(n, _)| n.starts_with(&prefix)).map(|(n, _)| cookies::clear(n, s.secure)));
-        let session = cookies::joined(&jar, &s.cookie_name).and_then(|v| self.open_session(&v).ok());
+        let session = match cookies::joined(&jar, &s.cookie_name) {
+            None => None,
+            Some(v) => match self.load(&v).await {
+                Ok(sess) => Some(sess),
+                Err(Miss::Invalid(_)) => None,
+                Err(Miss::Down) => return store_down(),
+            },
+        };
+        if let Some(sess) = &session {
+            // Deleted server-side before the cookies go: a copied cookie
+            // must not outlive the logout on another replica.
+            if self.end_session(sess, now).await.is_err() {
+                return store_down();
+            }
+        }
         let endpoints = self.provider.endpoints().await.ok();
         if let Some(sess) = &session {
-            Self::remember(&self.ended, sess.id.clone(), sess.expires, now);
             if let (Some(rt), Some(url)) = (&sess.refresh_token, endpoints.as_ref().and_then(|e| e.revocation.as_ref())) {
                 // The session ends here whatever the provider says; a
                 // failed revocation is logged for the operator.
@@ -63,4 +77,13 @@ impl LoginService {
         info!(had_session = session.is_some(), "logout");
         pages::redirect(&location, &clear)
     }
+}
+
+/// The session store cannot be asked: nothing is cleared, so the same
+/// logout can be sent again and really ends the session.
+fn store_down() -> Response<Body> {
+    info!(reason = "session_store_unavailable", "logout deferred");
+    let mut r = pages::page(StatusCode::SERVICE_UNAVAILABLE, "Try again", "Logging out is not possible right now; try again shortly.", None, &[]);
+    r.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("5"));
+    r
 }

@@ -5,6 +5,7 @@
 //! request path (`pipeline::login`) decides when each is used; this folder
 //! never sees the route table.
 
+pub mod backchannel;
 pub mod cookies;
 pub mod flow;
 pub mod logout;
@@ -13,6 +14,8 @@ pub mod opened;
 pub mod pages;
 pub mod refresh;
 pub mod seal;
+pub mod sessions;
+pub mod store;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -24,7 +27,8 @@ use serde_json::{Map, Value};
 use crate::auth::Identity;
 use crate::config::{BrowserLoginSettings, IssuerSettings};
 use oidc::Provider;
-use seal::{OpenError, Sealer};
+use seal::Sealer;
+use store::Store;
 
 /// Most ended sessions and spent `state`s remembered per process.
 const MAX_REMEMBERED: usize = 100_000;
@@ -58,6 +62,10 @@ pub struct Session {
     pub access_exp: u64,
     /// `session_lifetime` after the login (Unix seconds).
     pub expires: u64,
+    /// Cookie store with `idle_timeout`: when the cookie was last re-sealed
+    /// by a request (Unix seconds).
+    #[serde(default)]
+    pub last_seen: u64,
 }
 
 /// What the session cookie of a request amounts to.
@@ -71,6 +79,8 @@ pub enum Lookup {
     /// Good, but the access token is within `refresh_margin` of expiring
     /// (or past it) and there is a refresh token: refresh before use.
     Stale(Box<Session>),
+    /// The session store could not be asked: 503, never a pass nor a logout.
+    Unavailable,
 }
 
 /// The live login state of one `[login]`: keys, provider client, and what
@@ -79,6 +89,8 @@ pub struct LoginService {
     pub settings: Arc<BrowserLoginSettings>,
     sealer: Sealer,
     provider: Provider,
+    /// Where sessions live.
+    pub store: Store,
     /// `state` -> when it stops mattering; a callback is honoured once.
     spent_states: Mutex<HashMap<String, u64>>,
     /// Session id -> its expiry: sessions logged out here. A copied cookie
@@ -95,10 +107,12 @@ impl LoginService {
     pub fn new(settings: Arc<BrowserLoginSettings>, issuer: &IssuerSettings) -> Result<LoginService, String> {
         let sealer = Sealer::new(&settings.cookie_keys).ok_or("login.cookie_keys: no usable key")?;
         let provider = Provider::new(&issuer.issuer, issuer.ca_file.as_deref())?;
+        let store = Store::new(&settings.store)?;
         Ok(LoginService {
             settings,
             sealer,
             provider,
+            store,
             spent_states: Mutex::default(),
             ended: Mutex::default(),
             flights: Mutex::default(),
@@ -111,36 +125,19 @@ impl LoginService {
         *self.settings == *settings
     }
 
-    /// Opens the request's session cookie and checks it is still good at `now`.
-    pub fn lookup(&self, headers: &HeaderMap, now: u64) -> Lookup {
-        let jar = cookies::request_cookies(headers);
-        let Some(value) = cookies::joined(&jar, &self.settings.cookie_name) else { return Lookup::Absent };
-        let session = match self.open_session(&value) {
-            Ok(s) => s,
-            Err(e) => return Lookup::Invalid(e.reason()),
-        };
-        if session.expires <= now {
-            return Lookup::Invalid("session_expired");
-        }
-        if lock(&self.ended).contains_key(&session.id) {
-            return Lookup::Invalid("session_ended");
-        }
-        if session.access_exp > now.saturating_add(self.settings.refresh_margin.as_secs()) {
-            return Lookup::Valid(Box::new(session));
-        }
-        match (&session.refresh_token, session.access_exp > now) {
-            (Some(_), _) => Lookup::Stale(Box::new(session)),
-            (None, true) => Lookup::Valid(Box::new(session)),
-            (None, false) => Lookup::Invalid("access_token_expired"),
-        }
-    }
-
-    /// The fast path of [`lookup`](Self::lookup) for a session that is
+    /// The fast path of [`lookup`](Self::lookup) (cookie store, no
+    /// `idle_timeout`) for a session that is
     /// simply valid (`Lookup::Valid`): the opened session, from the
     /// opened-cookie cache (`opened.rs`) when this exact cookie was opened
     /// before. `None` for anything else (absent, invalid, due for refresh):
     /// ask `lookup` then.
     pub fn open_valid(&self, headers: &HeaderMap, now: u64) -> Option<Arc<opened::Opened>> {
+        // Only where a hit would be the whole answer: with Redis the store
+        // is asked every time (a logout elsewhere counts at once), and with
+        // `idle_timeout` `lookup` must see the request to slide it.
+        if !matches!(self.store, Store::Cookie) || !self.settings.idle_timeout.is_zero() {
+            return None;
+        }
         let name = &self.settings.cookie_name;
         let jar = cookies::request_cookies(headers);
         let value = match cookies::get(&jar, name) {
@@ -152,7 +149,7 @@ impl LoginService {
         if let Some(o) = self.opened.get(&value) {
             return good(&o).then_some(o);
         }
-        let s = self.open_session(&value).ok()?;
+        let s: Session = self.sealer.open(name, &value).ok().and_then(|p| serde_json::from_slice(&p).ok())?;
         let o = Arc::new(opened::Opened::new(&value, s.id, s.claims, s.access_token, s.access_exp, s.expires));
         if !good(&o) {
             return None;
@@ -164,11 +161,6 @@ impl LoginService {
     /// The identity a session carries, for the route checks and headers.
     pub fn identity(&self, session: Session) -> Identity {
         Identity { claims: Arc::new(session.claims), issuer: self.settings.issuer, rendered: None }
-    }
-
-    fn open_session(&self, value: &str) -> Result<Session, OpenError> {
-        let plain = self.sealer.open(&self.settings.cookie_name, value)?;
-        serde_json::from_slice(&plain).map_err(|_| OpenError::Malformed)
     }
 
     /// Remembers `key` until `until` in `map`, forgetting what has passed.

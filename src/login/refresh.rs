@@ -6,6 +6,7 @@
 //! session).
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use aws_lc_rs::digest::{digest, SHA256};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -15,6 +16,8 @@ use tokio::sync::OnceCell;
 use tracing::{info, warn};
 
 use super::oidc::ProviderError;
+use super::sessions::{stored, Unsaved};
+use super::store::RedisStore;
 use super::{cookies, lock, Flight, LoginService, Refreshed, Session};
 use crate::auth::jwks::KeyStore;
 use crate::auth::{looks_like_jwt, verify_token};
@@ -22,6 +25,11 @@ use crate::config::Config;
 
 /// How long a refresh's result answers requests with the old cookie.
 pub const RESULT_TTL: u64 = 60;
+/// The Redis refresh lock outlives a slow token endpoint call.
+const LOCK_TTL: Duration = Duration::from_secs(15);
+/// How long a replica waits for another one's refresh.
+const LOCK_WAIT: Duration = Duration::from_secs(10);
+const LOCK_POLL: Duration = Duration::from_millis(50);
 
 impl LoginService {
     /// Refreshes `session` (single-flight per session and refresh token).
@@ -44,9 +52,57 @@ impl LoginService {
         result
     }
 
-    async fn run_refresh(&self, cfg: &Config, keys: &[Arc<KeyStore>], mut session: Session, present: Vec<(String, String)>, now: u64) -> Refreshed {
-        let s = &self.settings;
+    async fn run_refresh(&self, cfg: &Config, keys: &[Arc<KeyStore>], session: Session, present: Vec<(String, String)>, now: u64) -> Refreshed {
         let jar: Vec<(&str, &str)> = present.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        match self.store.redis() {
+            None => self.at_provider(cfg, keys, session, &jar, now).await,
+            Some(r) => self.locked(r, cfg, keys, session, &jar, now).await,
+        }
+    }
+
+    /// Redis store: one replica refreshes a session at a time. The holder
+    /// of the lock re-reads the session first (another replica may have
+    /// refreshed it just before); a replica that finds the lock taken
+    /// re-reads the session until its refresh token changes, the session
+    /// is gone, or [`LOCK_WAIT`] passes (then it is [`Refreshed::Down`]:
+    /// the current access token serves while valid, never a logout).
+    async fn locked(&self, r: &RedisStore, cfg: &Config, keys: &[Arc<KeyStore>], session: Session, jar: &[(&str, &str)], now: u64) -> Refreshed {
+        let s = &self.settings;
+        let deadline = Instant::now() + LOCK_WAIT;
+        let gone = || Refreshed::Ended(cookies::clear_session(&s.cookie_name, s.secure, jar));
+        loop {
+            let token = match r.lock_refresh(&session.id, LOCK_TTL).await {
+                Ok(t) => t,
+                Err(_) => return Refreshed::Down,
+            };
+            let current = stored(r, &session.id, Duration::ZERO).await;
+            let result = match current {
+                Err(_) => Some(Refreshed::Down),
+                Ok(None) => Some(gone()),
+                Ok(Some(c)) if c.refresh_token != session.refresh_token => Some(Refreshed::Fresh(Box::new(c), Vec::new())),
+                Ok(Some(c)) => match &token {
+                    Some(_) => Some(self.at_provider(cfg, keys, c, jar, now).await),
+                    None => None,
+                },
+            };
+            if let Some(t) = &token {
+                r.unlock_refresh(&session.id, t).await;
+            }
+            if let Some(result) = result {
+                return result;
+            }
+            if Instant::now() >= deadline {
+                info!("refresh: another replica holds the lock too long");
+                return Refreshed::Down;
+            }
+            tokio::time::sleep(LOCK_POLL).await;
+        }
+    }
+
+    /// The refresh itself, at the provider's token endpoint.
+    async fn at_provider(&self, cfg: &Config, keys: &[Arc<KeyStore>], mut session: Session, jar: &[(&str, &str)], now: u64) -> Refreshed {
+        let s = &self.settings;
+        let jar = jar.to_vec();
         let Some(rt) = session.refresh_token.clone() else { return Refreshed::Ended(cookies::clear_session(&s.cookie_name, s.secure, &jar)) };
         let endpoints = match self.provider.endpoints().await {
             Ok(e) => e,
@@ -63,7 +119,9 @@ impl LoginService {
             }
             Err(e) => {
                 info!(error = %e, "refresh refused: the session ends");
-                Self::remember(&self.ended, session.id.clone(), session.expires, now);
+                if self.end_session(&session, now).await.is_err() {
+                    warn!("refresh refused, and the session store could not delete the session");
+                }
                 return Refreshed::Ended(cookies::clear_session(&s.cookie_name, s.secure, &jar));
             }
         };
@@ -99,10 +157,17 @@ impl LoginService {
         if let Some(new_rt) = text("refresh_token") {
             session.refresh_token = Some(new_rt);
         }
-        let Some(sealed) = serde_json::to_vec(&session).ok().and_then(|b| self.sealer.seal(&s.cookie_name, &b)) else { return Refreshed::Down };
-        let Some(lines) = cookies::session_lines(&s.cookie_name, &sealed, session.expires.saturating_sub(now), s.secure, &jar) else {
-            return Refreshed::Down;
-        };
-        Refreshed::Fresh(Box::new(session), lines)
+        session.last_seen = now;
+        match self.persist(&session, &jar, now, false).await {
+            Ok(lines) => Refreshed::Fresh(Box::new(session), lines),
+            Err(Unsaved::Gone) => Refreshed::Ended(cookies::clear_session(&s.cookie_name, s.secure, &jar)),
+            Err(Unsaved::Down) => {
+                // The provider rotated the refresh token already: this
+                // request is served, the stored session keeps the old one.
+                warn!("refresh: the session store could not keep the new tokens");
+                Refreshed::Fresh(Box::new(session), Vec::new())
+            }
+            Err(Unsaved::TooLarge) => Refreshed::Down,
+        }
     }
 }

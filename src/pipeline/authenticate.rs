@@ -126,8 +126,13 @@ pub async fn login(snap: &Snapshot, route: &Route, req: &RequestInfo<'_>) -> Res
         let access_token = route.pass_access_token.then(|| o.access_token.clone());
         return Ok(LoginAuth { identity: Some(o.identity(service.settings.issuer)), access_token, set_cookies: Vec::new() });
     }
-    let (refusal, mut clear) = match service.lookup(req.headers, now) {
-        Lookup::Valid(session) => return Ok(signed_in(service, *session, Vec::new())),
+    let (refusal, mut clear) = match service.lookup(req.headers, now).await {
+        Lookup::Valid(mut session) => {
+            let jar = crate::login::cookies::request_cookies(req.headers);
+            let lines = service.touch(&mut session, &jar, now).await;
+            return Ok(signed_in(service, *session, lines));
+        }
+        Lookup::Unavailable => return Err(GatewayError::SessionStoreUnavailable),
         Lookup::Stale(session) => {
             let jar = crate::login::cookies::request_cookies(req.headers);
             let still_valid = session.access_exp > now;

@@ -8,6 +8,9 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response};
 
 use crate::auth::now_unix;
 use crate::error::{Body, GatewayError};
+use http_body_util::BodyExt;
+
+use crate::login::backchannel::MAX_FORM;
 use crate::login::pages;
 use crate::policy::routes::{AuthMethod, Route};
 use crate::state::Snapshot;
@@ -15,7 +18,37 @@ use crate::state::Snapshot;
 /// True for the callback and logout paths (compared exactly, before any
 /// normalization: another spelling is an ordinary request for the routes).
 pub fn is_own_path(snap: &Snapshot, path: &str) -> bool {
-    snap.login.as_ref().is_some_and(|l| path == l.settings.redirect_path || path == l.settings.logout_path)
+    snap.login.as_ref().is_some_and(|l| path == l.settings.redirect_path || path == l.settings.logout_path) || is_backchannel_path(snap, path)
+}
+
+/// True for `backchannel_logout_path`, answered only with the Redis store.
+pub fn is_backchannel_path(snap: &Snapshot, path: &str) -> bool {
+    snap.login.as_ref().is_some_and(|l| l.store.redis().is_some() && path == l.settings.backchannel_logout_path)
+}
+
+/// The provider's back-channel logout POST: the form body is read (at
+/// most [`MAX_FORM`] bytes) and the logout token judged by the service.
+pub async fn backchannel<B>(snap: &Snapshot, req: Request<B>) -> Result<Response<Body>, GatewayError>
+where
+    B: hyper::body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let service = snap.login.as_ref().ok_or_else(|| GatewayError::Internal("back-channel logout without [login]".into()))?;
+    if req.method() != Method::POST {
+        let mut r = pages::page(http::StatusCode::METHOD_NOT_ALLOWED, "Not allowed", "This method is not used here.", None, &[]);
+        r.headers_mut().insert(http::header::ALLOW, HeaderValue::from_static("POST"));
+        return Ok(r);
+    }
+    let declared = req.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_FORM) {
+        return Err(GatewayError::PayloadTooLarge);
+    }
+    let body = match http_body_util::Limited::new(req.into_body(), MAX_FORM).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(GatewayError::PayloadTooLarge),
+        Err(_) => return Err(GatewayError::IncompleteBody),
+    };
+    Ok(service.backchannel_logout(&snap.config, &snap.keys, &body, now_unix()).await)
 }
 
 /// The response for the callback or logout path (the caller screened the

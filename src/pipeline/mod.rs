@@ -172,6 +172,9 @@ async fn route_and_forward<'s>(
         screen::check_method(req.method())?;
         screen::canonical_host(&cfg.server, &mut req)?;
         out.path = Some(req.uri().path().to_owned());
+        if login::is_backchannel_path(snap, req.uri().path()) {
+            return login::backchannel(snap, req).await;
+        }
         if let Some(resp) = login::own_paths(snap, &req).await? {
             return Ok(resp);
         }

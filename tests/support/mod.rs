@@ -261,11 +261,13 @@ pub fn raw_status(answer: &str) -> u16 {
 pub mod browser;
 pub mod front;
 pub mod ingress;
+pub mod logout_token;
 pub mod obs;
 pub mod open_redirect;
 pub mod otlp;
 pub mod process;
 pub mod rawhttp;
+pub mod redis_server;
 pub mod resolver;
 pub mod tls;
 pub mod tools;
