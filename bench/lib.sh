@@ -213,14 +213,16 @@ YAML
 # and no CERT it speaks h2c only (nginx 1.22 cannot offer h1 and h2c on one
 # port) and passes /api/ to the upstream as gRPC.
 start_nginx() {
-  local run=$1 name=$2 port=$3 cert=${4:-} key=${5:-} grpc=${6:-} listen pass
+  local run=$1 name=$2 port=$3 cert=${4:-} key=${5:-} grpc=${6:-} listen pass warm=$3
   mkdir -p "$run/$name-tmp"
   if [ -n "$cert" ]; then
     listen="listen 127.0.0.1:$port ssl http2 backlog=4096;
     ssl_certificate $cert; ssl_certificate_key $key; ssl_protocols TLSv1.3;
     ssl_session_cache shared:$name:10m; ssl_session_tickets on;"
   elif [ -n "$grpc" ]; then
-    listen="listen 127.0.0.1:$port http2 backlog=4096;"
+    # A second, HTTP/1.1 listener only for loading the key cache (below).
+    warm=$(free_port)
+    listen="listen 127.0.0.1:$port http2 backlog=4096; listen 127.0.0.1:$warm;"
   else
     listen="listen 127.0.0.1:$port backlog=4096;"
   fi
@@ -272,6 +274,16 @@ NGINX
   /usr/sbin/nginx -p "$run" -c "$run/$name.conf" -e "$run/$name.error.log" >"$run/$name.log" 2>&1 &
   NGINX_PID=$!; PIDS+=($!)
   wait_port "$port"
+  # jwtgw.lua fetches the JWKS with ngx.location.capture, which
+  # lua-nginx-module 0.10.23 refuses inside an HTTP/2 request: load each
+  # worker's key cache (10 min) over HTTP/1.1 first, on fresh connections.
+  local i scheme=http
+  [ -z "$cert" ] || scheme=https
+  if [ -n "$cert" ] || [ -n "$grpc" ]; then
+    for i in $(seq 1 $((GW_WORKERS * 10))); do
+      curl -sk --http1.1 -o /dev/null -H "Authorization: Bearer $ONE" "$scheme://127.0.0.1:$warm/api/x" || true
+    done
+  fi
 }
 
 # check_target NAME URL [curl options]: a valid token gets 2xx, none is refused.
