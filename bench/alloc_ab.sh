@@ -9,7 +9,7 @@
 #   bench/alloc_ab.sh                         # 3 rounds, run.sh's DURATION (10s)
 #   ROUNDS=1 DURATION=2s FRESH_TOKENS=20000 bench/alloc_ab.sh   # smoke
 #
-# Settings: VARIANTS (system mimalloc jemalloc), ROUNDS (3), RUN, and all of
+# Settings: VARIANTS (system mimalloc jemalloc), ROUNDS (3), OUT, NO_BUILD, and all of
 # bench/run.sh's (DURATION, CONNS, THREADS, IDLE_CONNS, FRESH_TOKENS, ...).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +22,8 @@ OUT=${OUT:-$ROOT/target/bench-alloc}
 mkdir -p "$OUT"
 
 for v in $VARIANTS; do
+  # NO_BUILD=1 reuses the copies a previous run left.
+  [ "${NO_BUILD:-0}" = 1 ] && [ -x "$REL/authgear-gateway-$v" ] && continue
   feat=()
   [ "$v" = system ] || feat=(--features "$v")
   echo "building the gateway with the $v allocator..." >&2
@@ -29,7 +31,7 @@ for v in $VARIANTS; do
   cp "$REL/authgear-gateway" "$REL/authgear-gateway-$v"
 done
 # Leave the default build in place for the other scripts.
-cargo build --release --locked --bin authgear-gateway >&2
+[ "${NO_BUILD:-0}" = 1 ] || cargo build --release --locked --bin authgear-gateway >&2
 
 order=($VARIANTS)
 for r in $(seq 1 "$ROUNDS"); do
