@@ -15,7 +15,8 @@
 # Settings: TARGETS (gateway envoy nginx), IDLE_CONNS (10000), WS_CONNS
 # (10000, capped by the open-file limit: a proxy holds two sockets per
 # WebSocket), SOAK (0 = off), SAMPLE (60), SOAK_CONNS (8), SOAK_DELAY_MS (4:
-# about SOAK_CONNS*1000/SOAK_DELAY_MS req/s), FRESH_TOKENS (100000), GW_BIN
+# at most SOAK_CONNS*1000/SOAK_DELAY_MS req/s; the report gives the rate
+# reached), FRESH_TOKENS (100000), GW_BIN
 # (a gateway binary instead of the release build, e.g. another allocator), RUN.
 source "$(dirname "$0")/lib.sh"
 TARGETS=${TARGETS:-gateway envoy nginx}
@@ -62,12 +63,14 @@ open_conns() {
   "$REL/examples/bench_conns" "127.0.0.1:$1" "$2" "$3" ${4:-} >"$RUN/conns.log" 2>&1 &
   CONNS_PID=$!; PIDS+=($!)
   local i
-  for i in $(seq 1 1200); do
+  for i in $(seq 1 6000); do
     grep -q "connections open" "$RUN/conns.log" 2>/dev/null && break
     kill -0 "$CONNS_PID" 2>/dev/null || { echo "bench_conns died: $(tail -3 "$RUN/conns.log")" >&2; return 1; }
     sleep 0.1
   done
   OPENED=$(awk '/connections open/ {print $1}' "$RUN/conns.log")
+  [ -n "$OPENED" ] || { echo "warning: not all connections opened within 10 min" >&2; OPENED=0; }
+  cp "$RUN/conns.log" "$RUN/conns-$t-${4:-http}.log"
   if grep -q unexpected "$RUN/conns.log"; then echo "warning: $(grep -c unexpected "$RUN/conns.log") unexpected answers ($RUN/conns.log)" >&2; fi
 }
 close_conns() { kill "$CONNS_PID" 2>/dev/null || true; wait "$CONNS_PID" 2>/dev/null || true; }
