@@ -190,6 +190,9 @@ $tls
   - name: upstream
     type: STATIC
     connect_timeout: 1s
+    # The default breakers stop at 1,024 upstream connections (each open
+    # WebSocket holds one); the other targets have no such cap.
+    circuit_breakers: { thresholds: [ { max_connections: 100000, max_pending_requests: 100000, max_requests: 100000 } ] }
 $upopts
     load_assignment:
       cluster_name: upstream
