@@ -40,16 +40,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-/// Which global allocator this build uses (in the "gateway listening" log
-/// line, so a benchmark can tell its binaries apart).
-pub const ALLOCATOR_NAME: &str = if cfg!(feature = "mimalloc") {
-    "mimalloc"
-} else if cfg!(feature = "jemalloc") {
-    "jemalloc"
-} else {
-    "system+stash"
-};
-
 pub use config::Config;
 pub use front::server::Server;
 pub use state::Gateway;

@@ -45,6 +45,16 @@ const TRIM_AFTER_PARKS: u64 = 256;
 /// and trimming glibc's heaps would only cost time.
 const ALTERNATIVE: bool = cfg!(any(feature = "mimalloc", feature = "jemalloc"));
 
+/// Which global allocator this build uses (in the "gateway listening" log
+/// line, so a benchmark can tell its binaries apart).
+pub const ALLOCATOR_NAME: &str = if cfg!(feature = "mimalloc") {
+    "mimalloc"
+} else if cfg!(feature = "jemalloc") {
+    "jemalloc"
+} else {
+    "system+stash"
+};
+
 /// Sets malloc's mmap threshold to 8 KiB. Call first thing in `main`,
 /// before any other thread exists.
 pub fn tune_allocator() {
