@@ -14,7 +14,8 @@
 # `openssl speed rsa2048` verify rate. Everything it starts it stops (by PID).
 # Settings: DURATION (10s), WARMUP (2s), CONNS (32), THREADS (2),
 # FRESH_TOKENS (100000), IDLE_CONNS (10000), UPSTREAM_THREADS (1),
-# GW_BIN (a gateway binary to use instead of building one),
+# GW_BIN (a gateway binary to use instead of building one), NO_BUILD=1 (use
+# what is built),
 # PEERS (a copy of the peer kit, e.g. /tmp/peers: also runs its compare.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,8 +35,10 @@ if ! command -v wrk >/dev/null; then
   apt-get install -y -qq wrk >/dev/null || { echo "wrk is missing and could not be installed" >&2; exit 1; }
 fi
 
-echo "building (release)..." >&2
-cargo build --release --locked --bin authgear-gateway --example bench_upstream --example bench_issuer --example bench_conns >&2
+if [ "${NO_BUILD:-0}" != 1 ]; then
+  echo "building (release)..." >&2
+  cargo build --release --locked --bin authgear-gateway --example bench_upstream --example bench_issuer --example bench_conns >&2
+fi
 REL=$CARGO_TARGET_DIR/release
 GW_BIN=${GW_BIN:-$REL/authgear-gateway}
 

@@ -5,7 +5,8 @@
 //! writes `DIR/issuer` (the issuer URL), `DIR/one.txt` (1 token),
 //! `DIR/pool.txt` (1,000 distinct tokens), `DIR/fresh.txt` (FRESH_COUNT
 //! distinct tokens, minted on every core), then `DIR/ready`, and keeps
-//! serving the JWKS until killed. All tokens are RS256, valid for 30 minutes.
+//! serving the JWKS until killed. All tokens are RS256, valid for 30 minutes,
+//! or `TOKEN_TTL` seconds when that is set (the soak outlives 30 minutes).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -22,11 +23,17 @@ fn write_tokens(path: &Path, tokens: &[String]) -> std::io::Result<()> {
 }
 
 fn mint_many(issuer: &DevIssuer, prefix: &str, n: usize) -> Vec<String> {
+    let ttl: Option<u64> = std::env::var("TOKEN_TTL").ok().and_then(|t| t.parse().ok());
+    let extra = match ttl {
+        Some(t) => json!({ "exp": authgear_gateway::auth::now_unix() + t }),
+        None => json!({}),
+    };
+    let extra = &extra;
     let threads = std::thread::available_parallelism().map_or(1, |p| p.get());
     let per = n.div_ceil(threads);
     std::thread::scope(|s| {
         let parts: Vec<_> = (0..threads)
-            .map(|t| s.spawn(move || (t * per..((t + 1) * per).min(n)).map(|i| issuer.mint(&format!("{prefix}-{i:07}"), json!({}))).collect::<Vec<_>>()))
+            .map(|t| s.spawn(move || (t * per..((t + 1) * per).min(n)).map(|i| issuer.mint(&format!("{prefix}-{i:07}"), extra.clone())).collect::<Vec<_>>()))
             .collect();
         parts.into_iter().flat_map(|p| p.join().unwrap_or_default()).collect()
     })

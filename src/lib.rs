@@ -26,8 +26,19 @@ pub use error::Body;
 
 /// Everything built on this crate allocates through it: the system
 /// allocator plus the connection workers' buffer stash (see `memory`).
+#[cfg(not(any(feature = "mimalloc", feature = "jemalloc")))]
 #[global_allocator]
 static ALLOCATOR: runtime::memory::Allocator = runtime::memory::Allocator;
+
+/// The `mimalloc` feature's allocator, in place of the default above.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The `jemalloc` feature's allocator, in place of the default above.
+#[cfg(all(feature = "jemalloc", not(feature = "mimalloc")))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 pub use config::Config;
 pub use front::server::Server;

@@ -68,7 +68,7 @@ impl Server {
         let workers = Workers::start(settings.workers)?;
         let worker_count = workers.len();
         let accept_task = tokio::spawn(accept_loop(listener, tls.clone(), gateway.clone(), workers, stop_rx));
-        info!(%addr, tls = tls.is_some(), admin = ?admin.as_ref().map(|a| a.0), forward_auth = ?forward_auth.as_ref().map(|a| a.0), workers = worker_count, "gateway listening");
+        info!(%addr, tls = tls.is_some(), admin = ?admin.as_ref().map(|a| a.0), forward_auth = ?forward_auth.as_ref().map(|a| a.0), workers = worker_count, allocator = crate::runtime::memory::ALLOCATOR_NAME, "gateway listening");
         Ok(Server {
             addr,
             admin_addr: admin.as_ref().map(|a| a.0),

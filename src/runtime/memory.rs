@@ -20,6 +20,13 @@
 //! ~14% more requests/s in an A/B of 8 alternating rounds. Without the
 //! threshold at all, 10,000 idle connections took ~60 MB instead of ~47.
 //!
+//! The `mimalloc` and `jemalloc` cargo features replace all of this with a
+//! maintained allocator (the tuning and the trimmer then do nothing: they
+//! act on glibc's heaps); `bench/alloc_ab.sh` compares the three. On
+//! 2026-12-02 (medians of 3 rounds, bench/README.md) this code held 10,000
+//! idle connections in 52 MB against mimalloc's 134 and jemalloc's 103, so
+//! it stays; throughput was too noisy that day to decide.
+//!
 //! Measured with `bench/run.sh` (10,000 keep-alive connections, each served
 //! once, then idle): ~150 MB resident without either, ~68 MB with the
 //! threshold alone, ~53 MB with both (~48 MB since).
@@ -34,9 +41,26 @@ use std::time::Duration;
 const TRIM_CHECK: Duration = Duration::from_secs(5);
 const TRIM_AFTER_PARKS: u64 = 256;
 
+/// A maintained allocator replaces glibc's for Rust allocations, so tuning
+/// and trimming glibc's heaps would only cost time.
+const ALTERNATIVE: bool = cfg!(any(feature = "mimalloc", feature = "jemalloc"));
+
+/// Which global allocator this build uses (in the "gateway listening" log
+/// line, so a benchmark can tell its binaries apart).
+pub const ALLOCATOR_NAME: &str = if cfg!(feature = "mimalloc") {
+    "mimalloc"
+} else if cfg!(feature = "jemalloc") {
+    "jemalloc"
+} else {
+    "system+stash"
+};
+
 /// Sets malloc's mmap threshold to 8 KiB. Call first thing in `main`,
 /// before any other thread exists.
 pub fn tune_allocator() {
+    if ALTERNATIVE {
+        return;
+    }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes a malloc tunable, before other threads run.
     unsafe {
@@ -46,6 +70,9 @@ pub fn tune_allocator() {
 
 /// Starts the background trimmer on the current runtime.
 pub fn spawn_trimmer() {
+    if ALTERNATIVE {
+        return;
+    }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     tokio::spawn(async {
         let mut trimmed_at = crate::observe::metrics::metrics().parking_counts().1;
