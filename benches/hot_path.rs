@@ -317,7 +317,7 @@ fn login_session_redis(b: Bencher) {
         .expect("redis-server listens");
     let snap = w.gateway.snapshot();
     let mut settings = (*snap.login.as_ref().expect("[login]").settings).clone();
-    settings.store = SessionStoreSettings::Redis(RedisSettings { url, timeout: Duration::from_secs(1), key_prefix: "agw:".into() });
+    settings.store = SessionStoreSettings::Redis(RedisSettings { url, timeout: Duration::from_secs(1), key_prefix: "agw:".into(), cache_ttl: Duration::ZERO });
     let service = LoginService::new(Arc::new(settings), &snap.config.issuers[0]).expect("service");
     let now = auth::now_unix();
     let id = "i".repeat(43);

@@ -59,16 +59,22 @@ fn login_block(store: &str, extra: &str) -> String {
     )
 }
 
-fn redis_lines(redis: &Redis) -> String {
-    format!("store = \"redis\"\nredis_url = \"{}\"\nredis_timeout = \"300ms\"", redis.url())
+/// The store lines; `cache` is `redis_cache_ttl` ("0s" in the tests that
+/// pin what every replica sees at once).
+fn redis_lines(redis: &Redis, cache: &str) -> String {
+    format!("store = \"redis\"\nredis_url = \"{}\"\nredis_timeout = \"300ms\"\nredis_cache_ttl = \"{cache}\"", redis.url())
 }
 
 async fn env_with(extra: &str) -> Env {
+    env_cached(extra, "0s").await
+}
+
+async fn env_cached(extra: &str, cache: &str) -> Env {
     authgear_gateway::install_crypto_provider();
     let iss = DevIssuer::start().await.expect("issuer");
     let up = Upstream::start().await;
     let redis = Redis::start().await;
-    let text = config_text(&iss, up.addr, "", &format!("{}\n{ROUTES}", login_block(&redis_lines(&redis), extra)));
+    let text = config_text(&iss, up.addr, "", &format!("{}\n{ROUTES}", login_block(&redis_lines(&redis, cache), extra)));
     let gw = start_ready(&text).await;
     let gw2 = start_ready(&text).await;
     Env { iss, up, redis, gw, gw2 }
@@ -202,7 +208,7 @@ async fn redis_down_at_start_refuses_new_sessions_with_503_and_recovers_without_
     let up = Upstream::start().await;
     let mut redis = Redis::start().await;
     redis.stop();
-    let text = config_text(&iss, up.addr, "", &format!("{}\n{ROUTES}", login_block(&redis_lines(&redis), "")));
+    let text = config_text(&iss, up.addr, "", &format!("{}\n{ROUTES}", login_block(&redis_lines(&redis, "0s"), "")));
     let gw = start_ready(&text).await;
     assert_eq!(get(&gw.url("/public"), &[]).await.0, StatusCode::OK, "public routes are unaffected");
     let bearer = iss.mint("user-api", json!({}));
@@ -417,4 +423,46 @@ async fn store_config_errors_name_the_key_and_never_echo_the_redis_url() {
     let login = cfg.login.as_ref().expect("[login]");
     assert!(!format!("{login:?}").contains("hunter2"), "Debug never shows the Redis password");
     assert_eq!(login.idle_timeout, Duration::from_secs(1800));
+}
+
+/// `redis_cache_ttl`: a replica reuses a session it read from Redis without
+/// another round trip (so it keeps serving it while Redis is away, and a
+/// logout on another replica reaches it only within the TTL, as the README
+/// says), but a logout or back-channel logout it handles itself counts at once.
+#[tokio::test]
+async fn redis_cache_ttl_reuses_a_session_without_a_round_trip_and_logouts_here_count_at_once() {
+    let mut e = env_cached("", "60s").await;
+    let mut b = on(&e.gw);
+    log_in(&e.iss, &mut b, "alice").await;
+    assert_eq!(user_of(&mut b, &e.up).await.as_deref(), Ok("user-alice"));
+    let mut c = copy_to(&b, &e.gw2);
+    assert_eq!(user_of(&mut c, &e.up).await.as_deref(), Ok("user-alice"), "read from Redis once by the second replica");
+    let kept = c.clone();
+
+    let out = b.request("POST", &format!("{ORIGIN}/_gateway/logout"), &[("origin", ORIGIN)]).await;
+    assert_eq!(out.status, StatusCode::FOUND);
+    assert!(e.redis.keys("agw:s:*").is_empty(), "deleted from Redis");
+    assert_eq!(user_of(&mut copy_to(&kept, &e.gw), &e.up).await, Err(StatusCode::UNAUTHORIZED), "the replica that logged out refuses at once");
+    assert_eq!(user_of(&mut c, &e.up).await.as_deref(), Ok("user-alice"), "the other replica lags by at most redis_cache_ttl");
+    let out = c.request("POST", &format!("{ORIGIN}/_gateway/logout"), &[("origin", ORIGIN)]).await;
+    assert_eq!(out.status, StatusCode::FOUND, "{}", out.body);
+    assert_eq!(user_of(&mut kept.clone(), &e.up).await, Err(StatusCode::UNAUTHORIZED), "a logout at this replica drops its kept copy");
+
+    // A back-channel logout clears what the replica that receives it holds.
+    let mut bob = on(&e.gw2);
+    log_in(&e.iss, &mut bob, "bob").await;
+    assert_eq!(user_of(&mut bob, &e.up).await.as_deref(), Ok("user-bob"));
+    let token = support::logout_token::sign(&e.iss, &support::logout_token::claims(&e.iss, "web-app", None, Some("user-bob")));
+    assert_eq!(backchannel(&e.gw2, &support::logout_token::form(&token)).await.status, StatusCode::OK);
+    assert_eq!(user_of(&mut bob, &e.up).await, Err(StatusCode::UNAUTHORIZED), "ended at once where the logout token arrived");
+
+    // No round trip for a kept session: it is served while Redis is away;
+    // a replica that has not read it yet must ask Redis and answers 503.
+    let mut d = on(&e.gw);
+    log_in(&e.iss, &mut d, "alice").await;
+    assert_eq!(user_of(&mut d, &e.up).await.as_deref(), Ok("user-alice"));
+    e.redis.stop();
+    assert_eq!(user_of(&mut d, &e.up).await.as_deref(), Ok("user-alice"), "served from this replica's copy");
+    let cold = copy_to(&d, &e.gw2).request("GET", &format!("{ORIGIN}/app/x"), &API).await;
+    assert_store_down(&cold, "a replica without a copy");
 }

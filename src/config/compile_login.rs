@@ -179,7 +179,7 @@ impl Compiler<'_> {
     /// `store`, and for `"redis"` its URL (inline, `${ENV}` included, or
     /// from a file; never echoed), timeout and key prefix.
     fn session_store(&mut self, r: &RawLogin, span: std::ops::Range<usize>) -> SessionStoreSettings {
-        let redis_keys = [&r.redis_url, &r.redis_url_file, &r.redis_timeout, &r.redis_key_prefix];
+        let redis_keys = [&r.redis_url, &r.redis_url_file, &r.redis_timeout, &r.redis_key_prefix, &r.redis_cache_ttl];
         match r.store.as_ref().map(|s| (s.get_ref().as_str(), s.span())) {
             None | Some(("cookie", _)) => {
                 if let Some(k) = redis_keys.iter().find_map(|k| k.as_ref()) {
@@ -229,8 +229,13 @@ impl Compiler<'_> {
                         p.get_ref().clone()
                     }
                 };
+                let cache_ttl = self.duration(&r.redis_cache_ttl, "login.redis_cache_ttl", Duration::from_secs(2));
+                if cache_ttl > Duration::from_secs(60) {
+                    let at = r.redis_cache_ttl.as_ref().map_or(0..0, |v| v.span());
+                    self.rep.error_hint(at, "login.redis_cache_ttl", "must be at most 60s", "it is how long a logout elsewhere may be ignored here");
+                }
                 match url {
-                    Some(url) => SessionStoreSettings::Redis(RedisSettings { url, timeout, key_prefix }),
+                    Some(url) => SessionStoreSettings::Redis(RedisSettings { url, timeout, key_prefix, cache_ttl }),
                     None => SessionStoreSettings::Cookie,
                 }
             }

@@ -226,6 +226,7 @@ pub struct RawLogin {
     pub redis_url_file: Option<Spanned<String>>,
     pub redis_timeout: Option<Spanned<String>>,
     pub redis_key_prefix: Option<Spanned<String>>,
+    pub redis_cache_ttl: Option<Spanned<String>>,
     pub idle_timeout: Option<Spanned<String>>,
     pub backchannel_logout_path: Option<Spanned<String>>,
 }
@@ -251,6 +252,7 @@ pub const LOGIN_KEYS: &[&str] = &[
     "redis_url_file",
     "redis_timeout",
     "redis_key_prefix",
+    "redis_cache_ttl",
     "idle_timeout",
     "backchannel_logout_path",
 ];

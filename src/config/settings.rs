@@ -230,11 +230,19 @@ pub struct RedisSettings {
     pub timeout: Duration,
     /// Prepended to every key the gateway writes.
     pub key_prefix: String,
+    /// A session read from Redis is reused by this process for this long
+    /// (`redis_cache_ttl`): how long a logout on another replica may lag here.
+    pub cache_ttl: Duration,
 }
 
 impl std::fmt::Debug for RedisSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisSettings").field("url", &"<redacted>").field("timeout", &self.timeout).field("key_prefix", &self.key_prefix).finish()
+        f.debug_struct("RedisSettings")
+            .field("url", &"<redacted>")
+            .field("timeout", &self.timeout)
+            .field("key_prefix", &self.key_prefix)
+            .field("cache_ttl", &self.cache_ttl)
+            .finish()
     }
 }
 

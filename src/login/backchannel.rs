@@ -95,6 +95,8 @@ impl LoginService {
         };
         match redis.end_matching(sid.as_deref(), sub.as_deref()).await {
             Ok(n) => {
+                // This process may hold some of them opened (redis_cache_ttl).
+                self.forget_opened();
                 info!(sessions = n, by_sid = sid.is_some(), "back-channel logout");
                 answer(StatusCode::OK, None)
             }

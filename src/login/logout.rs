@@ -37,11 +37,15 @@ impl LoginService {
         clear.extend(jar.iter().filter(|(n, _)| n.starts_with(&prefix)).map(|(n, _)| cookies::clear(n, s.secure)));
         let session = match cookies::joined(&jar, &s.cookie_name) {
             None => None,
-            Some(v) => match self.load(&v).await {
-                Ok(sess) => Some(sess),
-                Err(Miss::Invalid(_)) => None,
-                Err(Miss::Down) => return store_down(),
-            },
+            Some(v) => {
+                // A copy kept here (redis_cache_ttl) goes whatever Redis says.
+                self.opened.remove(&v);
+                match self.load(&v).await {
+                    Ok(sess) => Some(sess),
+                    Err(Miss::Invalid(_)) => None,
+                    Err(Miss::Down) => return store_down(),
+                }
+            }
         };
         if let Some(sess) = &session {
             // Deleted server-side before the cookies go: a copied cookie

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::auth::Identity;
-use crate::config::{BrowserLoginSettings, IssuerSettings};
+use crate::config::{BrowserLoginSettings, IssuerSettings, SessionStoreSettings};
 use oidc::Provider;
 use seal::Sealer;
 use store::Store;
@@ -125,19 +125,25 @@ impl LoginService {
         *self.settings == *settings
     }
 
-    /// The fast path of [`lookup`](Self::lookup) (cookie store, no
-    /// `idle_timeout`) for a session that is
+    /// How long an opened session may be served without asking `lookup`
+    /// again: the cookie store without `idle_timeout` as long as the session
+    /// itself allows (the cookie is the session, and `lookup` must see every
+    /// request to slide an idle timeout); the Redis store `redis_cache_ttl`.
+    fn reuse_for(&self) -> Option<u64> {
+        match &self.settings.store {
+            SessionStoreSettings::Cookie if self.settings.idle_timeout.is_zero() => Some(u64::MAX),
+            SessionStoreSettings::Redis(r) if !r.cache_ttl.is_zero() => Some(r.cache_ttl.as_secs().max(1)),
+            _ => None,
+        }
+    }
+
+    /// The fast path of [`lookup`](Self::lookup) for a session that is
     /// simply valid (`Lookup::Valid`): the opened session, from the
     /// opened-cookie cache (`opened.rs`) when this exact cookie was opened
-    /// before. `None` for anything else (absent, invalid, due for refresh):
-    /// ask `lookup` then.
+    /// before (cookie store: opened here on a miss). `None` for anything
+    /// else (absent, invalid, due for refresh, a Redis miss): ask `lookup`.
     pub fn open_valid(&self, headers: &HeaderMap, now: u64) -> Option<Arc<opened::Opened>> {
-        // Only where a hit would be the whole answer: with Redis the store
-        // is asked every time (a logout elsewhere counts at once), and with
-        // `idle_timeout` `lookup` must see the request to slide it.
-        if !matches!(self.store, Store::Cookie) || !self.settings.idle_timeout.is_zero() {
-            return None;
-        }
+        let reuse = self.reuse_for()?;
         let name = &self.settings.cookie_name;
         let jar = cookies::request_cookies(headers);
         let value = match cookies::get(&jar, name) {
@@ -149,13 +155,32 @@ impl LoginService {
         if let Some(o) = self.opened.get(&value) {
             return good(&o).then_some(o);
         }
+        if reuse != u64::MAX {
+            return None;
+        }
         let s: Session = self.sealer.open(name, &value).ok().and_then(|p| serde_json::from_slice(&p).ok())?;
-        let o = Arc::new(opened::Opened::new(&value, s.id, s.claims, s.access_token, s.access_exp, s.expires));
+        let o = Arc::new(opened::Opened::new(&value, s.id, s.claims, s.access_token, s.access_exp, s.expires, u64::MAX));
         if !good(&o) {
             return None;
         }
         self.opened.insert(o.clone(), now);
         Some(o)
+    }
+
+    /// Redis store: keeps a session `lookup` just read as valid, so this
+    /// browser's next requests within `redis_cache_ttl` skip the round trip.
+    pub fn keep_opened(&self, headers: &HeaderMap, session: &Session, now: u64) {
+        let Some(reuse) = self.reuse_for().filter(|r| *r != u64::MAX) else { return };
+        let jar = cookies::request_cookies(headers);
+        let Some(value) = cookies::joined(&jar, &self.settings.cookie_name) else { return };
+        let s = session.clone();
+        let o = opened::Opened::new(&value, s.id, s.claims, s.access_token, s.access_exp, s.expires, now.saturating_add(reuse));
+        self.opened.insert(Arc::new(o), now);
+    }
+
+    /// Drops every opened session (sessions were ended elsewhere).
+    pub fn forget_opened(&self) {
+        self.opened.clear();
     }
 
     /// The identity a session carries, for the route checks and headers.

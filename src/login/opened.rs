@@ -39,14 +39,18 @@ pub struct Opened {
     pub access_token: String,
     access_exp: u64,
     expires: u64,
+    /// Not served at or after this (Unix seconds): the Redis store's
+    /// `redis_cache_ttl`; `u64::MAX` for the cookie store, whose value is
+    /// the session itself.
+    until: u64,
     /// Its identity headers, rendered on first use.
     rendered: Arc<RenderedHeaders>,
 }
 
 impl Opened {
     /// A session just opened from the sealed `value`.
-    pub fn new(value: &str, id: String, claims: Map<String, Value>, access_token: String, access_exp: u64, expires: u64) -> Opened {
-        Opened { value: value.into(), id, claims: Arc::new(claims), access_token, access_exp, expires, rendered: Arc::default() }
+    pub fn new(value: &str, id: String, claims: Map<String, Value>, access_token: String, access_exp: u64, expires: u64, until: u64) -> Opened {
+        Opened { value: value.into(), id, claims: Arc::new(claims), access_token, access_exp, expires, until, rendered: Arc::default() }
     }
 
     /// The session id (for the logout list).
@@ -57,7 +61,7 @@ impl Opened {
     /// Still simply valid at `now`: before its end and with more than
     /// `margin` seconds left on the access token.
     pub fn fresh(&self, now: u64, margin: u64) -> bool {
-        self.expires > now && self.access_exp > now.saturating_add(margin)
+        self.expires > now && self.until > now && self.access_exp > now.saturating_add(margin)
     }
 
     /// The identity for the route checks and headers (claims shared, headers
@@ -93,12 +97,29 @@ impl OpenedCache {
         shard.get(&h).filter(|o| *o.value == *value).cloned()
     }
 
+    /// Forgets the entry for this sealed value, if any.
+    pub fn remove(&self, value: &str) {
+        let (s, h) = self.slot(value);
+        let mut shard = self.shards[s].write().unwrap_or_else(|p| p.into_inner());
+        if shard.get(&h).is_some_and(|o| *o.value == *value) {
+            shard.remove(&h);
+        }
+    }
+
+    /// Forgets everything (a back-channel logout ended sessions this
+    /// process may hold opened).
+    pub fn clear(&self) {
+        for shard in &self.shards {
+            shard.write().unwrap_or_else(|p| p.into_inner()).clear();
+        }
+    }
+
     /// Keeps `o`, making room in its shard (what has expired goes first).
     pub fn insert(&self, o: Arc<Opened>, now: u64) {
         let (s, h) = self.slot(&o.value);
         let mut shard = self.shards[s].write().unwrap_or_else(|p| p.into_inner());
         if shard.len() >= PER_SHARD && !shard.contains_key(&h) {
-            shard.retain(|_, e| e.expires > now && e.access_exp > now);
+            shard.retain(|_, e| e.expires > now && e.until > now && e.access_exp > now);
             if shard.len() >= PER_SHARD {
                 // Full of live sessions: any one goes (the map's order is
                 // keyed per process); it is opened again on its next request.

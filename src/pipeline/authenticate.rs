@@ -130,6 +130,7 @@ pub async fn login(snap: &Snapshot, route: &Route, req: &RequestInfo<'_>) -> Res
         Lookup::Valid(mut session) => {
             let jar = crate::login::cookies::request_cookies(req.headers);
             let lines = service.touch(&mut session, &jar, now).await;
+            service.keep_opened(req.headers, &session, now);
             return Ok(signed_in(service, *session, lines));
         }
         Lookup::Unavailable => return Err(GatewayError::SessionStoreUnavailable),

@@ -13,8 +13,8 @@ use super::flavour::Malformed;
 use crate::auth::Identity;
 use crate::config::Flavour;
 use crate::error::{full, Body, GatewayError};
-use crate::policy::headers::{render_claim, ClaimSource};
 use crate::pipeline::Decision;
+use crate::policy::headers::{render_claim, ClaimSource};
 use crate::policy::routes::Route;
 use crate::state::Snapshot;
 
