@@ -4,9 +4,7 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,33 +16,6 @@ use tokio::net::TcpStream;
 
 /// When one request started and ended, and how it went.
 type Span = (Instant, Instant, Result<(), String>);
-
-/// The binary's listen addresses, read from its JSON start-up log line.
-fn spawn_gateway(config: &std::path::Path) -> (Child, SocketAddr, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_authgear-gateway"))
-        .args(["--config", &config.display().to_string()])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn the gateway");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    // Keep draining stderr so the process never blocks on a full pipe.
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                if v["message"] == "gateway listening" {
-                    let _ = tx.send(v);
-                }
-            }
-        }
-    });
-    let v = rx.recv_timeout(Duration::from_secs(30)).expect("the gateway logged its address");
-    let addr: SocketAddr = v["addr"].as_str().and_then(|s| s.parse().ok()).expect("addr field");
-    let admin = v["admin"].as_str().and_then(|s| s.trim_start_matches("Some(").trim_end_matches(')').parse().ok()).expect("admin field");
-    (child, addr, admin)
-}
 
 /// One request on a fresh connection; `Err` names what failed.
 async fn one_request(addr: SocketAddr, path: &str) -> Result<(), String> {
@@ -88,7 +59,7 @@ async fn sigterm_during_a_stream_of_requests_loses_none() {
         .replace("shutdown_grace = \"5s\"", "shutdown_grace = \"20s\"")
         + "\n[log]\nformat = \"json\"\n";
     std::fs::write(&config, text).expect("write config");
-    let (mut child, addr, admin) = spawn_gateway(&config);
+    let (mut child, addr, admin) = support::process::spawn_gateway(&config);
     let pid = child.id() as i32;
     for _ in 0..500 {
         if readyz(admin).await == Some(StatusCode::OK) {

@@ -466,3 +466,40 @@ async fn redis_cache_ttl_reuses_a_session_without_a_round_trip_and_logouts_here_
     let cold = copy_to(&d, &e.gw2).request("GET", &format!("{ORIGIN}/app/x"), &API).await;
     assert_store_down(&cold, "a replica without a copy");
 }
+
+/// The same back-channel logout with the second replica a separate OS
+/// process (the real binary): the session ends there too, whichever of the
+/// two receives the logout token.
+#[tokio::test]
+async fn backchannel_logout_ends_the_session_in_another_gateway_process() {
+    let e = env().await;
+    let text = config_text(&e.iss, e.up.addr, "", &format!("{}\n{ROUTES}", login_block(&redis_lines(&e.redis, "0s"), ""))) + "\n[log]\nformat = \"json\"\n";
+    let file = std::env::temp_dir().join(format!("agw-redis-process-{}.toml", std::process::id()));
+    std::fs::write(&file, text).expect("config file");
+    let (mut child, addr, _admin) = support::process::spawn_gateway(&file);
+    let process = Browser::new(&[(ORIGIN, &format!("http://{addr}"))]);
+
+    for (receiver, name) in [(Some(&e.gw), "sid sent to the in-process replica"), (None, "sid sent to the other process")] {
+        let mut b = on(&e.gw);
+        log_in(&e.iss, &mut b, "alice").await;
+        let mut there = process.clone();
+        there.jar = b.jar.clone();
+        assert_eq!(user_of(&mut there, &e.up).await.as_deref(), Ok("user-alice"), "{name}: the process serves the session");
+        let sid = stored(&e, &b).and_then(|s| s["claims"]["sid"].as_str().map(str::to_owned)).expect("sid");
+        let token = support::logout_token::sign(&e.iss, &support::logout_token::claims(&e.iss, "web-app", Some(&sid), None));
+        let body = support::logout_token::form(&token);
+        let ok = match receiver {
+            Some(gw) => backchannel(gw, &body).await,
+            None => {
+                send("POST", &format!("http://{addr}/_gateway/backchannel-logout"), &[("content-type", "application/x-www-form-urlencoded")], body.as_bytes())
+                    .await
+            }
+        };
+        assert_eq!(ok.status, StatusCode::OK, "{name}: {}", ok.body);
+        assert_eq!(user_of(&mut there, &e.up).await, Err(StatusCode::UNAUTHORIZED), "{name}: ended in the process");
+        assert_eq!(user_of(&mut b, &e.up).await, Err(StatusCode::UNAUTHORIZED), "{name}: ended in-process");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_file(&file);
+}

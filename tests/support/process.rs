@@ -1,6 +1,7 @@
 //! Third-party servers (installed by `.ci/run`) run as child processes on a
 //! free loopback port, killed when dropped.
 
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -64,4 +65,32 @@ pub async fn hypercorn() -> ChildServer {
     let mut cmd = Command::new(if venv.exists() { venv.into_os_string() } else { "hypercorn".into() });
     cmd.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/servers")).args(["asgi_app:app", "--bind", &format!("127.0.0.1:{port}")]);
     ChildServer::start("hypercorn", cmd, port).await
+}
+
+/// The real gateway binary on `config`, with its listen and admin
+/// addresses read from its JSON start-up log line (`[log] format = "json"`).
+pub fn spawn_gateway(config: &std::path::Path) -> (Child, SocketAddr, SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_authgear-gateway"))
+        .args(["--config", &config.display().to_string()])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the gateway");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    // Keep draining stderr so the process never blocks on a full pipe.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                if v["message"] == "gateway listening" {
+                    let _ = tx.send(v);
+                }
+            }
+        }
+    });
+    let v = rx.recv_timeout(Duration::from_secs(30)).expect("the gateway logged its address");
+    let addr: SocketAddr = v["addr"].as_str().and_then(|s| s.parse().ok()).expect("addr field");
+    let admin = v["admin"].as_str().and_then(|s| s.trim_start_matches("Some(").trim_end_matches(')').parse().ok()).expect("admin field");
+    (child, addr, admin)
 }
