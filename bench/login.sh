@@ -6,7 +6,9 @@
 #       cookie opened on every request
 # Prints "NAME requests/s p50 p99" and the ratio. Settings: DURATION (10s),
 # WARMUP (2s), CONNS (32), THREADS (2), ROUNDS (3, alternating cases),
-# GW_BIN, BUILD (1; 0 reuses the release binaries already built). Everything it starts it stops (by PID).
+# GW_BIN, BUILD (1; 0 reuses the release binaries already built), STORE (cookie;
+# redis starts a redis-server on a free port), REDIS_CACHE_TTL (2s; 0s makes
+# every session request a Redis round trip). Everything it starts it stops (by PID).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -40,6 +42,20 @@ PIDS+=($!)
 for _ in $(seq 1 3000); do [ -f "$RUN/tokens/ready" ] && break; sleep 0.2; done
 [ -f "$RUN/tokens/ready" ] || { echo "the issuer never became ready" >&2; exit 1; }
 KEY=$(head -c 32 /dev/urandom | base64)
+STORE=${STORE:-cookie}
+STORE_LINES=""
+REDIS_URL=""
+if [ "$STORE" = redis ]; then
+  command -v redis-server >/dev/null || apt-get install -y -qq redis-server >/dev/null
+  REDIS_PORT=$(free_port)
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no >"$RUN/redis.log" 2>&1 &
+  PIDS+=($!)
+  for _ in $(seq 1 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  REDIS_URL="redis://127.0.0.1:$REDIS_PORT/"
+  STORE_LINES="store = \"redis\"
+redis_url = \"$REDIS_URL\"
+redis_cache_ttl = \"${REDIS_CACHE_TTL:-2s}\""
+fi
 cat >"$RUN/gateway.toml" <<TOML
 [server]
 listen = "127.0.0.1:$GW_PORT"
@@ -58,6 +74,7 @@ issuer = "$(cat "$RUN/tokens/issuer")"
 public_origin = "https://app.bench.test"
 client_id = "bench"
 cookie_keys = ["k1:$KEY"]
+$STORE_LINES
 
 [log]
 format = "json"
@@ -76,7 +93,7 @@ PIDS+=($!)
 wait_http "http://127.0.0.1:$UP_PORT/"
 wait_http "http://127.0.0.1:$ADMIN_PORT/readyz"
 ONE=$(head -1 "$RUN/tokens/one.txt")
-COOKIE=$("$REL/examples/bench_session" __Host-agw_session k1 "$KEY" "$ONE")
+COOKIE=$("$REL/examples/bench_session" __Host-agw_session k1 "$KEY" "$ONE" $REDIS_URL)
 curl -fs -o /dev/null -H "Authorization: Bearer $ONE" "http://127.0.0.1:$GW_PORT/api/x" || { echo "the bearer route refused the bench token" >&2; exit 1; }
 curl -fs -o /dev/null -H "Cookie: $COOKIE" "http://127.0.0.1:$GW_PORT/app/x" || { echo "the session route refused the bench cookie" >&2; exit 1; }
 echo "cookie header: ${#COOKIE} bytes" >&2
