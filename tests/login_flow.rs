@@ -40,11 +40,6 @@ path = "/**"
 auth = "public"
 "#;
 
-fn b64(k: &[u8]) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(k)
-}
-
 struct Env {
     iss: DevIssuer,
     up: Upstream,

@@ -356,3 +356,9 @@ impl Binary {
         assert_eq!(rc, 0, "kill failed");
     }
 }
+
+/// Standard base64 (with padding), as `cookie_keys` and the issuer's keys are written.
+pub fn b64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
