@@ -281,6 +281,42 @@ async fn callbacks_without_their_own_state_cookie_or_with_a_wrong_state_are_refu
     assert!(replay.cookies(SESSION).iter().all(|c| c.name.contains("-state-")));
 }
 
+/// The callback URL with its `code` replaced by `code`.
+fn with_code(callback: &str, code: &str) -> String {
+    let (base, query) = callback.split_once('?').expect("a query");
+    let pairs: Vec<(String, String)> =
+        form_urlencoded::parse(query.as_bytes()).into_owned().map(|(k, v)| if k == "code" { (k, code.to_owned()) } else { (k, v) }).collect();
+    format!("{base}?{}", form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish())
+}
+
+#[tokio::test]
+async fn a_code_replayed_into_another_login_is_refused_and_makes_no_session() {
+    let e = env().await;
+    let start = |b: &mut Browser, user: &'static str| {
+        let mut b = b.clone();
+        let iss = e.iss.issuer.clone();
+        async move {
+            let page = b.navigate(&format!("{ORIGIN}/app/")).await;
+            let click = Browser::link(&page, &iss, &format!("Log in as {user}"));
+            let callback = b.request("GET", &click, &[]).await.header("location").expect("callback URL").to_owned();
+            (b, callback)
+        }
+    };
+    let (mut alice, callback) = start(&mut e.browser(), "alice").await;
+    assert_eq!(alice.navigate(&callback).await.status, StatusCode::OK, "the code works once, in its own login");
+    let code =
+        callback.split_once('?').and_then(|(_, q)| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "code").map(|(_, v)| v.into_owned())).expect("code");
+
+    // Another browser's own, valid login flow, with the spent code put in:
+    // its state and state cookie are right, the code is not (spent, and
+    // bound to another PKCE verifier).
+    let (mut other, own) = start(&mut e.browser(), "bob").await;
+    let r = other.navigate(&with_code(&own, &code)).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert!(r.body.contains("Try again"), "a plain page with a link");
+    assert!(other.cookies(SESSION).iter().all(|c| c.name.contains("-state-")), "no session from a replayed code");
+}
+
 #[tokio::test]
 async fn id_tokens_for_another_client_or_nonce_and_provider_errors_end_in_a_plain_page() {
     let e = env().await;
