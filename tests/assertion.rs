@@ -309,6 +309,8 @@ async fn key_rotation_publishes_both_keys_and_the_new_first_key_signs() {
     let (status, main) = get(&gw.url("/.well-known/gateway-jwks.json"), &[]).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(main.json(), doc);
+    let (status, _) = get(&gw.url("/.well-known/gateway-jwks.json"), &[("host", "a.test"), ("host", "b.test")]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "screened like every request: two Hosts are refused");
 
     assert_eq!(get_with(&gw.url("/app/x"), &token).await.status, StatusCode::OK);
     let before = captured(&a);

@@ -182,6 +182,10 @@ async fn route_and_forward<'s>(
     // The assertion's JWKS, when asked for on this listener too: public,
     // and before any route, so no route can shadow or guard it.
     if let Some(resp) = snap.assertion.as_ref().and_then(|a| a.own_path(req.method(), req.uri().path())) {
+        // Screened like every request (limits, method, `allowed_hosts`).
+        check_request_limits(&cfg.server, &req)?;
+        screen::check_method(req.method())?;
+        screen::canonical_host(&cfg.server, &mut req)?;
         out.path = Some(req.uri().path().to_owned());
         return Ok(resp);
     }
