@@ -204,8 +204,12 @@ async fn tampered_truncated_expired_and_retired_key_cookies_are_refused() {
         ("expired session", sealed("k1", KEY, session(now - 10, now + 100))),
         ("expired access token", sealed("k1", KEY, session(now + 1000, now - 10))),
         ("retired key", sealed("k0", [1; 32], session(now + 1000, now + 1000))),
-        ("key id of a listed key, other material", sealed("k1", [1; 32], session(now + 1000, now + 1000))),
+        ("key id of a listed key, other material (another deployment)", sealed("k1", [1; 32], session(now + 1000, now + 1000))),
         ("not sealed", "v1.k1.eyJzdWIiOiJ1c2VyLWFsaWNlIn0".to_owned()),
+        ("sealed for another cookie (a state cookie's value)", {
+            let sealer = Sealer::new(&[CookieKey { id: "k1".into(), key: KEY }]).expect("sealer");
+            sealer.seal(&format!("{SESSION}-state-abcdefghij"), session(now + 1000, now + 1000).to_string().as_bytes()).expect("seal")
+        }),
     ];
     let before = e.up.count();
     for (what, value) in cases {
