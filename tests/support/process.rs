@@ -89,7 +89,12 @@ pub fn spawn_gateway(config: &std::path::Path) -> (Child, SocketAddr, SocketAddr
             }
         }
     });
-    let v = rx.recv_timeout(Duration::from_secs(30)).expect("the gateway logged its address");
+    let Ok(v) = rx.recv_timeout(Duration::from_secs(30)) else {
+        // Not left running after the test fails.
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the gateway never logged its address (is `[log] format = \"json\"` set?)");
+    };
     let addr: SocketAddr = v["addr"].as_str().and_then(|s| s.parse().ok()).expect("addr field");
     let admin = v["admin"].as_str().and_then(|s| s.trim_start_matches("Some(").trim_end_matches(')').parse().ok()).expect("admin field");
     (child, addr, admin)
