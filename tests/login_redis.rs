@@ -405,6 +405,8 @@ async fn store_config_errors_name_the_key_and_never_echo_the_redis_url() {
     assert!(bad.contains("login.redis_url") && !bad.contains("hunter2"), "{bad}");
     let cookie_with_url = err("redis_url = \"redis://:hunter2@cache:6379\"");
     assert!(cookie_with_url.contains("login.redis_url") && !cookie_with_url.contains("hunter2"), "{cookie_with_url}");
+    let lag = err("store = \"redis\"\nredis_url = \"redis://cache:6379\"\nredis_cache_ttl = \"30s\"\nidle_timeout = \"40s\"");
+    assert!(lag.contains("login.redis_cache_ttl") && lag.contains("t.toml:"), "a local copy that outlives half the idle timeout: {lag}");
     let unknown = err("store = \"memcached\"");
     assert!(unknown.contains("login.store"), "{unknown}");
     let bc = err("backchannel_logout_path = \"/bc\"");

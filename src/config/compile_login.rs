@@ -136,6 +136,13 @@ impl Compiler<'_> {
         if let Some(v) = r.idle_timeout.as_ref().filter(|_| !idle_timeout.is_zero() && idle_timeout < Duration::from_secs(1)) {
             self.rep.error(v.span(), "login.idle_timeout", "must be at least 1s (or 0s for off)");
         }
+        // Reads served from the local copy do not slide the key's idle time
+        // to live, so the copy must live well inside the idle timeout.
+        if let (SessionStoreSettings::Redis(rs), Some(v)) = (&store, r.redis_cache_ttl.as_ref().or(r.idle_timeout.as_ref())) {
+            if !idle_timeout.is_zero() && rs.cache_ttl.saturating_mul(2) > idle_timeout {
+                self.rep.error_hint(v.span(), "login.redis_cache_ttl", "must be at most half of idle_timeout (default 2s)", "lower it, or set 0s");
+            }
+        }
         let mut post_logout_redirect_uris = Vec::new();
         for u in r.post_logout_redirect_uris.iter().flat_map(|l| l.get_ref()) {
             let text = u.get_ref();
