@@ -166,28 +166,24 @@ async fn route_and_forward<'s>(
     bytes_in: Arc<AtomicU64>,
 ) -> Result<Response<Body>, GatewayError> {
     let cfg = &snap.config;
-    if login::is_own_path(snap, req.uri().path()) {
-        // Step 0c: the login's own paths, screened like every request.
+    // The gateway's own paths (the login's, and the assertion's JWKS when
+    // asked for on this listener too) are answered before any route, so no
+    // route can shadow or guard them, after the same screening as every request.
+    let jwks = snap.assertion.as_ref().and_then(|a| a.own_path(req.method(), req.uri().path()));
+    if jwks.is_some() || login::is_own_path(snap, req.uri().path()) {
         check_request_limits(&cfg.server, &req)?;
         screen::check_method(req.method())?;
         screen::canonical_host(&cfg.server, &mut req)?;
         out.path = Some(req.uri().path().to_owned());
+        if let Some(resp) = jwks {
+            return Ok(resp);
+        }
         if login::is_backchannel_path(snap, req.uri().path()) {
             return login::backchannel(snap, req).await;
         }
         if let Some(resp) = login::own_paths(snap, &req).await? {
             return Ok(resp);
         }
-    }
-    // The assertion's JWKS, when asked for on this listener too: public,
-    // and before any route, so no route can shadow or guard it.
-    if let Some(resp) = snap.assertion.as_ref().and_then(|a| a.own_path(req.method(), req.uri().path())) {
-        // Screened like every request (limits, method, `allowed_hosts`).
-        check_request_limits(&cfg.server, &req)?;
-        screen::check_method(req.method())?;
-        screen::canonical_host(&cfg.server, &mut req)?;
-        out.path = Some(req.uri().path().to_owned());
-        return Ok(resp);
     }
     let Decision { route, path, identity, access_token, set_cookies } = decide(snap, &mut req, out).await?;
     login::set_authorization(route, access_token.as_deref(), req.headers_mut());
