@@ -16,8 +16,9 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use futures_util::future::Either;
 use http::{HeaderMap, Method, Version};
-use opentelemetry::context::FutureExt as _;
+use opentelemetry::context::{FutureExt as _, WithContext};
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer as _, TracerProvider as _};
 use opentelemetry::{Context, KeyValue, Value};
@@ -182,8 +183,11 @@ pub struct RequestSpan {
 
 impl RequestSpan {
     /// Runs `fut` with this span as the parent of every span opened inside.
-    pub async fn run<F: Future>(&self, fut: F) -> F::Output {
-        fut.with_context(self.cx.clone()).await
+    ///
+    /// Not an `async fn`: one would hold `fut` twice (the argument and the
+    /// awaited copy), and the request's future is the largest there is.
+    pub fn run<F: Future>(&self, fut: F) -> WithContext<F> {
+        fut.with_context(self.cx.clone())
     }
 
     /// Records the outcome: the route (`http.route` is its path pattern),
@@ -309,11 +313,12 @@ impl Child {
         }
     }
 
-    /// Runs `fut` with this span as the parent of the spans opened inside.
-    pub async fn run<F: Future>(&self, fut: F) -> F::Output {
+    /// Runs `fut` with this span as the parent of the spans opened inside
+    /// (not an `async fn`, for the reason given at [`RequestSpan::run`]).
+    pub fn run<F: Future>(&self, fut: F) -> Either<WithContext<F>, F> {
         match &self.cx {
-            Some(cx) => fut.with_context(cx.clone()).await,
-            None => fut.await,
+            Some(cx) => Either::Left(fut.with_context(cx.clone())),
+            None => Either::Right(fut),
         }
     }
 }
@@ -328,13 +333,11 @@ impl Drop for Child {
 
 /// `fut`, carrying the current request's span into a task it is spawned
 /// as (a shared lookup outlives the request that started it).
-pub fn carry<F: Future>(fut: F) -> impl Future<Output = F::Output> {
+pub fn carry<F: Future>(fut: F) -> Either<WithContext<F>, F> {
     let cx = ANY_TRACING.load(Ordering::Relaxed).then(Context::current).filter(|c| c.get::<TracerHandle>().is_some());
-    async move {
-        match cx {
-            Some(cx) => fut.with_context(cx).await,
-            None => fut.await,
-        }
+    match cx {
+        Some(cx) => Either::Left(fut.with_context(cx)),
+        None => Either::Right(fut),
     }
 }
 

@@ -37,8 +37,10 @@ pub async fn authenticate(snap: &Snapshot, route: &Route, req: &RequestInfo<'_>)
             None if route.auth == AuthMode::Optional => Ok(None),
             None => Err(GatewayError::MissingToken),
         },
-        AuthMethod::Session | AuthMethod::JwtOrSession => authenticate_session(snap, route, req.headers).await,
-        AuthMethod::Login => return login(snap, route, req).await.map(|l| l.identity),
+        // Boxed: each is larger than the bearer path, and inline they
+        // would make every request's future as large as the largest.
+        AuthMethod::Session | AuthMethod::JwtOrSession => Box::pin(authenticate_session(snap, route, req.headers)).await,
+        AuthMethod::Login => return Box::pin(login(snap, route, req)).await.map(|l| l.identity),
     };
     match result {
         Err(e) if route.login_redirect && e.is_unauthenticated() => {
@@ -138,7 +140,8 @@ pub async fn login(snap: &Snapshot, route: &Route, req: &RequestInfo<'_>) -> Res
             let jar = crate::login::cookies::request_cookies(req.headers);
             let still_valid = session.access_exp > now;
             let span = Child::session_refresh();
-            match span.run(service.refresh(&snap.config, &snap.keys, (*session).clone(), &jar, now)).await {
+            // Boxed: a refresh is rare, and its future is the largest here.
+            match Box::pin(span.run(service.refresh(&snap.config, &snap.keys, (*session).clone(), &jar, now))).await {
                 Refreshed::Fresh(fresh, lines) => return Ok(signed_in(service, *fresh, lines)),
                 Refreshed::Down if still_valid => return Ok(signed_in(service, *session, Vec::new())),
                 Refreshed::Down => return Err(GatewayError::ResolverUnavailable),

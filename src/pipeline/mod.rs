@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::future::Either;
 use http::{Method, Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -56,10 +57,13 @@ pub async fn handle_request(gw: &Gateway, mut req: Request<Incoming>, client: Cl
     let mut trace = Trace::default();
     let span = gw.tracing().map(|t| t.request_span(req.headers(), &method, req.version(), client.proto, client.addr.ip()));
     let judged = route_and_forward(&snap, req, client, &mut trace, bytes_in.clone());
-    let result = match &span {
-        Some(s) => s.run(judged).await,
-        None => judged.await,
+    // One awaited future either way: two `.await`s in two arms would each
+    // keep a copy of the whole request path in this future.
+    let judged = match &span {
+        Some(s) => Either::Left(s.run(judged)),
+        None => Either::Right(judged),
     };
+    let result = judged.await;
     let (mut resp, reason, outcome) = match result {
         Ok(r) => (r, None, Outcome::forwarded),
         Err(e) => {
@@ -148,7 +152,7 @@ pub async fn decide<'s, B>(snap: &'s Snapshot, req: &mut Request<B>, out: &mut T
     // (a session id, usually) must not travel to the login page.
     let info = authenticate::RequestInfo { method: req.method(), headers: req.headers(), path: path.judged(), query: req.uri().query() };
     let authenticate::LoginAuth { identity, access_token, set_cookies } = match route.method {
-        crate::policy::routes::AuthMethod::Login => authenticate::login(snap, route, &info).await?,
+        crate::policy::routes::AuthMethod::Login => Box::pin(authenticate::login(snap, route, &info)).await?,
         _ => authenticate::LoginAuth { identity: authenticate::authenticate(snap, route, &info).await?, ..Default::default() },
     };
     out.sub = identity.as_ref().and_then(|i| i.subject().map(str::to_owned));
@@ -178,10 +182,12 @@ async fn route_and_forward<'s>(
         if let Some(resp) = jwks {
             return Ok(resp);
         }
+        // Boxed, like every rare branch below: an inline future would make
+        // every request's future as large as the largest of them.
         if login::is_backchannel_path(snap, req.uri().path()) {
-            return login::backchannel(snap, req).await;
+            return Box::pin(login::backchannel(snap, req)).await;
         }
-        if let Some(resp) = login::own_paths(snap, &req).await? {
+        if let Some(resp) = Box::pin(login::own_paths(snap, &req)).await? {
             return Ok(resp);
         }
     }
@@ -217,7 +223,7 @@ async fn route_and_forward<'s>(
     let sent = Instant::now();
     let _in_flight = upstream.metrics.in_flight();
     let result = match upgrade {
-        Some(pending) => upgrade::forward(upstream, up_req, pending).await,
+        Some(pending) => Box::pin(upgrade::forward(upstream, up_req, pending)).await,
         None => upstream.send(up_req).await,
     };
     match &result {
