@@ -9,14 +9,14 @@
 #   bench/alloc_ab.sh                         # 3 rounds, run.sh's DURATION (10s)
 #   ROUNDS=1 DURATION=2s FRESH_TOKENS=20000 bench/alloc_ab.sh   # smoke
 #
-# Settings: VARIANTS (system mimalloc jemalloc), ROUNDS (3), OUT, NO_BUILD, and all of
+# Settings: VARIANTS (system glibc mimalloc jemalloc; glibc = its malloc untouched), ROUNDS (3), OUT, NO_BUILD, and all of
 # bench/run.sh's (DURATION, CONNS, THREADS, IDLE_CONNS, FRESH_TOKENS, ...).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 REL=$CARGO_TARGET_DIR/release
-VARIANTS=${VARIANTS:-system mimalloc jemalloc}
+VARIANTS=${VARIANTS:-system glibc mimalloc jemalloc}
 ROUNDS=${ROUNDS:-3}
 OUT=${OUT:-$ROOT/target/bench-alloc}
 mkdir -p "$OUT"

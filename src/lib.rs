@@ -26,7 +26,7 @@ pub use error::Body;
 
 /// Everything built on this crate allocates through it: the system
 /// allocator plus the connection workers' buffer stash (see `memory`).
-#[cfg(not(any(feature = "mimalloc", feature = "jemalloc")))]
+#[cfg(not(any(feature = "mimalloc", feature = "jemalloc", feature = "glibc")))]
 #[global_allocator]
 static ALLOCATOR: runtime::memory::Allocator = runtime::memory::Allocator;
 

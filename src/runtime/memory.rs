@@ -42,8 +42,9 @@ const TRIM_CHECK: Duration = Duration::from_secs(5);
 const TRIM_AFTER_PARKS: u64 = 256;
 
 /// A maintained allocator replaces glibc's for Rust allocations, so tuning
-/// and trimming glibc's heaps would only cost time.
-const ALTERNATIVE: bool = cfg!(any(feature = "mimalloc", feature = "jemalloc"));
+/// and trimming glibc's heaps would only cost time; the `glibc` feature
+/// (the A/B's baseline) leaves glibc's malloc as it comes.
+const ALTERNATIVE: bool = cfg!(any(feature = "mimalloc", feature = "jemalloc", feature = "glibc"));
 
 /// Which global allocator this build uses (in the "gateway listening" log
 /// line, so a benchmark can tell its binaries apart).
@@ -51,6 +52,8 @@ pub const ALLOCATOR_NAME: &str = if cfg!(feature = "mimalloc") {
     "mimalloc"
 } else if cfg!(feature = "jemalloc") {
     "jemalloc"
+} else if cfg!(feature = "glibc") {
+    "glibc"
 } else {
     "system+stash"
 };
