@@ -22,10 +22,14 @@
 //!
 //! The `mimalloc` and `jemalloc` cargo features replace all of this with a
 //! maintained allocator (the tuning and the trimmer then do nothing: they
-//! act on glibc's heaps); `bench/alloc_ab.sh` compares the three. On
-//! 2026-12-02 (medians of 3 rounds, bench/README.md) this code held 10,000
-//! idle connections in 52 MB against mimalloc's 134 and jemalloc's 103, so
-//! it stays; throughput was too noisy that day to decide.
+//! act on glibc's heaps), and the `glibc` feature turns it all off;
+//! `bench/alloc_ab.sh` compares the four. On 2026-12-02, after the request's
+//! future shrank below 8 KiB (medians of 3 rounds, bench/README.md), every
+//! throughput figure was within the noise of the others (0.87-1.09x), and
+//! this code held 10,000 idle connections in 48.8 MB against 102.4 with
+//! glibc untouched, 141.1 with mimalloc and 80.9 with jemalloc, so it
+//! stays. jemalloc with `dirty_decay_ms:0` got to 36 MB but at about 0.7x
+//! the throughput; that trade is worth a further look.
 //!
 //! Measured with `bench/run.sh` (10,000 keep-alive connections, each served
 //! once, then idle): ~150 MB resident without either, ~68 MB with the
