@@ -43,6 +43,18 @@ tree_kb() {
   echo "$total"
 }
 
+# tree_ticks PID...: CPU time (user + system, in clock ticks) used so far by
+# the processes and their children, e.g. nginx's master and workers.
+tree_ticks() {
+  local p kids total=0
+  for p in "$@"; do
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+    kids=$(cat /proc/"$p"/task/*/children 2>/dev/null || true)
+    [ -z "$kids" ] || total=$((total + $(tree_ticks $kids)))
+  done
+  echo "$total"
+}
+
 # apt_need CMD PACKAGE: installs PACKAGE (by name) when CMD is missing.
 apt_need() {
   command -v "$1" >/dev/null && return 0

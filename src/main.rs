@@ -69,10 +69,16 @@ enum Command {
 fn init_logging(format: LogFormat, level: &str) -> LogGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let (writer, guard) = logwriter::stderr();
-    if matches!(format, LogFormat::Json) {
-        logwriter::install_json_access(&writer);
+    // The writer is a channel, so tracing cannot see whether stderr is a
+    // terminal: colours only for one, never escape codes in a log file.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    match format {
+        LogFormat::Json => logwriter::install_access(&writer, logwriter::AccessFormat::Json),
+        // A terminal gets tracing's coloured lines.
+        LogFormat::Pretty if !ansi => logwriter::install_access(&writer, logwriter::AccessFormat::Text),
+        LogFormat::Pretty => {}
     }
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_ansi(ansi);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
         LogFormat::Pretty => builder.compact().init(),

@@ -5,7 +5,7 @@
 //! [`crate::pipeline::handle_request`].
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -26,7 +26,7 @@ use tracing::debug;
 
 use crate::config::ServerSettings;
 use crate::error::Body;
-use crate::front::parkio::ParkIo;
+use crate::front::parkio::{ParkIo, Parking};
 use crate::front::refusal::{RefusalContext, RefusalIo, Start};
 use crate::front::tls::ListenerTls;
 use crate::observe::metrics;
@@ -97,17 +97,40 @@ pub fn builders(s: &ServerSettings) -> Builders {
     Builders { http1, auto, head }
 }
 
+/// The parts of a connection that live as long as it does and are shared
+/// with its requests. They are made by the accepting thread, not the
+/// worker (see [`crate::runtime::workers::Workers::spawn_with`]), so that
+/// nothing a parked connection keeps sits among the worker's short-lived
+/// allocations, where it would pin a heap page that `malloc_trim` could
+/// otherwise return.
+pub struct Shared {
+    activity: Arc<Activity>,
+    refusals: Arc<RefusalContext>,
+    parking: Parking,
+}
+
+impl Shared {
+    /// For a connection from `client`.
+    pub fn new(ctx: &Context, client: IpAddr) -> Shared {
+        Shared {
+            activity: Arc::new(Activity::new()),
+            refusals: Arc::new(RefusalContext::new(ctx.gw.clone(), client, ctx.builders.head)),
+            parking: Parking::default(),
+        }
+    }
+}
+
 /// Serves one accepted TCP connection to its end.
-pub async fn serve(stream: TcpStream, peer: SocketAddr, tls: Option<ListenerTls>, ctx: Context, ticket: ConnTicket) {
+pub async fn serve(stream: TcpStream, peer: SocketAddr, tls: Option<ListenerTls>, ctx: Context, ticket: ConnTicket, shared: Shared) {
     // The TLS and h2c branches are boxed: a connection task is as large as
     // its largest branch, and most connections are parked HTTP/1.1 ones.
     if let Some(tls) = tls {
-        return Box::pin(serve_tls(stream, peer, tls, ctx, ticket)).await;
+        return Box::pin(serve_tls(stream, peer, tls, ctx, ticket, shared)).await;
     }
     let client = ClientInfo { addr: peer, proto: "http" };
     match first_bytes(&stream, &ctx, client).await {
-        FirstBytes::Http1 => serve_h1(stream, client, ctx, ticket).await,
-        FirstBytes::MaybeH2 => Box::pin(drive(stream, Start::Sniff, client, ctx, ticket)).await,
+        FirstBytes::Http1 => serve_h1(stream, client, ctx, ticket, shared).await,
+        FirstBytes::MaybeH2 => Box::pin(drive(stream, Start::Sniff, client, ctx, ticket, shared)).await,
         FirstBytes::None => {}
     }
 }
@@ -146,13 +169,13 @@ async fn first_bytes(stream: &TcpStream, ctx: &Context, client: ClientInfo) -> F
     }
 }
 
-async fn serve_tls(stream: TcpStream, peer: SocketAddr, tls: ListenerTls, ctx: Context, ticket: ConnTicket) {
+async fn serve_tls(stream: TcpStream, peer: SocketAddr, tls: ListenerTls, ctx: Context, ticket: ConnTicket, shared: Shared) {
     // A client that opens TCP and never finishes the handshake holds a slot
     // like a slowloris does: the header timeout covers the handshake too.
     match tokio::time::timeout(ctx.settings.request_header_timeout, tls.acceptor.accept(stream)).await {
         Ok(Ok(s)) => {
             let start = if s.get_ref().1.alpn_protocol() == Some(b"h2") { Start::Http2 } else { Start::Sniff };
-            drive(s, start, ClientInfo { addr: peer, proto: "https" }, ctx, ticket).await
+            drive(s, start, ClientInfo { addr: peer, proto: "https" }, ctx, ticket, shared).await
         }
         Ok(Err(e)) => debug!(client = %peer.ip(), error = %e, "TLS handshake failed"),
         Err(_) => debug!(client = %peer.ip(), "TLS handshake timed out"),
@@ -197,14 +220,13 @@ fn service(
 
 /// HTTP/1.1 with keep-alive, parking the socket (see `parkio`) whenever it
 /// has been idle for [`PARK_AFTER`] and waking hyper again when bytes come.
-async fn serve_h1(stream: TcpStream, client: ClientInfo, ctx: Context, ticket: ConnTicket) {
-    let activity = Arc::new(Activity::new());
-    let refusals = Arc::new(RefusalContext::new(ctx.gw.clone(), client.addr.ip(), ctx.builders.head));
+async fn serve_h1(stream: TcpStream, client: ClientInfo, ctx: Context, ticket: ConnTicket, shared: Shared) {
+    let Shared { activity, refusals, parking } = shared;
     let svc = service(&ctx, &activity, &ticket, client, &refusals);
     let (mut stop, abort) = (ctx.stop.clone(), ticket.abort.clone());
     drop(ticket);
     let idle = ctx.settings.idle_timeout;
-    let mut io = ParkIo::new(stream);
+    let mut io = ParkIo::new(stream, parking);
     loop {
         // Boxed: while parked, the task keeps only what the wait below needs.
         io = match Box::pin(serve_until_parked(io, &svc, &ctx, &activity, &abort, &refusals, client)).await {
@@ -286,12 +308,11 @@ where
 }
 
 /// A connection served by hyper's auto builder (TLS, h2c): no parking.
-async fn drive<I>(io: I, start: Start, client: ClientInfo, ctx: Context, ticket: ConnTicket)
+async fn drive<I>(io: I, start: Start, client: ClientInfo, ctx: Context, ticket: ConnTicket, shared: Shared)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let activity = Arc::new(Activity::new());
-    let refusals = Arc::new(RefusalContext::new(ctx.gw.clone(), client.addr.ip(), ctx.builders.head));
+    let Shared { activity, refusals, .. } = shared;
     let svc = service(&ctx, &activity, &ticket, client, &refusals);
     let io = TokioIo::new(RefusalIo::new(io, refusals, start));
     let conn = ctx.builders.auto.serve_connection_with_upgrades(io, svc);

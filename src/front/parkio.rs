@@ -50,9 +50,9 @@ pub struct ParkIo {
 }
 
 impl ParkIo {
-    /// Wraps a freshly accepted stream.
-    pub fn new(stream: TcpStream) -> ParkIo {
-        ParkIo { replay: Bytes::new(), stream, parking: Parking::default() }
+    /// Wraps a freshly accepted stream, with its connection's switch.
+    pub fn new(stream: TcpStream, parking: Parking) -> ParkIo {
+        ParkIo { replay: Bytes::new(), stream, parking }
     }
 
     /// The switch, for the driver to keep while hyper owns the stream.

@@ -150,12 +150,17 @@ async fn accept_loop(listener: TcpListener, tls: Option<ListenerTls>, gw: Arc<Ga
         let ctx = conn::Context { gw: gw.clone(), builders: builders.clone(), settings: settings.clone(), stop: stop.clone() };
         let tls = tls.clone();
         metrics::metrics().connection_opened();
-        workers.spawn(async move {
-            match TcpStream::from_std(stream) {
-                Ok(stream) => conn::serve(stream, peer, tls, ctx, ticket).await,
-                Err(e) => warn!(error = %e, "cannot register a connection with its worker"),
+        workers.spawn_with(move || {
+            // Registered with the worker's event loop from here (see spawn_with).
+            let stream = TcpStream::from_std(stream);
+            let shared = conn::Shared::new(&ctx, peer.ip());
+            async move {
+                match stream {
+                    Ok(stream) => conn::serve(stream, peer, tls, ctx, ticket, shared).await,
+                    Err(e) => warn!(error = %e, "cannot register a connection with its worker"),
+                }
+                metrics::metrics().connection_closed();
             }
-            metrics::metrics().connection_closed();
         });
     }
     drop(listener);

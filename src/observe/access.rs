@@ -19,7 +19,7 @@ use tracing::{info, warn};
 
 use crate::error::Body;
 use crate::observe::body::BodyFate;
-use crate::observe::logwriter;
+use crate::observe::logwriter::{self, AccessFormat};
 
 /// Lower-case hex digits, for request ids and JSON `\u00XX` escapes.
 const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -90,9 +90,17 @@ impl AccessRecord {
         let upstream_us = self.upstream.map(|d| d.as_micros() as u64);
         let gateway_us = self.to_headers.saturating_sub(self.upstream.unwrap_or_default()).as_micros() as u64;
         let total_us = self.started.elapsed().as_micros() as u64;
-        if logwriter::send_json_access(self.json_line(bytes_out, complete, gateway_us, upstream_us, total_us)) {
-            return;
-        }
+        let line = match logwriter::access_format() {
+            Some(AccessFormat::Json) => self.json_line(bytes_out, complete, gateway_us, upstream_us, total_us),
+            Some(AccessFormat::Text) => self.text_line(bytes_out, complete, gateway_us, upstream_us, total_us),
+            None => return self.trace(bytes_out, complete, gateway_us, upstream_us, total_us),
+        };
+        logwriter::send_access(line);
+    }
+
+    /// The line as a tracing event (a terminal's coloured log, and the
+    /// reference the direct lines are tested against).
+    fn trace(&self, bytes_out: u64, complete: bool, gateway_us: u64, upstream_us: Option<u64>, total_us: u64) {
         info!(
             target: "access",
             request_id = self.request_id.to_str().unwrap_or("-"),
@@ -111,6 +119,38 @@ impl AccessRecord {
             complete,
             "request"
         );
+    }
+
+    /// The line tracing's compact formatter (colours off) would write for
+    /// the event in [`AccessRecord::trace`], built directly.
+    fn text_line(&self, bytes_out: u64, complete: bool, gateway_us: u64, upstream_us: Option<u64>, total_us: u64) -> Vec<u8> {
+        let mut t = TextLine(Vec::with_capacity(320));
+        rfc3339_utc(&mut t.0, std::time::SystemTime::now());
+        t.0.extend_from_slice(b"  INFO access: request");
+        t.str("request_id", self.request_id.to_str().unwrap_or("-"));
+        t.str("method", self.method.as_ref().map_or("-", |m| m.as_str()));
+        t.str("path", self.path.as_deref().unwrap_or("-"));
+        t.str("route", self.route.as_deref().unwrap_or("-"));
+        t.num("status", self.status.into());
+        if let Some(sub) = &self.sub {
+            t.str("sub", sub);
+        }
+        if let Some(reason) = self.reason {
+            t.str("reason", reason);
+        }
+        t.num("bytes_in", self.bytes_in.load(Ordering::Relaxed));
+        t.num("bytes_out", bytes_out);
+        t.num("gateway_us", gateway_us);
+        if let Some(us) = upstream_us {
+            t.num("upstream_us", us);
+        }
+        t.num("total_us", total_us);
+        {
+            use std::io::Write;
+            let _ = write!(t.0, " client={}", self.client);
+        }
+        t.0.extend_from_slice(if complete { b" complete=true\n" } else { b" complete=false\n" });
+        t.0
     }
 
     /// The line tracing's JSON formatter would write for the event above
@@ -354,6 +394,33 @@ impl JsonLine {
     }
 }
 
+/// A text access line: ` name=value` pairs as tracing writes them.
+struct TextLine(Vec<u8>);
+
+impl TextLine {
+    fn num(&mut self, k: &str, v: u64) {
+        use std::io::Write;
+        let _ = write!(self.0, " {k}={v}");
+    }
+
+    /// A string value as tracing records a `&str` field: its `Debug` form.
+    fn str(&mut self, k: &str, v: &str) {
+        self.0.push(b' ');
+        self.0.extend_from_slice(k.as_bytes());
+        self.0.push(b'=');
+        // Printable ASCII other than the quote and the backslash is its own
+        // `Debug` form, which is nearly every path, route and id.
+        if v.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\') {
+            self.0.push(b'"');
+            self.0.extend_from_slice(v.as_bytes());
+            self.0.push(b'"');
+        } else {
+            use std::io::Write;
+            let _ = write!(self.0, "{v:?}");
+        }
+    }
+}
+
 /// Appends `t` as RFC 3339 in UTC with microseconds, as tracing's JSON
 /// formatter does: `2026-11-27T01:02:03.456789Z`.
 fn rfc3339_utc(out: &mut Vec<u8>, t: std::time::SystemTime) {
@@ -387,6 +454,73 @@ mod json_tests {
         let mut out = Vec::new();
         rfc3339_utc(&mut out, std::time::UNIX_EPOCH + Duration::from_secs(951_782_400)); // a leap day
         assert_eq!(String::from_utf8(out).unwrap(), "2000-02-29T00:00:00.000000Z");
+    }
+
+    /// A `MakeWriter` that keeps what tracing writes.
+    #[derive(Clone, Default)]
+    struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Capture {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
+        type Writer = Capture;
+        fn make_writer(&'a self) -> Capture {
+            self.clone()
+        }
+    }
+
+    fn record(path: &str, sub: Option<&str>, reason: Option<&'static str>) -> AccessRecord {
+        AccessRecord {
+            request_id: HeaderValue::from_static("id-1"),
+            method: Some(http::Method::GET),
+            path: Some(path.into()),
+            route: None,
+            status: 401,
+            sub: sub.map(Into::into),
+            reason,
+            client: std::net::IpAddr::from([127, 0, 0, 1]),
+            started: Instant::now(),
+            upstream: None,
+            to_headers: Duration::from_micros(12),
+            bytes_in: Arc::new(AtomicU64::new(3)),
+        }
+    }
+
+    #[test]
+    fn direct_lines_are_what_tracing_writes() {
+        let cases = [
+            record("/plain/path", Some("user-1"), None),
+            record("/a\"b\\c\u{1}d/é\t", Some("user\n\"x\""), Some("expired")),
+            record("/", None, Some("missing_token")),
+        ];
+        for (i, rec) in cases.iter().enumerate() {
+            let upstream = if i == 0 { Some(2413) } else { None };
+            let text = Capture::default();
+            let sub = tracing_subscriber::fmt().compact().with_ansi(false).with_writer(text.clone()).finish();
+            tracing::subscriber::with_default(sub, || rec.trace(7, i != 1, 12, upstream, 15));
+            let theirs = String::from_utf8(text.0.lock().unwrap().clone()).unwrap();
+            let ours = String::from_utf8(rec.text_line(7, i != 1, 12, upstream, 15)).unwrap();
+            // Equal but for the timestamp (27 bytes).
+            assert_eq!(ours[27..], theirs[27..], "text line {i}");
+            assert_eq!(ours.as_bytes()[10], b'T');
+
+            let json = Capture::default();
+            let sub = tracing_subscriber::fmt().json().flatten_event(true).with_current_span(false).with_writer(json.clone()).finish();
+            tracing::subscriber::with_default(sub, || rec.trace(7, i != 1, 12, upstream, 15));
+            let mut theirs: serde_json::Value = serde_json::from_slice(&json.0.lock().unwrap()).expect("tracing's JSON");
+            let mut ours: serde_json::Value = serde_json::from_slice(&rec.json_line(7, i != 1, 12, upstream, 15)).expect("our JSON");
+            theirs.as_object_mut().unwrap().remove("timestamp");
+            ours.as_object_mut().unwrap().remove("timestamp");
+            assert_eq!(ours, theirs, "JSON line {i}");
+        }
     }
 
     #[test]

@@ -5,8 +5,9 @@
 //! request for the access log, which cost about a third of the throughput in
 //! `bench/run.sh`. Here each line is handed to a writer thread over a
 //! bounded channel; the thread appends lines to a 64 KB buffer and flushes
-//! whenever the channel runs dry, so a busy gateway writes many lines per
-//! system call and an idle one still writes each line at once. Nothing is
+//! whenever the channel runs dry, then rests a moment if it was busy
+//! ([`LINGER`]), so a busy gateway writes many lines per system call and an
+//! idle one still writes each line at once. Nothing is
 //! dropped: when the channel is full, senders wait (back-pressure), and
 //! [`LogGuard`] flushes what is left when the process ends.
 
@@ -49,37 +50,65 @@ pub fn stderr() -> (BatchedStderr, LogGuard) {
     (BatchedStderr { tx: tx.clone() }, LogGuard { tx, flushed: ack_rx, _thread: thread })
 }
 
+/// After a batch of more than one line the writer rests this long before
+/// it looks again. A sender only makes a system call to wake the writer
+/// when the writer is asleep on an empty channel, so while the gateway is
+/// busy lines pile up without one, and the writer wakes a few hundred
+/// times a second instead of every few lines. A lone line (a quiet
+/// gateway) is still written at once.
+const LINGER: Duration = Duration::from_millis(2);
+
 fn drain(rx: Receiver<Vec<u8>>, ack: Sender<()>) {
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr());
     while let Ok(first) = rx.recv() {
         let mut asked = first.is_empty();
+        let mut lines = 1;
         let _ = out.write_all(&first);
         while let Ok(more) = rx.try_recv() {
             asked |= more.is_empty();
+            lines += 1;
             let _ = out.write_all(&more);
         }
         let _ = out.flush();
         if asked {
             let _ = ack.send(());
         }
+        if lines > 1 {
+            std::thread::sleep(LINGER);
+        }
     }
 }
 
-/// Where JSON access-log lines go when [`install_json_access`] was called.
-static JSON_ACCESS: std::sync::OnceLock<BatchedStderr> = std::sync::OnceLock::new();
-
-/// With the JSON log format: `access` formats its lines itself (see
-/// `access::AccessRecord::json_line`) and hands them straight to the writer
-/// thread, skipping tracing's field visitors and JSON serializer, which
-/// cost most of the access log's share of the CPU.
-pub fn install_json_access(w: &BatchedStderr) {
-    let _ = JSON_ACCESS.set(w.clone());
+/// How `access` lines are written when they skip tracing's formatter.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum AccessFormat {
+    /// The line tracing's JSON formatter would write.
+    Json,
+    /// The line tracing's compact formatter would write without colours.
+    Text,
 }
 
-/// Sends one finished JSON access-log line, or `false` when not installed.
-pub fn send_json_access(line: Vec<u8>) -> bool {
-    match JSON_ACCESS.get() {
-        Some(w) => {
+/// Where access-log lines go when [`install_access`] was called.
+static ACCESS: std::sync::OnceLock<(BatchedStderr, AccessFormat)> = std::sync::OnceLock::new();
+
+/// `access` formats its lines itself (see `access::AccessRecord::json_line`
+/// and `text_line`) and hands them straight to the writer thread, skipping
+/// tracing's field visitors and formatters, which cost most of the access
+/// log's share of the CPU. The lines are byte for byte what tracing would
+/// write (tested there).
+pub fn install_access(w: &BatchedStderr, format: AccessFormat) {
+    let _ = ACCESS.set((w.clone(), format));
+}
+
+/// The format access lines are written in directly, if installed.
+pub fn access_format() -> Option<AccessFormat> {
+    ACCESS.get().map(|(_, f)| *f)
+}
+
+/// Sends one finished access-log line; `false` when not installed.
+pub fn send_access(line: Vec<u8>) -> bool {
+    match ACCESS.get() {
+        Some((w, _)) => {
             deliver(&w.tx, line);
             true
         }
