@@ -47,6 +47,10 @@ async fn h1_and_h2_by_alpn_with_forwarded_proto_https() {
 
     let s = tls_connect(&tls_connector(&ca, &[b"h2", b"http/1.1"]), addr).await;
     assert_eq!(s.get_ref().1.alpn_protocol(), Some(&b"h2"[..]), "h2 is preferred when offered");
+    // The client offers AES-256-GCM first (rustls' order); the listener's
+    // order, with its cheaper SHA-256 key schedule, decides.
+    let suite = s.get_ref().1.negotiated_cipher_suite().map(|s| s.suite());
+    assert_eq!(suite, Some(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256));
     let mut h2 = h2_client(s).await;
     let resp = h2.send_request(Request::get("https://localhost/over-h2").body(full("")).unwrap()).await.expect("h2 response");
     assert_eq!(resp.status(), StatusCode::OK);
