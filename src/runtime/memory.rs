@@ -33,7 +33,9 @@
 //!
 //! Measured with `bench/run.sh` (10,000 keep-alive connections, each served
 //! once, then idle): ~150 MB resident without either, ~68 MB with the
-//! threshold alone, ~53 MB with both (~48 MB since).
+//! threshold alone, ~53 MB with both (~48 MB since), ~37 MB once a
+//! connection's long-lived parts were made on the accepting thread
+//! (`Workers::spawn_with`, docs/ARCHITECTURE.md).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;

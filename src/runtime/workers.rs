@@ -78,7 +78,7 @@ impl Workers {
     /// then sit together there, apart from the short-lived allocations of
     /// the worker's requests; on the worker they would each pin a page of
     /// its heap after the requests around them were freed (10,000 parked
-    /// connections took ~4 KB each that way, see bench/README.md).
+    /// connections took 44 MB that way instead of 37, see bench/README.md).
     pub fn spawn_with<M, F>(&self, make: M)
     where
         M: FnOnce() -> F,
