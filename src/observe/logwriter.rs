@@ -6,7 +6,7 @@
 //! `bench/run.sh`. Here each line is handed to a writer thread over a
 //! bounded channel; the thread appends lines to a 64 KB buffer and flushes
 //! whenever the channel runs dry, then rests a moment if it was busy
-//! ([`LINGER`]), so a busy gateway writes many lines per system call and an
+//! (`LINGER`), so a busy gateway writes many lines per system call and an
 //! idle one still writes each line at once. Nothing is
 //! dropped: when the channel is full, senders wait (back-pressure), and
 //! [`LogGuard`] flushes what is left when the process ends.
