@@ -127,61 +127,47 @@ impl AccessRecord {
         let mut t = TextLine(Vec::with_capacity(320));
         rfc3339_utc(&mut t.0, std::time::SystemTime::now());
         t.0.extend_from_slice(b"  INFO access: request");
-        t.str("request_id", self.request_id.to_str().unwrap_or("-"));
-        t.str("method", self.method.as_ref().map_or("-", |m| m.as_str()));
-        t.str("path", self.path.as_deref().unwrap_or("-"));
-        t.str("route", self.route.as_deref().unwrap_or("-"));
-        t.num("status", self.status.into());
-        if let Some(sub) = &self.sub {
-            t.str("sub", sub);
-        }
-        if let Some(reason) = self.reason {
-            t.str("reason", reason);
-        }
-        t.num("bytes_in", self.bytes_in.load(Ordering::Relaxed));
-        t.num("bytes_out", bytes_out);
-        t.num("gateway_us", gateway_us);
-        if let Some(us) = upstream_us {
-            t.num("upstream_us", us);
-        }
-        t.num("total_us", total_us);
-        {
-            use std::io::Write;
-            let _ = write!(t.0, " client={}", self.client);
-        }
-        t.0.extend_from_slice(if complete { b" complete=true\n" } else { b" complete=false\n" });
+        self.fields(&mut t, bytes_out, complete, gateway_us, upstream_us, total_us);
+        t.0.push(b'\n');
         t.0
     }
 
-    /// The line tracing's JSON formatter would write for the event above
-    /// (same keys; absent values left out), built directly.
+    /// The line tracing's JSON formatter would write for the event in
+    /// [`AccessRecord::trace`] (same keys; absent values left out), built
+    /// directly.
     fn json_line(&self, bytes_out: u64, complete: bool, gateway_us: u64, upstream_us: Option<u64>, total_us: u64) -> Vec<u8> {
         let mut j = JsonLine(Vec::with_capacity(384));
         j.0.extend_from_slice(b"{\"timestamp\":\"");
         rfc3339_utc(&mut j.0, std::time::SystemTime::now());
         j.0.extend_from_slice(b"\",\"level\":\"INFO\",\"message\":\"request\"");
-        j.str("request_id", self.request_id.to_str().unwrap_or("-"));
-        j.str("method", self.method.as_ref().map_or("-", |m| m.as_str()));
-        j.str("path", self.path.as_deref().unwrap_or("-"));
-        j.str("route", self.route.as_deref().unwrap_or("-"));
-        j.num("status", self.status.into());
-        if let Some(sub) = &self.sub {
-            j.str("sub", sub);
-        }
-        if let Some(reason) = self.reason {
-            j.str("reason", reason);
-        }
-        j.num("bytes_in", self.bytes_in.load(Ordering::Relaxed));
-        j.num("bytes_out", bytes_out);
-        j.num("gateway_us", gateway_us);
-        if let Some(us) = upstream_us {
-            j.num("upstream_us", us);
-        }
-        j.num("total_us", total_us);
-        j.str("client", &self.client.to_string());
-        j.0.extend_from_slice(if complete { b",\"complete\":true" } else { b",\"complete\":false" });
+        self.fields(&mut j, bytes_out, complete, gateway_us, upstream_us, total_us);
         j.0.extend_from_slice(b",\"target\":\"access\"}\n");
         j.0
+    }
+
+    /// The event's fields in [`AccessRecord::trace`]'s order, for both
+    /// direct formats.
+    fn fields(&self, f: &mut impl Fields, bytes_out: u64, complete: bool, gateway_us: u64, upstream_us: Option<u64>, total_us: u64) {
+        f.str("request_id", self.request_id.to_str().unwrap_or("-"));
+        f.str("method", self.method.as_ref().map_or("-", |m| m.as_str()));
+        f.str("path", self.path.as_deref().unwrap_or("-"));
+        f.str("route", self.route.as_deref().unwrap_or("-"));
+        f.num("status", self.status.into());
+        if let Some(sub) = &self.sub {
+            f.str("sub", sub);
+        }
+        if let Some(reason) = self.reason {
+            f.str("reason", reason);
+        }
+        f.num("bytes_in", self.bytes_in.load(Ordering::Relaxed));
+        f.num("bytes_out", bytes_out);
+        f.num("gateway_us", gateway_us);
+        if let Some(us) = upstream_us {
+            f.num("upstream_us", us);
+        }
+        f.num("total_us", total_us);
+        f.display("client", &self.client);
+        f.flag("complete", complete);
     }
 }
 
@@ -356,6 +342,15 @@ mod tests {
 }
 
 /// A JSON object being written field by field.
+/// Where [`AccessRecord::fields`] writes: one method per kind of value, as
+/// tracing records it (`%` values through `Display`).
+trait Fields {
+    fn str(&mut self, k: &str, v: &str);
+    fn num(&mut self, k: &str, v: u64);
+    fn flag(&mut self, k: &str, v: bool);
+    fn display(&mut self, k: &str, v: &dyn std::fmt::Display);
+}
+
 struct JsonLine(Vec<u8>);
 
 impl JsonLine {
@@ -364,11 +359,23 @@ impl JsonLine {
         self.0.extend_from_slice(k.as_bytes());
         self.0.extend_from_slice(b"\":");
     }
+}
 
+impl Fields for JsonLine {
     fn num(&mut self, k: &str, v: u64) {
         use std::io::Write;
         self.key(k);
         let _ = write!(self.0, "{v}");
+    }
+
+    fn flag(&mut self, k: &str, v: bool) {
+        self.key(k);
+        self.0.extend_from_slice(if v { b"true" } else { b"false" });
+    }
+
+    /// A `Display` value is a JSON string.
+    fn display(&mut self, k: &str, v: &dyn std::fmt::Display) {
+        self.str(k, &v.to_string());
     }
 
     /// A string value, escaped for JSON (quotes, backslashes, controls).
@@ -397,8 +404,18 @@ impl JsonLine {
 /// A text access line: ` name=value` pairs as tracing writes them.
 struct TextLine(Vec<u8>);
 
-impl TextLine {
+impl Fields for TextLine {
     fn num(&mut self, k: &str, v: u64) {
+        use std::io::Write;
+        let _ = write!(self.0, " {k}={v}");
+    }
+
+    fn flag(&mut self, k: &str, v: bool) {
+        use std::io::Write;
+        let _ = write!(self.0, " {k}={v}");
+    }
+
+    fn display(&mut self, k: &str, v: &dyn std::fmt::Display) {
         use std::io::Write;
         let _ = write!(self.0, " {k}={v}");
     }
