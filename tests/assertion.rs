@@ -225,7 +225,9 @@ async fn eddsa_assertions_verify_in_python_and_node() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_assertions_are_refused_by_both_verifiers() {
-    let (iss, a, _b, gw, _dir) = started(false, "lifetime = \"1s\"").await;
+    // Long enough that a verifier started cold (Python importing its crypto
+    // library on a loaded machine) still checks it before it expires.
+    let (iss, a, _b, gw, _dir) = started(false, "lifetime = \"4s\"").await;
     let token = iss.mint("user-1", json!({}));
     assert_eq!(get_with(&gw.url("/app/x"), &token).await.status, StatusCode::OK);
     let jws = captured(&a);
