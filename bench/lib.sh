@@ -117,6 +117,8 @@ certs() {
 }
 
 # start_gateway RUN NAME PORT [CERT KEY] [UPSTREAM_PROTOCOL]: sets GW_PID.
+# GW_LOG (warn) and GW_LOG_FORMAT (json) set [log]; GW_WRAP is a command
+# the gateway runs under (bench/text_order.sh: valgrind).
 start_gateway() {
   local run=$1 name=$2 port=$3 cert=${4:-} key=${5:-} proto=${6:-http1} admin
   admin=$(free_port)
@@ -126,10 +128,11 @@ start_gateway() {
     echo "shutdown_drain = \"0s\""
     [ -z "$cert" ] || { echo "tls_cert = \"$cert\""; echo "tls_key = \"$key\""; }
     printf '\n[admin]\nlisten = "127.0.0.1:%s"\n\n[upstream]\nurl = "http://127.0.0.1:%s"\nprotocol = "%s"\n\n' "$admin" "$UP_PORT" "$proto"
-    printf '[auth]\nissuer = "%s"\n\n[headers]\n"x-user-id" = "sub"\n\n[log]\nformat = "json"\nlevel = "%s"\n\n' "$ISS" "${GW_LOG:-warn}"
+    printf '[auth]\nissuer = "%s"\n\n[headers]\n"x-user-id" = "sub"\n\n[log]\nformat = "%s"\nlevel = "%s"\n\n' "$ISS" "${GW_LOG_FORMAT:-json}" "${GW_LOG:-warn}"
     printf '[[routes]]\npath = "/public/**"\nauth = "public"\n\n[[routes]]\npath = "/api/**"\nauth = "required"\n'
   } >"$run/$name.toml"
-  "$GW_BIN" --config "$run/$name.toml" >"$run/$name.log" 2>&1 &
+  # shellcheck disable=SC2086 # GW_WRAP is a command with its arguments
+  ${GW_WRAP:-} "$GW_BIN" --config "$run/$name.toml" >"$run/$name.log" 2>&1 &
   GW_PID=$!; PIDS+=($!)
   GW_ADMIN=$admin
   wait_http "http://127.0.0.1:$admin/readyz"

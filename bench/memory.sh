@@ -88,6 +88,7 @@ for t in $TARGETS; do
   check_target "$t" "http://127.0.0.1:$port/api/x"
   sleep 2
   idle=$(tree_kb "$pid")
+  [ "$t" != gateway ] || GW_IDLE_SPLIT="anonymous $(kb "$pid" RssAnon) kB, file-backed $(kb "$pid" RssFile) kB"
   open_conns "$port" "$IDLE_CONNS" /public/x
   settle "$pid" "$t" "$OPENED"
   conns=$(tree_kb "$pid"); conns_n=$OPENED
@@ -139,5 +140,11 @@ if [ "$SOAK" != 0 ] && [ -s "$RUN/soak.txt" ]; then
       printf "- growth: %+.1f MB first-to-last; trend %+.2f MB per hour (least squares)\n", (r[NR]-r[first])/1024, slope*3600/1024
     }' "$RUN/soak.txt"
   awk '/Non-2xx/ {print "- non-2xx answers (the bad-token tenth is meant to fail): " $5}' "$RUN/soak-wrk.txt"
+fi
+[ -z "${GW_IDLE_SPLIT:-}" ] || echo "- gateway idle: $GW_IDLE_SPLIT (the file-backed part is mostly its code, see build.rs)"
+if [ -s "$ROOT/linker/text-order.txt" ]; then
+  listed=$(grep -v '^#' "$ROOT/linker/text-order.txt" | sort -u)
+  present=$(comm -12 <(echo "$listed") <(nm --defined-only "$GW_BIN" 2>/dev/null | awk '{print $3}' | sort -u) | wc -l)
+  echo "- linker/text-order.txt: $present of $(echo "$listed" | wc -l) listed functions are in this binary (far fewer: run bench/text_order.sh)"
 fi
 echo "- raw: $RUN"
