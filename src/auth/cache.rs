@@ -145,6 +145,10 @@ impl Shard {
     }
 }
 
+/// A token's place in the cache (see [`TokenCache::key`]).
+#[derive(Debug, Clone, Copy)]
+pub struct TokenKey(u64);
+
 /// A bounded map from token to [`Verified`].
 pub struct TokenCache {
     shards: Box<[RwLock<Shard>]>,
@@ -168,20 +172,25 @@ impl TokenCache {
         }
     }
 
-    fn locate(&self, token: &str) -> (u64, &RwLock<Shard>) {
-        let hash = self.hasher.hash_one(token);
+    /// The token's keyed hash: computed once for a lookup and, after a
+    /// miss and a full verification, the insert (a SipHash over a token of
+    /// a kilobyte is not free).
+    pub fn key(&self, token: &str) -> TokenKey {
+        TokenKey(self.hasher.hash_one(token))
+    }
+
+    fn shard(&self, key: TokenKey) -> &RwLock<Shard> {
         // The map indexes by the low bits and tags by the top ones, so pick
         // the shard from the middle.
-        let shard = &self.shards[((hash >> 32) as usize) % SHARDS];
-        (hash, shard)
+        &self.shards[((key.0 >> 32) as usize) % SHARDS]
     }
 
     /// Runs `check` on the entry for `token` if there is one and its `exp`
     /// has not passed. The shard's read lock is held during `check`, so keep
     /// it short and never await in it.
-    pub fn lookup<R>(&self, token: &str, now: u64, check: impl FnOnce(&Verified) -> R) -> Option<R> {
-        let (hash, shard) = self.locate(token);
-        let guard = shard.read().unwrap_or_else(|p| p.into_inner());
+    pub fn lookup<R>(&self, key: TokenKey, token: &str, now: u64, check: impl FnOnce(&Verified) -> R) -> Option<R> {
+        let hash = key.0;
+        let guard = self.shard(key).read().unwrap_or_else(|p| p.into_inner());
         let found = guard.index.get(&hash).map(|&i| &guard.slots[i]).filter(|s| *s.entry.token == *token && s.entry.exp > now);
         let Some(slot) = found else {
             self.stats.misses.fetch_add(1, Ordering::Relaxed);
@@ -196,14 +205,16 @@ impl TokenCache {
         Some(check(&slot.entry))
     }
 
-    /// Stores a token that passed every check. Tokens already expired at
-    /// `now`, or too large for a shard's byte budget, are not stored.
-    pub fn insert(&self, entry: Verified, now: u64) {
+    /// Stores a token that passed every check under `key` (its
+    /// [`TokenCache::key`]). Tokens already expired at `now`, or too large
+    /// for a shard's byte budget, are not stored.
+    pub fn insert(&self, key: TokenKey, entry: Verified, now: u64) {
         if entry.exp <= now || entry.charge > self.max_bytes_per_shard {
             return;
         }
-        let (hash, shard) = self.locate(&entry.token);
-        let mut s = shard.write().unwrap_or_else(|p| p.into_inner());
+        debug_assert_eq!(key.0, self.key(&entry.token).0, "inserted under another token's key");
+        let hash = key.0;
+        let mut s = self.shard(key).write().unwrap_or_else(|p| p.into_inner());
         if let Some(&i) = s.index.get(&hash) {
             // The same token verified twice by racing requests (or, with
             // odds of 2^-64, another token): keep the newest.
@@ -268,27 +279,29 @@ mod tests {
     fn hit_needs_the_whole_token_and_a_live_exp() {
         let k = key();
         let c = TokenCache::new(100, 1 << 20);
-        c.insert(entry("a.b.c", 1000, &k), 10);
-        assert_eq!(c.lookup("a.b.c", 10, |v| v.exp), Some(1000));
-        assert_eq!(c.lookup("a.b.cd", 10, |v| v.exp), None);
-        assert_eq!(c.lookup("a.b.c", 1000, |v| v.exp), None, "never served at or after exp");
-        c.insert(entry("x.y.z", 5, &k), 10);
-        assert_eq!(c.lookup("x.y.z", 1, |_| ()), None, "an expired token is not stored");
+        c.insert(c.key("a.b.c"), entry("a.b.c", 1000, &k), 10);
+        assert_eq!(c.lookup(c.key("a.b.c"), "a.b.c", 10, |v| v.exp), Some(1000));
+        assert_eq!(c.lookup(c.key("a.b.cd"), "a.b.cd", 10, |v| v.exp), None);
+        assert_eq!(c.lookup(c.key("a.b.c"), "a.b.c", 1000, |v| v.exp), None, "never served at or after exp");
+        c.insert(c.key("x.y.z"), entry("x.y.z", 5, &k), 10);
+        assert_eq!(c.lookup(c.key("x.y.z"), "x.y.z", 1, |_| ()), None, "an expired token is not stored");
     }
 
     #[test]
     fn bounded_in_entries_and_bytes_and_keeps_hot_tokens() {
         let k = key();
         let c = TokenCache::new(SHARDS * 4, 1 << 30);
-        c.insert(entry("hot", 1000, &k), 0);
+        c.insert(c.key("hot"), entry("hot", 1000, &k), 0);
         for i in 0..2000 {
-            assert!(c.lookup("hot", 0, |_| ()).is_some(), "hot token evicted after {i} inserts");
-            c.insert(entry(&format!("cold-{i}"), 1000, &k), 0);
+            assert!(c.lookup(c.key("hot"), "hot", 0, |_| ()).is_some(), "hot token evicted after {i} inserts");
+            let t = format!("cold-{i}");
+            c.insert(c.key(&t), entry(&t, 1000, &k), 0);
         }
         assert!(c.len() <= SHARDS * 4);
         let small = TokenCache::new(1_000_000, SHARDS * 2000);
         for i in 0..5000 {
-            small.insert(entry(&format!("t-{i:04}-{}", "x".repeat(300)), 1000, &k), 0);
+            let t = format!("t-{i:04}-{}", "x".repeat(300));
+            small.insert(small.key(&t), entry(&t, 1000, &k), 0);
         }
         assert!(small.bytes() <= SHARDS * 2000, "{}", small.bytes());
         assert!(!small.is_empty());

@@ -110,7 +110,8 @@ pub async fn verify_token(
     audiences: Option<&[String]>,
     now: u64,
 ) -> Result<Identity, AuthFailure> {
-    if let Some(hit) = cache.and_then(|c| c.lookup(token, now, |v| recheck(cfg, stores, v, audiences, now))).flatten() {
+    let slot = cache.map(|c| (c, c.key(token)));
+    if let Some(hit) = slot.and_then(|(c, k)| c.lookup(k, token, now, |v| recheck(cfg, stores, v, audiences, now))).flatten() {
         return hit;
     }
     let parsed = jwt::parse(token)?;
@@ -144,11 +145,11 @@ pub async fn verify_token(
     jwt::check_claims(&parsed, &rules, now)?;
     let claims = Arc::new(parsed.claims);
     let mut rendered = None;
-    if let (Some(c), Some(exp)) = (cache, jwt::expiry(&claims)) {
+    if let (Some((c, k)), Some(exp)) = (slot, jwt::expiry(&claims)) {
         let payload_len = parsed.signing_input.len() * 3 / 4;
         let entry = Verified::new(token, claims.clone(), parsed.typ.as_deref(), key, exp, payload_len);
         rendered = Some(entry.rendered.clone());
-        c.insert(entry, now);
+        c.insert(k, entry, now);
     }
     Ok(Identity { claims, issuer: idx, rendered })
 }
