@@ -397,12 +397,9 @@ pub fn set_forwarded(headers: &mut HeaderMap, client: IpAddr, proto: &'static st
 
 /// An IP address as a header value, formatted on the stack.
 fn ip_header_value(ip: IpAddr) -> Option<HeaderValue> {
-    use std::io::Write;
-    let mut buf = [0u8; 48];
-    let mut w = &mut buf[..];
-    write!(w, "{ip}").ok()?;
-    let len = 48 - w.len();
-    HeaderValue::from_bytes(&buf[..len]).ok()
+    let mut buf = Vec::with_capacity(40);
+    crate::runtime::net::write_ip(&mut buf, ip);
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(buf)).ok()
 }
 
 #[cfg(test)]
