@@ -8,8 +8,10 @@
 //! - `--symbol-ordering-file=linker/text-order.txt`: the functions a
 //!   profiled start-up and first requests ran (made by `bench/text_order.sh`)
 //!   are laid out first, together. A name the build no longer has (a changed
-//!   signature, a new compiler) is skipped, so a stale list only costs
-//!   memory, never correctness.
+//!   signature, a new compiler or dependency, or other dependency features:
+//!   the list matches the gateway built alone, as `cargo run --release`,
+//!   `cargo build --release --bin authgear-gateway` and the Dockerfile build
+//!   it) is skipped, so a stale list only costs memory, never correctness.
 //! - `-z pack-relative-relocs` (DT_RELR, glibc 2.36+): the table of
 //!   relocations the loader reads at start-up shrinks from ~630 KB to ~10 KB.
 //!

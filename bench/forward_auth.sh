@@ -18,7 +18,7 @@ RUN=${RUN:-$ROOT/target/bench-forward-auth}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 command -v wrk >/dev/null || apt-get install -y -qq wrk >/dev/null
 
-cargo build --release --locked --bin authgear-gateway --example bench_upstream --example bench_issuer >&2
+cargo build --release --locked --bin authgear-gateway >&2 && cargo build --release --locked --example bench_upstream --example bench_issuer >&2  # apart: see lib.sh build()
 REL=$CARGO_TARGET_DIR/release
 GW_BIN=${GW_BIN:-$REL/authgear-gateway}
 

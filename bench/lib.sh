@@ -83,7 +83,11 @@ need_oha() {
 build() {
   if [ "${NO_BUILD:-0}" != 1 ]; then
     echo "building (release)..." >&2
-    cargo build --release --locked --bin authgear-gateway --example bench_upstream --example bench_issuer --example bench_conns >&2
+    # The gateway on its own, as `cargo build --release` makes it: built
+    # with the examples, its dependencies would get the dev-dependencies'
+    # features too, and other symbol names than linker/text-order.txt lists.
+    cargo build --release --locked --bin authgear-gateway >&2
+    cargo build --release --locked --example bench_upstream --example bench_issuer --example bench_conns >&2
   fi
   GW_BIN=${GW_BIN:-$REL/authgear-gateway}
 }

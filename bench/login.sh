@@ -22,7 +22,7 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 command -v wrk >/dev/null || apt-get install -y -qq wrk >/dev/null
 
 if [ "${BUILD:-1}" != 0 ]; then
-  cargo build --release --locked --bin authgear-gateway --example bench_upstream --example bench_issuer --example bench_session >&2
+  cargo build --release --locked --bin authgear-gateway >&2 && cargo build --release --locked --example bench_upstream --example bench_issuer --example bench_session >&2  # apart: see lib.sh build()
 fi
 REL=$CARGO_TARGET_DIR/release
 GW_BIN=${GW_BIN:-$REL/authgear-gateway}

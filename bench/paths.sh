@@ -28,7 +28,7 @@ rm -rf "$RUN"; mkdir -p "$RUN"
 apt_need wrk wrk
 apt_need redis-server redis-server
 if [ "${NO_BUILD:-0}" != 1 ]; then
-  cargo build --release --locked --bin authgear-gateway --example bench_upstream --example bench_issuer --example bench_session >&2
+  cargo build --release --locked --bin authgear-gateway >&2 && cargo build --release --locked --example bench_upstream --example bench_issuer --example bench_session >&2  # apart: see lib.sh build()
 fi
 GW_BIN=${GW_BIN:-$REL/authgear-gateway}
 need_peers

@@ -37,7 +37,7 @@ fi
 
 if [ "${NO_BUILD:-0}" != 1 ]; then
   echo "building (release)..." >&2
-  cargo build --release --locked --bin authgear-gateway --example bench_upstream --example bench_issuer --example bench_conns >&2
+  cargo build --release --locked --bin authgear-gateway >&2 && cargo build --release --locked --example bench_upstream --example bench_issuer --example bench_conns >&2  # apart: see lib.sh build()
 fi
 REL=$CARGO_TARGET_DIR/release
 GW_BIN=${GW_BIN:-$REL/authgear-gateway}
