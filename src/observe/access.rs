@@ -312,6 +312,26 @@ impl HttpBody for CountingBody {
     }
 }
 
+/// Appends `ip` in its usual text form. IPv4, nearly every client, is
+/// written octet by octet: `Display` cost ~1,000 instructions, twice a
+/// request (the access line and `X-Forwarded-For`).
+pub fn write_ip(out: &mut Vec<u8>, ip: std::net::IpAddr) {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                out.extend_from_slice(itoa::Buffer::new().format(octet).as_bytes());
+            }
+        }
+        std::net::IpAddr::V6(v6) => {
+            use std::io::Write;
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -376,7 +396,7 @@ impl Fields for JsonLine {
     fn ip(&mut self, k: &str, v: std::net::IpAddr) {
         self.key(k);
         self.0.push(b'"');
-        crate::runtime::net::write_ip(&mut self.0, v);
+        write_ip(&mut self.0, v);
         self.0.push(b'"');
     }
 
@@ -426,7 +446,7 @@ impl Fields for TextLine {
         self.0.push(b' ');
         self.0.extend_from_slice(k.as_bytes());
         self.0.push(b'=');
-        crate::runtime::net::write_ip(&mut self.0, v);
+        write_ip(&mut self.0, v);
     }
 
     /// A string value as tracing records a `&str` field: its `Debug` form.
@@ -488,6 +508,16 @@ fn rfc3339_utc(out: &mut Vec<u8>, t: std::time::SystemTime) {
 #[cfg(test)]
 mod json_tests {
     use super::*;
+
+    #[test]
+    fn addresses_are_written_as_display_writes_them() {
+        for text in ["127.0.0.1", "0.0.0.0", "255.255.255.255", "10.20.3.4", "::1", "2001:db8::8a2e:370:7334", "::ffff:1.2.3.4"] {
+            let ip: std::net::IpAddr = text.parse().unwrap();
+            let mut out = Vec::new();
+            write_ip(&mut out, ip);
+            assert_eq!(String::from_utf8(out).unwrap(), ip.to_string(), "{text}");
+        }
+    }
 
     #[test]
     fn timestamps_are_rfc3339_utc() {

@@ -7,7 +7,7 @@
 //! clients retry after a full second. nginx asks for 511, Envoy for 1024.
 
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use tokio::net::{TcpListener, TcpSocket};
 
@@ -28,39 +28,4 @@ pub fn bind(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
 /// demo's and the tests' own servers.
 pub fn bind_loopback() -> io::Result<TcpListener> {
     bind(SocketAddr::from(([127, 0, 0, 1], 0)), DEFAULT_BACKLOG)
-}
-
-/// Appends `ip` in its usual text form. IPv4, nearly every client, is
-/// written octet by octet: `Display` cost ~1,000 instructions, twice a
-/// request (the access line and `X-Forwarded-For`).
-pub fn write_ip(out: &mut Vec<u8>, ip: IpAddr) {
-    match ip {
-        IpAddr::V4(v4) => {
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b'.');
-                }
-                out.extend_from_slice(itoa::Buffer::new().format(octet).as_bytes());
-            }
-        }
-        IpAddr::V6(v6) => {
-            use std::io::Write;
-            let _ = write!(out, "{v6}");
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn addresses_are_written_as_display_writes_them() {
-        for text in ["127.0.0.1", "0.0.0.0", "255.255.255.255", "10.20.3.4", "::1", "2001:db8::8a2e:370:7334", "::ffff:1.2.3.4"] {
-            let ip: IpAddr = text.parse().unwrap();
-            let mut out = Vec::new();
-            write_ip(&mut out, ip);
-            assert_eq!(String::from_utf8(out).unwrap(), ip.to_string(), "{text}");
-        }
-    }
 }
