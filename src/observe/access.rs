@@ -20,6 +20,7 @@ use tracing::{info, warn};
 use crate::error::Body;
 use crate::observe::body::BodyFate;
 use crate::observe::logwriter::{self, AccessFormat};
+use crate::observe::text;
 
 /// Lower-case hex digits, for request ids and JSON `\u00XX` escapes.
 const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -125,7 +126,7 @@ impl AccessRecord {
     /// the event in [`AccessRecord::trace`], built directly.
     fn text_line(&self, bytes_out: u64, complete: bool, gateway_us: u64, upstream_us: Option<u64>, total_us: u64) -> Vec<u8> {
         let mut t = TextLine(Vec::with_capacity(320));
-        rfc3339_utc(&mut t.0, std::time::SystemTime::now());
+        text::rfc3339_utc(&mut t.0, std::time::SystemTime::now());
         t.0.extend_from_slice(b"  INFO access: request");
         self.fields(&mut t, bytes_out, complete, gateway_us, upstream_us, total_us);
         t.0.push(b'\n');
@@ -138,7 +139,7 @@ impl AccessRecord {
     fn json_line(&self, bytes_out: u64, complete: bool, gateway_us: u64, upstream_us: Option<u64>, total_us: u64) -> Vec<u8> {
         let mut j = JsonLine(Vec::with_capacity(384));
         j.0.extend_from_slice(b"{\"timestamp\":\"");
-        rfc3339_utc(&mut j.0, std::time::SystemTime::now());
+        text::rfc3339_utc(&mut j.0, std::time::SystemTime::now());
         j.0.extend_from_slice(b"\",\"level\":\"INFO\",\"message\":\"request\"");
         self.fields(&mut j, bytes_out, complete, gateway_us, upstream_us, total_us);
         j.0.extend_from_slice(b",\"target\":\"access\"}\n");
@@ -312,26 +313,6 @@ impl HttpBody for CountingBody {
     }
 }
 
-/// Appends `ip` in its usual text form. IPv4, nearly every client, is
-/// written octet by octet: `Display` cost ~1,000 instructions, twice a
-/// request (the access line and `X-Forwarded-For`).
-pub fn write_ip(out: &mut Vec<u8>, ip: std::net::IpAddr) {
-    match ip {
-        std::net::IpAddr::V4(v4) => {
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b'.');
-                }
-                out.extend_from_slice(itoa::Buffer::new().format(octet).as_bytes());
-            }
-        }
-        std::net::IpAddr::V6(v6) => {
-            use std::io::Write;
-            let _ = write!(out, "{v6}");
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -396,7 +377,7 @@ impl Fields for JsonLine {
     fn ip(&mut self, k: &str, v: std::net::IpAddr) {
         self.key(k);
         self.0.push(b'"');
-        write_ip(&mut self.0, v);
+        text::write_ip(&mut self.0, v);
         self.0.push(b'"');
     }
 
@@ -446,7 +427,7 @@ impl Fields for TextLine {
         self.0.push(b' ');
         self.0.extend_from_slice(k.as_bytes());
         self.0.push(b'=');
-        write_ip(&mut self.0, v);
+        text::write_ip(&mut self.0, v);
     }
 
     /// A string value as tracing records a `&str` field: its `Debug` form.
@@ -467,68 +448,9 @@ impl Fields for TextLine {
     }
 }
 
-/// Appends `t` as RFC 3339 in UTC with microseconds, as tracing's JSON
-/// formatter does: `2026-11-27T01:02:03.456789Z`.
-fn rfc3339_utc(out: &mut Vec<u8>, t: std::time::SystemTime) {
-    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs();
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    // Digit by digit: `write!` here cost 2,000 instructions a line.
-    let fields: [(u64, usize, u8); 7] = [
-        (year.clamp(0, 9999) as u64, 4, b'-'),
-        (month as u64, 2, b'-'),
-        (day as u64, 2, b'T'),
-        (rem / 3600, 2, b':'),
-        (rem / 60 % 60, 2, b':'),
-        (rem % 60, 2, b'.'),
-        (u64::from(d.subsec_micros()), 6, b'Z'),
-    ];
-    for (value, width, sep) in fields {
-        let mut buf = [b'0'; 6];
-        let mut v = value;
-        for slot in buf[..width].iter_mut().rev() {
-            *slot = b'0' + (v % 10) as u8;
-            v /= 10;
-        }
-        out.extend_from_slice(&buf[..width]);
-        out.push(sep);
-    }
-}
-
 #[cfg(test)]
 mod json_tests {
     use super::*;
-
-    #[test]
-    fn addresses_are_written_as_display_writes_them() {
-        for text in ["127.0.0.1", "0.0.0.0", "255.255.255.255", "10.20.3.4", "::1", "2001:db8::8a2e:370:7334", "::ffff:1.2.3.4"] {
-            let ip: std::net::IpAddr = text.parse().unwrap();
-            let mut out = Vec::new();
-            write_ip(&mut out, ip);
-            assert_eq!(String::from_utf8(out).unwrap(), ip.to_string(), "{text}");
-        }
-    }
-
-    #[test]
-    fn timestamps_are_rfc3339_utc() {
-        let mut out = Vec::new();
-        let t = std::time::UNIX_EPOCH + Duration::from_micros(1_795_741_323_456_789);
-        rfc3339_utc(&mut out, t);
-        assert_eq!(String::from_utf8(out).unwrap(), "2026-11-27T01:02:03.456789Z");
-        let mut out = Vec::new();
-        rfc3339_utc(&mut out, std::time::UNIX_EPOCH + Duration::from_secs(951_782_400)); // a leap day
-        assert_eq!(String::from_utf8(out).unwrap(), "2000-02-29T00:00:00.000000Z");
-    }
 
     /// A `MakeWriter` that keeps what tracing writes.
     #[derive(Clone, Default)]

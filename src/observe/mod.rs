@@ -7,4 +7,5 @@ pub mod body;
 pub mod exposition;
 pub mod logwriter;
 pub mod metrics;
+pub mod text;
 pub mod trace;

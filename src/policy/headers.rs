@@ -398,7 +398,7 @@ pub fn set_forwarded(headers: &mut HeaderMap, client: IpAddr, proto: &'static st
 /// An IP address as a header value, formatted on the stack.
 fn ip_header_value(ip: IpAddr) -> Option<HeaderValue> {
     let mut buf = Vec::with_capacity(40);
-    crate::observe::access::write_ip(&mut buf, ip);
+    crate::observe::text::write_ip(&mut buf, ip);
     HeaderValue::from_maybe_shared(bytes::Bytes::from(buf)).ok()
 }
 
