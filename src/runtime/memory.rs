@@ -35,7 +35,8 @@
 //! once, then idle): ~150 MB resident without either, ~68 MB with the
 //! threshold alone, ~53 MB with both (~48 MB since), ~37 MB once a
 //! connection's long-lived parts were made on the accepting thread
-//! (`Workers::spawn_with`, docs/ARCHITECTURE.md).
+//! (`Workers::spawn_with`, docs/ARCHITECTURE.md), 31-33 MB with the release
+//! link's code layout (build.rs).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
