@@ -448,6 +448,26 @@ mod tests {
         remove_hop_by_hop(&mut h);
         assert!(h.get("x-secret").is_none() && h.get("te").is_none() && h.get("connection").is_none());
         assert!(h.get("x-keep").is_some());
+        // Every hop-by-hop name, spelled here apart from the list itself.
+        let names = [
+            "Connection",
+            "Keep-Alive",
+            "Proxy-Connection",
+            "Proxy-Authenticate",
+            "Proxy-Authorization",
+            "TE",
+            "Trailer",
+            "Transfer-Encoding",
+            "Upgrade",
+            "HTTP2-Settings",
+        ];
+        let mut h = HeaderMap::new();
+        for n in names {
+            h.append(HeaderName::from_bytes(n.as_bytes()).unwrap(), HeaderValue::from_static("x"));
+        }
+        h.insert("x-keep", HeaderValue::from_static("1"));
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["x-keep"]);
     }
 
     #[test]
