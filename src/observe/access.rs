@@ -342,7 +342,6 @@ mod tests {
     }
 }
 
-/// A JSON object being written field by field.
 /// Where [`AccessRecord::fields`] writes: one method per kind of value, as
 /// tracing records it (an address through `Display`).
 trait Fields {
@@ -352,6 +351,7 @@ trait Fields {
     fn ip(&mut self, k: &str, v: std::net::IpAddr);
 }
 
+/// A JSON object being written field by field.
 struct JsonLine(Vec<u8>);
 
 impl JsonLine {
@@ -407,34 +407,36 @@ impl Fields for JsonLine {
 /// A text access line: ` name=value` pairs as tracing writes them.
 struct TextLine(Vec<u8>);
 
+impl TextLine {
+    /// ` name=`, before each value.
+    fn key(&mut self, k: &str) {
+        self.0.push(b' ');
+        self.0.extend_from_slice(k.as_bytes());
+        self.0.push(b'=');
+    }
+}
+
 impl Fields for TextLine {
     // Numbers and flags by hand: `write!` costs ~500 instructions a field,
     // five or six fields a line.
     fn num(&mut self, k: &str, v: u64) {
-        self.0.push(b' ');
-        self.0.extend_from_slice(k.as_bytes());
-        self.0.push(b'=');
+        self.key(k);
         self.0.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
     }
 
     fn flag(&mut self, k: &str, v: bool) {
-        self.0.push(b' ');
-        self.0.extend_from_slice(k.as_bytes());
-        self.0.extend_from_slice(if v { b"=true" } else { b"=false" });
+        self.key(k);
+        self.0.extend_from_slice(if v { b"true" } else { b"false" });
     }
 
     fn ip(&mut self, k: &str, v: std::net::IpAddr) {
-        self.0.push(b' ');
-        self.0.extend_from_slice(k.as_bytes());
-        self.0.push(b'=');
+        self.key(k);
         text::write_ip(&mut self.0, v);
     }
 
     /// A string value as tracing records a `&str` field: its `Debug` form.
     fn str(&mut self, k: &str, v: &str) {
-        self.0.push(b' ');
-        self.0.extend_from_slice(k.as_bytes());
-        self.0.push(b'=');
+        self.key(k);
         // Printable ASCII other than the quote and the backslash is its own
         // `Debug` form, which is nearly every path, route and id.
         if v.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\') {
