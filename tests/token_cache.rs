@@ -47,9 +47,11 @@ async fn a_cached_token_is_served_from_the_cache_with_its_identity() {
     let (iss, up, gw) = setup_aud().await;
     let t = iss.mint("alice", json!({}));
     assert_eq!(get_with(&gw.url("/api/a"), &t).await.status, StatusCode::OK);
-    assert_eq!(cache_stats(&gw), (0, 1), "verified once, then stored");
+    assert_eq!(cache_stats(&gw), (0, 0), "a first use is verified and not stored");
+    assert_eq!(get_with(&gw.url("/api/a"), &t).await.status, StatusCode::OK);
+    assert_eq!(cache_stats(&gw), (0, 1), "the second verification stores it");
     assert_eq!(get_with(&gw.url("/api/b"), &t).await.status, StatusCode::OK);
-    assert_eq!(cache_stats(&gw).0, 1, "the second request is a hit");
+    assert_eq!(cache_stats(&gw).0, 1, "the third request is a hit");
     assert_eq!(up.last().headers.get("x-authgear-user-id").and_then(|v| v.to_str().ok()), Some("alice"));
 }
 
@@ -58,7 +60,9 @@ async fn a_cached_token_past_its_exp_is_refused() {
     let (iss, _up, gw) = setup_aud().await;
     let now = auth::now_unix();
     let t = iss.mint("alice", json!({"exp": now + 60}));
-    assert_eq!(get_with(&gw.url("/api/a"), &t).await.status, StatusCode::OK);
+    for _ in 0..2 {
+        assert_eq!(get_with(&gw.url("/api/a"), &t).await.status, StatusCode::OK);
+    }
     let snap = gw.server.gateway.snapshot();
     let cache = snap.token_cache.as_deref();
     assert_eq!(cache.map(|c| c.len()), Some(1));
@@ -80,8 +84,9 @@ async fn a_cached_token_whose_key_left_the_jwks_is_refused_after_the_refresh() {
     let up = Upstream::start().await;
     let gw = start_ready(&config_text(&iss, up.addr, "", AUD_ROUTES)).await;
     let t = iss.mint("alice", json!({}));
-    assert_eq!(get_with(&gw.url("/api/a"), &t).await.status, StatusCode::OK);
-    assert_eq!(get_with(&gw.url("/api/a"), &t).await.status, StatusCode::OK);
+    for _ in 0..3 {
+        assert_eq!(get_with(&gw.url("/api/a"), &t).await.status, StatusCode::OK);
+    }
     assert!(cache_stats(&gw).0 >= 1, "the token was served from the cache");
 
     // Retire key-2, then make the gateway reload the JWKS: a token with a
@@ -102,7 +107,10 @@ async fn a_cached_token_whose_key_left_the_jwks_is_refused_after_the_refresh() {
 async fn a_kid_reused_for_another_key_does_not_keep_old_tokens_alive() {
     let (iss, _up, gw) = setup_aud().await;
     let t = iss.mint("alice", json!({}));
-    assert_eq!(get_with(&gw.url("/api/a"), &t).await.status, StatusCode::OK);
+    for _ in 0..2 {
+        assert_eq!(get_with(&gw.url("/api/a"), &t).await.status, StatusCode::OK);
+    }
+    assert_eq!(cache_stats(&gw).1, 1, "the token is cached");
     // The issuer replaces key-1 by a different key under the same kid.
     let imposter = Arc::new(DevKey::rsa("key-1"));
     iss.unpublish("key-1");
@@ -119,7 +127,9 @@ async fn a_kid_reused_for_another_key_does_not_keep_old_tokens_alive() {
 async fn a_cached_token_is_still_forbidden_where_it_lacks_the_role() {
     let (iss, up, gw) = setup_aud().await;
     let t = iss.mint("alice", json!({"https://authgear.com/claims/user/roles": ["viewer"]}));
-    assert_eq!(get_with(&gw.url("/api/a"), &t).await.status, StatusCode::OK);
+    for _ in 0..2 {
+        assert_eq!(get_with(&gw.url("/api/a"), &t).await.status, StatusCode::OK);
+    }
     let seen = up.count();
     let hits = cache_stats(&gw).0;
     let a = get_with(&gw.url("/admin/a"), &t).await;
@@ -135,7 +145,9 @@ async fn a_cached_token_is_still_forbidden_where_it_lacks_the_role() {
 async fn a_token_that_failed_never_becomes_valid() {
     let (iss, _up, gw) = setup_aud().await;
     let good = iss.mint("alice", json!({}));
-    assert_eq!(get_with(&gw.url("/api/a"), &good).await.status, StatusCode::OK);
+    for _ in 0..2 {
+        assert_eq!(get_with(&gw.url("/api/a"), &good).await.status, StatusCode::OK);
+    }
     let inserts = cache_stats(&gw).1;
     // Same header and claims as a cached token, signed by a key the
     // issuer never published (under the published kid).
@@ -160,7 +172,9 @@ async fn a_token_that_failed_never_becomes_valid() {
 async fn a_route_with_its_own_audiences_refuses_a_cached_token_for_another() {
     let (iss, _up, gw) = setup_aud().await;
     let t = iss.mint("alice", json!({}));
-    assert_eq!(get_with(&gw.url("/api/a"), &t).await.status, StatusCode::OK);
+    for _ in 0..2 {
+        assert_eq!(get_with(&gw.url("/api/a"), &t).await.status, StatusCode::OK);
+    }
     let hits = cache_stats(&gw).0;
     let a = get_with(&gw.url("/special/a"), &t).await;
     assert_eq!(a.status, StatusCode::UNAUTHORIZED);
@@ -199,7 +213,7 @@ async fn a_cached_token_gets_each_routes_own_identity_headers_even_after_a_reloa
         assert_eq!(get_with(&gw.url("/billing/a"), &t).await.status, StatusCode::OK);
         assert_eq!((header("x-billing-user").as_deref(), header("x-authgear-user-id")), (Some("alice"), None), "round {round}");
     }
-    assert_eq!(cache_stats(&gw), (3, 1), "one verification, then hits");
+    assert_eq!(cache_stats(&gw), (2, 1), "two verifications (the second stores it), then hits");
 
     // A reload that renames the header: the cached token follows the new config.
     let renamed = routes.replace("x-billing-user", "x-payer");
@@ -207,5 +221,31 @@ async fn a_cached_token_gets_each_routes_own_identity_headers_even_after_a_reloa
     gw.server.gateway.reload(cfg).expect("reload");
     assert_eq!(get_with(&gw.url("/billing/a"), &t).await.status, StatusCode::OK);
     assert_eq!((header("x-payer").as_deref(), header("x-billing-user")), (Some("alice"), None));
-    assert_eq!(cache_stats(&gw).0, 4, "still served from the cache");
+    assert_eq!(cache_stats(&gw).0, 3, "still served from the cache");
+}
+
+#[tokio::test]
+async fn one_off_tokens_are_not_stored_and_cannot_flush_a_token_in_use() {
+    authgear_gateway::install_crypto_provider();
+    let iss = DevIssuer::start().await.expect("issuer");
+    let up = Upstream::start().await;
+    let held = 200;
+    let gw = start_ready(&config_text(&iss, up.addr, &format!("token_cache_size = {held}"), AUD_ROUTES)).await;
+    let hot = iss.mint("alice", json!({}));
+    for _ in 0..2 {
+        assert_eq!(get_with(&gw.url("/api/a"), &hot).await.status, StatusCode::OK);
+    }
+    let snap = gw.server.gateway.snapshot();
+    let cache = snap.token_cache.as_deref().expect("cache on");
+    let now = auth::now_unix();
+    // Twice as many one-off tokens as the cache holds, each verified once.
+    for i in 0..2 * held {
+        let once = iss.mint(&format!("once-{i}"), json!({}));
+        assert!(auth::verify_token(&snap.config, &snap.keys, Some(cache), &once, None, now).await.is_ok());
+    }
+    assert!(cache.len() < held / 5, "{} one-off tokens stored", cache.len());
+    assert!(cache.stats.deferred.load(Relaxed) > held as u64);
+    let hits = cache_stats(&gw).0;
+    assert_eq!(get_with(&gw.url("/api/a"), &hot).await.status, StatusCode::OK);
+    assert_eq!(cache_stats(&gw).0, hits + 1, "the token in use is still cached");
 }

@@ -101,7 +101,7 @@ pub fn looks_like_jwt(token: &str) -> bool {
 /// token (every check but the signature runs again, see `cache.rs`), else
 /// fully: shape and algorithm, issuer, signature (with one shared JWKS
 /// refetch for an unknown `kid`), then the claims. Only a token that passed
-/// everything is cached.
+/// everything is cached, and only from its second verification on.
 pub async fn verify_token(
     cfg: &Config,
     stores: &[Arc<KeyStore>],
@@ -145,7 +145,8 @@ pub async fn verify_token(
     jwt::check_claims(&parsed, &rules, now)?;
     let claims = Arc::new(parsed.claims);
     let mut rendered = None;
-    if let (Some((c, k)), Some(exp)) = (slot, jwt::expiry(&claims)) {
+    // A token is stored on its second verification (`TokenCache::admits`).
+    if let (Some((c, k)), Some(exp)) = (slot.filter(|(c, k)| c.admits(*k)), jwt::expiry(&claims)) {
         let payload_len = parsed.signing_input.len() * 3 / 4;
         let entry = Verified::new(token, claims.clone(), parsed.typ.as_deref(), key, exp, payload_len);
         rendered = Some(entry.rendered.clone());
