@@ -148,7 +148,7 @@ pub async fn verify_token(
     // A token is stored on its second verification (`TokenCache::admits`).
     if let (Some((c, k)), Some(exp)) = (slot.filter(|(c, k)| c.admits(*k)), jwt::expiry(&claims)) {
         let payload_len = parsed.signing_input.len() * 3 / 4;
-        let entry = Verified::new(token, claims.clone(), parsed.typ.as_deref(), key, exp, payload_len);
+        let entry = Verified::new(token, claims.clone(), parsed.header.typ.as_deref(), key, exp, payload_len);
         rendered = Some(entry.rendered.clone());
         c.insert(k, entry, now);
     }

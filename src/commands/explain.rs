@@ -216,7 +216,7 @@ async fn explain_token(o: &mut Out, cfg: &Config, route: &Route, token: &str, ke
             return (format!("401 invalid_token: {}", e.describe()), None);
         }
     };
-    o.line("    alg", format!("ok   {} is accepted", parsed.alg.name()));
+    o.line("    alg", format!("ok   {} is accepted", parsed.header.alg.name()));
     let iss = parsed.claims.get("iss").and_then(Value::as_str).unwrap_or_default().to_owned();
     let Some(idx) = cfg.issuer_index(&iss) else {
         o.line("    issuer", format!("FAIL `{iss}` is not a configured issuer"));
@@ -237,7 +237,7 @@ async fn explain_token(o: &mut Out, cfg: &Config, route: &Route, token: &str, ke
                     match snap.map(|s| jwt::verify_signature(&parsed, &s.keys).map(|_| ())) {
                         Some(Ok(())) => {
                             unchecked = false;
-                            o.line("    signature", format!("ok   verified with key `{}`", parsed.kid.as_deref().unwrap_or("(no kid)")));
+                            o.line("    signature", format!("ok   verified with key `{}`", parsed.header.kid.as_deref().unwrap_or("(no kid)")));
                         }
                         Some(Err(e)) => {
                             o.line("    signature", format!("FAIL {}", e.describe()));
