@@ -75,7 +75,7 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, GatewayError> {
         return Ok(None);
     }
     let token = rest.trim();
-    if token.is_empty() || token.contains(' ') {
+    if token.is_empty() || memchr::memchr(b' ', token.as_bytes()).is_some() {
         return Err(GatewayError::InvalidToken(TokenError::Malformed("bearer value is empty or has spaces")));
     }
     Ok(Some(token))

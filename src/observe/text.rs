@@ -23,10 +23,26 @@ pub fn write_ip(out: &mut Vec<u8>, ip: std::net::IpAddr) {
 }
 
 /// Appends `t` as RFC 3339 in UTC with microseconds, as tracing's JSON
-/// formatter does: `2026-11-27T01:02:03.456789Z`.
+/// formatter does: `2026-11-27T01:02:03.456789Z`. The part up to the
+/// seconds is kept per thread and only redone when the second changes.
 pub fn rfc3339_utc(out: &mut Vec<u8>, t: std::time::SystemTime) {
+    thread_local! {
+        static SECOND: std::cell::Cell<(u64, [u8; 20])> = const { std::cell::Cell::new((u64::MAX, [0; 20])) };
+    }
     let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs();
+    let (cached, mut prefix) = SECOND.get();
+    if cached != secs {
+        prefix = seconds_prefix(secs);
+        SECOND.set((secs, prefix));
+    }
+    out.extend_from_slice(&prefix);
+    digits(out, u64::from(d.subsec_micros()), 6);
+    out.push(b'Z');
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.` for `secs` since the Unix epoch.
+fn seconds_prefix(secs: u64) -> [u8; 20] {
     let (days, rem) = (secs / 86_400, secs % 86_400);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
     let z = days as i64 + 719_468;
@@ -39,25 +55,33 @@ pub fn rfc3339_utc(out: &mut Vec<u8>, t: std::time::SystemTime) {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     // Digit by digit: `write!` here cost 2,000 instructions a line.
-    let fields: [(u64, usize, u8); 7] = [
+    let fields: [(u64, usize, u8); 6] = [
         (year.clamp(0, 9999) as u64, 4, b'-'),
         (month as u64, 2, b'-'),
         (day as u64, 2, b'T'),
         (rem / 3600, 2, b':'),
         (rem / 60 % 60, 2, b':'),
         (rem % 60, 2, b'.'),
-        (u64::from(d.subsec_micros()), 6, b'Z'),
     ];
+    let mut out = Vec::with_capacity(20);
     for (value, width, sep) in fields {
-        let mut buf = [b'0'; 6];
-        let mut v = value;
-        for slot in buf[..width].iter_mut().rev() {
-            *slot = b'0' + (v % 10) as u8;
-            v /= 10;
-        }
-        out.extend_from_slice(&buf[..width]);
+        digits(&mut out, value, width);
         out.push(sep);
     }
+    let mut prefix = [0; 20];
+    prefix.copy_from_slice(&out);
+    prefix
+}
+
+/// Appends the last `width` decimal digits of `value`, zero-padded.
+fn digits(out: &mut Vec<u8>, value: u64, width: usize) {
+    let mut buf = [b'0'; 6];
+    let mut v = value;
+    for slot in buf[..width].iter_mut().rev() {
+        *slot = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    out.extend_from_slice(&buf[..width]);
 }
 
 #[cfg(test)]
@@ -84,5 +108,11 @@ mod tests {
         let mut out = Vec::new();
         rfc3339_utc(&mut out, std::time::UNIX_EPOCH + Duration::from_secs(951_782_400)); // a leap day
         assert_eq!(String::from_utf8(out).unwrap(), "2000-02-29T00:00:00.000000Z");
+        // The same second again, then the next: the kept prefix is redone.
+        for (micros, text) in [(0, "2000-02-29T00:00:00.000000Z"), (999_999, "2000-02-29T00:00:00.999999Z"), (1_000_007, "2000-02-29T00:00:01.000007Z")] {
+            let mut out = Vec::new();
+            rfc3339_utc(&mut out, std::time::UNIX_EPOCH + Duration::from_secs(951_782_400) + Duration::from_micros(micros));
+            assert_eq!(String::from_utf8(out).unwrap(), text);
+        }
     }
 }
