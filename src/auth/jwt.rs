@@ -90,8 +90,7 @@ fn header(segment: &str) -> Result<Arc<Header>, TokenError> {
     if let Some(h) = hit {
         return Ok(h);
     }
-    let raw: RawHeader =
-        serde_json::from_slice(&b64(segment, "header is not base64url")?).map_err(|_| TokenError::Malformed("header is not a JSON object"))?;
+    let raw: RawHeader = serde_json::from_slice(&b64(segment, "header is not base64url")?).map_err(|_| TokenError::Malformed("header is not a JSON object"))?;
     let alg_name = raw.alg.ok_or(TokenError::Malformed("header has no alg"))?;
     let alg = Alg::from_name(&alg_name).ok_or_else(|| TokenError::UnsupportedAlg(sanitize(&alg_name)))?;
     if raw.crit.is_some() {
