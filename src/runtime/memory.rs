@@ -31,7 +31,7 @@
 //! stays. jemalloc with `dirty_decay_ms:0` got to 36 MB but at about 0.7x
 //! the throughput; that trade is worth a further look. On 2026-12-03, with
 //! a never-seen token on every request (7 paired rounds), mimalloc served
-//! 0.99x the stash's requests/s with its defaults (idle 20.9 MB, 10,000
+//! 1.01x the stash's requests/s with its defaults (idle 20.9 MB, 10,000
 //! connections 77.7 MB) and 1.00x with `purge_delay=0` and
 //! `arena_eager_commit=0` (10.4 and 35.4 MB): no gain to switch for.
 //!
