@@ -25,7 +25,7 @@
 //! tokens in steady use stay while one-off tokens go first.
 //!
 //! Admission: a token is stored on its second full verification, not its
-//! first ([`Doorkeeper`], the "doorkeeper" of TinyLFU). A token used once
+//! first (`Doorkeeper`, the "doorkeeper" of TinyLFU). A token used once
 //! costs nothing more than its verification: no entry built, nothing evicted
 //! for it, no cold entry freed. In `bench/` a never-seen token on every
 //! request was ~8% faster with the cache off than with store-on-first-use
@@ -263,7 +263,7 @@ impl TokenCache {
 
     /// Asked after a full verification, before an entry is built: true
     /// when the token was verified before in the current window and should
-    /// be stored now (see [`Doorkeeper`]).
+    /// be stored now (see `Doorkeeper`).
     pub fn admits(&self, key: TokenKey) -> bool {
         let admit = self.doorkeeper.seen_before(key.0);
         if !admit {
