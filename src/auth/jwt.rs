@@ -31,7 +31,7 @@ struct RawHeader {
 }
 
 /// A token's JOSE header, as far as the gateway reads it.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Header {
     pub alg: Alg,
     pub kid: Option<String>,

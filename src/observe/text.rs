@@ -63,25 +63,29 @@ fn seconds_prefix(secs: u64) -> [u8; 20] {
         (rem / 60 % 60, 2, b':'),
         (rem % 60, 2, b'.'),
     ];
-    let mut out = Vec::with_capacity(20);
-    for (value, width, sep) in fields {
-        digits(&mut out, value, width);
-        out.push(sep);
-    }
     let mut prefix = [0; 20];
-    prefix.copy_from_slice(&out);
+    let mut at = 0;
+    for (value, width, sep) in fields {
+        fill_digits(&mut prefix[at..at + width], value);
+        prefix[at + width] = sep;
+        at += width + 1;
+    }
     prefix
 }
 
-/// Appends the last `width` decimal digits of `value`, zero-padded.
+/// Appends the last `width` (at most 6) decimal digits of `value`, zero-padded.
 fn digits(out: &mut Vec<u8>, value: u64, width: usize) {
-    let mut buf = [b'0'; 6];
-    let mut v = value;
-    for slot in buf[..width].iter_mut().rev() {
-        *slot = b'0' + (v % 10) as u8;
-        v /= 10;
-    }
+    let mut buf = [0; 6];
+    fill_digits(&mut buf[..width], value);
     out.extend_from_slice(&buf[..width]);
+}
+
+/// Fills `slots` with the last `slots.len()` decimal digits of `value`.
+fn fill_digits(slots: &mut [u8], mut value: u64) {
+    for slot in slots.iter_mut().rev() {
+        *slot = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
 }
 
 #[cfg(test)]
