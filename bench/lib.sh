@@ -230,13 +230,26 @@ YAML
 }
 
 # start_nginx RUN NAME PORT [CERT KEY] [grpc]: nginx + Lua; sets NGINX_PID.
+# NGINX_ACCESS_LOG=1 turns its access log on (off in the peer kit): the
+# gateway's fields, to RUN/NAME.access.log through a 64 KB buffer flushed
+# every second, as the gateway's log thread batches its lines.
 # With CERT, it listens with TLS 1.3 only and h2 by ALPN, with a shared
 # session cache and tickets (resumption both ways, as deployed). With grpc
 # and no CERT it speaks h2c only (nginx 1.22 cannot offer h1 and h2c on one
 # port) and passes /api/ to the upstream as gRPC.
 start_nginx() {
-  local run=$1 name=$2 port=$3 cert=${4:-} key=${5:-} grpc=${6:-} listen pass warm=$3
+  local run=$1 name=$2 port=$3 cert=${4:-} key=${5:-} grpc=${6:-} listen pass warm=$3 access="access_log off;"
   mkdir -p "$run/$name-tmp"
+  if [ "${NGINX_ACCESS_LOG:-0}" = 1 ]; then
+    access=$(cat <<'LOG'
+log_format gw escape=json '{"time":"$time_iso8601","request_id":"$request_id","method":"$request_method",'
+    '"path":"$uri","status":$status,"sub":"$jwt_sub","bytes_in":$request_length,"bytes_out":$bytes_sent,'
+    '"upstream_s":"$upstream_response_time","total_s":$request_time,"client":"$remote_addr"}';
+LOG
+)
+    access="$access
+  access_log $run/$name.access.log gw buffer=64k flush=1s;"
+  fi
   if [ -n "$cert" ]; then
     listen="listen 127.0.0.1:$port ssl http2 backlog=4096;
     ssl_certificate $cert; ssl_certificate_key $key; ssl_protocols TLSv1.3;
@@ -264,7 +277,7 @@ error_log $run/$name.error.log warn;
 events { worker_connections 16384; }
 worker_rlimit_nofile 20000;
 http {
-  access_log off;
+  $access
   client_body_temp_path $run/$name-tmp/body;
   proxy_temp_path $run/$name-tmp/proxy;
   fastcgi_temp_path $run/$name-tmp/fastcgi;
