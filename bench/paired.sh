@@ -28,7 +28,7 @@
 #
 # Settings: ROUNDS (9), DURATION (4s), CONNS (32), THREADS (2),
 # FRESH_TOKENS (150000: more than one run sends), TARGETS, GW_BIN, RUN
-# (/dev/shm/authgear-bench-paired; the logs are deleted at the end).
+# (/dev/shm/authgear-bench-paired; the logs and tokens are deleted at the end).
 source "$(dirname "$0")/lib.sh"
 ROUNDS=${ROUNDS:-9}
 DURATION=${DURATION:-4s}
@@ -129,6 +129,6 @@ for a, b, what in pairs:
         q = [r[a] / r[b] for r in rounds]
         print(f"| {a} / {b} | {statistics.median(q):.2f} | {min(q):.2f} | {max(q):.2f} | {best[a] / best[b]:.2f} | {what} |")
 PY
-rm -f "$RUN"/*.log
+rm -rf "$RUN"/*.log "$TOKENS"
 echo
 echo "- per-round figures and wrk output: $RUN"
