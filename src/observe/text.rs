@@ -36,8 +36,10 @@ pub fn rfc3339_utc(out: &mut Vec<u8>, t: std::time::SystemTime) {
         prefix = seconds_prefix(secs);
         SECOND.set((secs, prefix));
     }
+    let mut micros = [0; 6];
+    fill_digits(&mut micros, u64::from(d.subsec_micros()));
     out.extend_from_slice(&prefix);
-    digits(out, u64::from(d.subsec_micros()), 6);
+    out.extend_from_slice(&micros);
     out.push(b'Z');
 }
 
@@ -71,13 +73,6 @@ fn seconds_prefix(secs: u64) -> [u8; 20] {
         at += width + 1;
     }
     prefix
-}
-
-/// Appends the last `width` (at most 6) decimal digits of `value`, zero-padded.
-fn digits(out: &mut Vec<u8>, value: u64, width: usize) {
-    let mut buf = [0; 6];
-    fill_digits(&mut buf[..width], value);
-    out.extend_from_slice(&buf[..width]);
 }
 
 /// Fills `slots` with the last `slots.len()` decimal digits of `value`.
